@@ -1,0 +1,56 @@
+"""The ``ember`` command: one entry point with subcommands.
+
+Each subcommand only parses arguments and calls library functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import ember
+
+    from .config import config
+    from .protocol import PROTOCOL_VERSION
+
+    print(f"Ember {ember.__version__} (Pyro5 wire protocol {PROTOCOL_VERSION}) at {ember.__path__[0]}")
+    print(f"Python {sys.version.split()[0]}")
+    print(config.dump())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import ember
+
+    parser = argparse.ArgumentParser(prog="ember", description="Ember: remote Python objects (Pyro5 protocol).")
+    parser.add_argument("--version", action="version", version=f"ember {ember.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("config", help="print every config item, its value and where it came from")
+    p.set_defaults(func=_cmd_config)
+    for register in _SUBCOMMANDS:
+        register(sub)
+    return parser
+
+
+# other modules add subcommands here (name server, echo server, demo, ...)
+_SUBCOMMANDS: list = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``ember`` command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""Ember's configuration: named items with defaults, overridable by ``PYRO_*`` variables.
+
+Item names are Pyro5's (``COMMTIMEOUT``, ``SERIALIZER``, ...) so that a deployment's
+environment works for both libraries; a few items are Ember's own. At import time every
+environment variable ``PYRO_<ITEM>`` is converted to the item's type and applied.
+
+>>> from ember import config
+>>> config.COMMTIMEOUT = 5.0
+>>> with config.override(SERIALIZER="json"):
+...     pass
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+__all__ = ["Config", "config", "ConfigError", "ITEMS"]
+
+log = logging.getLogger("ember.config")
+
+
+class ConfigError(ValueError):
+    """A config item name or value is invalid."""
+
+
+# name: (default, description). The default's type decides how an environment string is
+# converted; None defaults are strings when set.
+ITEMS: dict[str, tuple[Any, str]] = {
+    "HOST": ("127.0.0.1", "address daemons bind to (loopback unless told otherwise)"),
+    "NS_HOST": ("localhost", "name server host used by clients to locate it"),
+    "NS_PORT": (9090, "name server TCP port"),
+    "NS_BCPORT": (9091, "name server UDP broadcast responder port"),
+    "NS_BCHOST": (None, "broadcast responder bind address (None = all interfaces)"),
+    "NS_AUTOCLEAN": (0.0, "seconds between name server liveness sweeps; 0 = off, else >= 3"),
+    "NS_LOOKUP_DELAY": (0.0, "max seconds a client keeps retrying a name lookup"),
+    "NATHOST": (None, "external host published in URIs"),
+    "NATPORT": (0, "external port published in URIs; 0 = the internal port"),
+    "COMPRESSION": (False, "zlib-compress outgoing payloads over 100 bytes when it helps"),
+    "SERVERTYPE": ("thread", "daemon server type: thread or multiplex"),
+    "COMMTIMEOUT": (0.0, "socket timeout in seconds for both sides; 0 = none"),
+    "POLLTIMEOUT": (2.0, "server loop poll interval; bounds housekeeping and shutdown"),
+    "MAX_RETRIES": (0, "times a proxy retries a call after a closed connection or timeout"),
+    "SOCK_REUSE": (True, "set SO_REUSEADDR on listening sockets"),
+    "SOCK_NODELAY": (True, "set TCP_NODELAY (Ember default on: one sendall per message)"),
+    "DETAILED_TRACEBACK": (False, "remote tracebacks include local variables"),
+    "THREADPOOL_SIZE": (80, "max worker threads = max connections of a thread-pool daemon"),
+    "THREADPOOL_SIZE_MIN": (4, "idle worker threads kept by a thread-pool daemon"),
+    "MAX_MESSAGE_SIZE": (1073741824, "largest message accepted or sent, in bytes (1 GiB)"),
+    "MAX_ANNOTATIONS_SIZE": (1048576, "largest annotation block accepted, in bytes"),
+    "BROADCAST_ADDRS": (["<broadcast>", "0.0.0.0"], "where locate_ns sends GET_NSURI"),
+    "PREFER_IP_VERSION": (0, "4, 6 or 0 (let the OS decide)"),
+    "SERIALIZER": ("msgpack", "client serializer: msgpack, serpent, json or marshal"),
+    "SERPENT_BYTES_REPR": (False, "serpent writes bytes as b'..' literals, not base64 dicts"),
+    "ITER_STREAMING": (True, "daemon streams iterators/generators item by item"),
+    "ITER_STREAM_LIFETIME": (0.0, "max age of a stream in seconds; 0 = unlimited"),
+    "ITER_STREAM_LINGER": (30.0, "seconds a stream outlives its connection"),
+    "ONEWAY_THREADED": (True, "run oneway calls in their own thread"),
+    "LOGFILE": ("ember.log", "log file used when PYRO_LOGLEVEL is set"),
+    "LOGLEVEL": (None, "log level; logging is set up only when this is set"),
+    "LOGWIRE": (False, "log every wire message at debug level"),
+    "SSL": (False, "use TLS"),
+    "SSL_SERVERCERT": ("", "daemon certificate file"),
+    "SSL_SERVERKEY": ("", "daemon private key file"),
+    "SSL_SERVERKEYPASSWD": ("", "daemon private key password"),
+    "SSL_REQUIRECLIENTCERT": (False, "daemon requires client certificates (mutual TLS)"),
+    "SSL_CLIENTCERT": ("", "client certificate file"),
+    "SSL_CLIENTKEY": ("", "client private key file"),
+    "SSL_CLIENTKEYPASSWD": ("", "client private key password"),
+    "SSL_CACERTS": ("", "CA file or directory used by both sides"),
+}
+
+_TRUE = {"1", "yes", "on", "true"}
+_FALSE = {"0", "no", "off", "false"}
+
+
+def _convert(name: str, default: Any, text: str) -> Any:
+    """Turn an environment string into the type of the item's default."""
+    try:
+        if isinstance(default, bool):
+            low = text.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError("expected one of 1/0, yes/no, on/off, true/false")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, list):
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return text
+    except ValueError as exc:
+        raise ConfigError(f"invalid value {text!r} for PYRO_{name}: {exc}") from None
+
+
+class Config:
+    """The set of config items; ``config`` is the process-wide instance.
+
+    Attribute access reads and writes items; setting an unknown name raises
+    :class:`ConfigError` so a typo does not pass silently.
+    """
+
+    __slots__ = ("_values", "_sources", "_unknown_env")
+
+    def __init__(self, use_environment: bool = True) -> None:
+        object.__setattr__(self, "_values", {})
+        object.__setattr__(self, "_sources", {})
+        object.__setattr__(self, "_unknown_env", [])
+        self.reset(use_environment)
+
+    def reset(self, use_environment: bool = True) -> None:
+        """Restore the defaults, then (unless told not to) apply ``PYRO_*`` variables."""
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for name, (default, _) in ITEMS.items():
+            values[name] = list(default) if isinstance(default, list) else default
+            sources[name] = "default"
+        unknown: list[str] = []
+        if use_environment:
+            for var, text in os.environ.items():
+                if not var.startswith("PYRO_"):
+                    continue
+                name = var[5:]
+                if name not in ITEMS:
+                    # Pyro5 refuses to import here; Ember only records it (ember config shows it)
+                    unknown.append(var)
+                    continue
+                values[name] = _convert(name, ITEMS[name][0], text)
+                sources[name] = f"environment ({var})"
+        self._values.clear()
+        self._values.update(values)
+        self._sources.clear()
+        self._sources.update(sources)
+        self._unknown_env[:] = unknown
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"no config item {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in ITEMS:
+            raise ConfigError(f"no config item {name!r}; see 'ember config' for the list")
+        self._values[name] = value
+        self._sources[name] = "set in code"
+
+    def source(self, name: str) -> str:
+        """Where the current value of ``name`` came from: default, environment, set in code."""
+        return self._sources[name]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A copy of every item and its value."""
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in self._values.items()}
+
+    def copy(self) -> Config:
+        """An independent copy (for a daemon or proxy that wants its own settings)."""
+        new = Config(use_environment=False)
+        new._values.update(self.as_dict())
+        new._sources.update(self._sources)
+        return new
+
+    def update(self, items: Mapping[str, Any]) -> None:
+        """Set several items at once."""
+        for name, value in items.items():
+            setattr(self, name, value)
+
+    @contextlib.contextmanager
+    def override(self, **items: Any) -> Iterator[Config]:
+        """Temporarily set items (restored on exit): handy in tests."""
+        saved = {name: (self._values[name], self._sources[name]) for name in items if name in ITEMS}
+        self.update(items)
+        try:
+            yield self
+        finally:
+            for name, (value, src) in saved.items():
+                self._values[name] = value
+                self._sources[name] = src
+
+    def unknown_environment(self) -> list[str]:
+        """``PYRO_*`` variables that name no Ember item (ignored)."""
+        return list(self._unknown_env)
+
+    def dump(self) -> str:
+        """A readable listing of every item, its value and its source."""
+        width = max(len(n) for n in ITEMS)
+        lines = []
+        for name in sorted(ITEMS):
+            lines.append(f"{name:<{width}} = {self._values[name]!r}  [{self._sources[name]}]")
+        for var in self._unknown_env:
+            lines.append(f"(ignored: environment variable {var} names no Ember config item)")
+        return "\n".join(lines)
+
+
+config = Config()
+
+
+def setup_logging() -> None:
+    """Configure the ``ember`` logger from ``PYRO_LOGLEVEL``/``PYRO_LOGFILE`` if set.
+
+    Nothing happens when ``PYRO_LOGLEVEL`` is not set: a library must not configure
+    logging behind the application's back.
+    """
+    level = os.environ.get("PYRO_LOGLEVEL")
+    if not level:
+        return
+    logfile = os.environ.get("PYRO_LOGFILE") or config.LOGFILE
+    logger = logging.getLogger("ember")
+    if logfile == "{stderr}":
+        handler: logging.Handler = logging.StreamHandler()
+    else:
+        handler = logging.FileHandler(logfile)
+    handler.setFormatter(logging.Formatter("[%(asctime)s.%(msecs)03d %(levelname)s %(name)s] %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
+setup_logging()

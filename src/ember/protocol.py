@@ -1,0 +1,367 @@
+"""The Pyro5 wire protocol (version 502), sans-I/O.
+
+Bytes in, :class:`Message` out, and back. This module knows nothing about sockets,
+threads or event loops: the server loops and proxies feed received bytes to a
+:class:`Decoder` and write what :func:`encode` returns with one ``sendall``.
+
+Limits (``max_message_size``, ``max_annotations_size``) are checked from the 40-byte
+header alone, before the body is read or any buffer for it is allocated. Every malformed
+input raises :class:`ember.errors.ProtocolError` (or its subclass
+:class:`~ember.errors.MessageTooLargeError`), never another exception type.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+import zlib
+from enum import IntEnum, IntFlag
+
+from .errors import MessageTooLargeError, ProtocolError
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "MAGIC",
+    "HEADER_SIZE",
+    "MsgType",
+    "Flags",
+    "Message",
+    "encode",
+    "Decoder",
+    "parse_annotations",
+    "PING_SERIALIZER_ID",
+]
+
+PROTOCOL_VERSION = 502
+MAGIC = 0x4DC5
+HEADER_SIZE = 40
+PING_SERIALIZER_ID = 42
+COMPRESS_THRESHOLD = 100  # payloads up to this size are never worth compressing
+_TAG = b"PYRO"
+_HEADER = struct.Struct("!4sHBBHHII16sHH")
+_PREFIX = b"PYRO\x01\xf6"  # tag + version: lets a wrong peer be recognised after 6 bytes
+_ANN = struct.Struct("!4sI")
+_ZERO_ID = bytes(16)
+_DEFAULT_MAX = 1073741824
+
+
+class MsgType(IntEnum):
+    """Message types of protocol 502."""
+
+    CONNECT = 1
+    CONNECTOK = 2
+    CONNECTFAIL = 3
+    INVOKE = 4
+    RESULT = 5
+    PING = 6
+
+
+class Flags(IntFlag):
+    """Bits of the header's flags field."""
+
+    NONE = 0
+    EXCEPTION = 0x01
+    COMPRESSED = 0x02
+    ONEWAY = 0x04
+    BATCH = 0x08
+    ITEMSTREAMRESULT = 0x10
+    KEEPSERIALIZED = 0x20
+    CORR_ID = 0x40
+
+
+_VALID_TYPES = frozenset(int(t) for t in MsgType)
+# plain ints on the hot path: IntFlag arithmetic is slow
+F_EXCEPTION = 0x01
+F_COMPRESSED = 0x02
+F_ONEWAY = 0x04
+F_BATCH = 0x08
+F_ITEMSTREAM = 0x10
+F_KEEPSERIALIZED = 0x20
+F_CORR_ID = 0x40
+
+
+class Message:
+    """One protocol message: header fields, annotations and the (serialized) payload.
+
+    ``data`` is the payload as sent by the application layer (already serialized, not
+    compressed: compression is applied by :func:`encode` and undone by :class:`Decoder`).
+    ``annotations`` maps 4-character ASCII ids to raw bytes. ``correlation_id`` is a
+    :class:`uuid.UUID` or None; when set, the CORR_ID flag is set on encoding.
+    """
+
+    __slots__ = ("type", "serializer_id", "flags", "seq", "data", "annotations", "correlation_id")
+
+    def __init__(
+        self,
+        type: int,
+        serializer_id: int,
+        flags: int = 0,
+        seq: int = 0,
+        data: bytes = b"",
+        annotations: dict[str, bytes] | None = None,
+        correlation_id: uuid.UUID | None = None,
+    ) -> None:
+        self.type = type
+        self.serializer_id = serializer_id
+        self.flags = flags
+        self.seq = seq
+        self.data = data
+        self.annotations = annotations if annotations is not None else {}
+        self.correlation_id = correlation_id
+
+    def __repr__(self) -> str:
+        try:
+            tname = MsgType(self.type).name
+        except ValueError:
+            tname = str(self.type)
+        return (
+            f"<Message {tname} ser={self.serializer_id} flags={self.flags:#x} seq={self.seq} "
+            f"data={len(self.data)}B ann={sorted(self.annotations)} corr={self.correlation_id}>"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _encode_annotations(annotations: dict[str, bytes]) -> bytes:
+    parts = []
+    for key, value in annotations.items():
+        if len(key) != 4:
+            raise ProtocolError(f"annotation id must be exactly 4 characters, got {key!r}")
+        try:
+            bkey = key.encode("ascii")
+        except UnicodeEncodeError:
+            raise ProtocolError(f"annotation id must be ASCII, got {key!r}") from None
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise ProtocolError(f"annotation {key!r} value must be bytes, got {type(value).__name__}")
+        parts.append(_ANN.pack(bkey, len(value)))
+        parts.append(bytes(value))
+    return b"".join(parts)
+
+
+def encode(
+    msg: Message,
+    compress: bool = False,
+    max_message_size: int = _DEFAULT_MAX,
+) -> bytes:
+    """Return the whole frame (header + annotations + payload) as one bytes object.
+
+    With ``compress`` the payload is zlib-compressed when it is over 100 bytes and the
+    compressed form is actually smaller. Raises :class:`MessageTooLargeError` if the frame
+    would exceed ``max_message_size`` (nothing is sent).
+    """
+    data = msg.data
+    flags = msg.flags & ~F_COMPRESSED
+    if compress and len(data) > COMPRESS_THRESHOLD:
+        packed = zlib.compress(data, 4)
+        if len(packed) < len(data):
+            data = packed
+            flags |= F_COMPRESSED
+    ann = _encode_annotations(msg.annotations) if msg.annotations else b""
+    if len(data) + len(ann) > max_message_size:
+        raise MessageTooLargeError(
+            f"message of {len(data) + len(ann)} bytes exceeds MAX_MESSAGE_SIZE ({max_message_size})"
+        )
+    corr = msg.correlation_id
+    if corr is not None:
+        flags |= F_CORR_ID
+        cbytes = corr.bytes
+    else:
+        flags &= ~F_CORR_ID
+        cbytes = _ZERO_ID
+    header = _HEADER.pack(
+        _TAG, PROTOCOL_VERSION, msg.type, msg.serializer_id, flags, msg.seq & 0xFFFF,
+        len(data), len(ann), cbytes, 0, MAGIC,
+    )
+    if ann:
+        return b"".join((header, ann, data))
+    return header + data
+
+
+def parse_annotations(block: bytes | memoryview) -> dict[str, bytes]:
+    """Parse an annotation block; it must be consumed exactly."""
+    result: dict[str, bytes] = {}
+    pos = 0
+    end = len(block)
+    while pos < end:
+        if end - pos < 8:
+            raise ProtocolError(f"annotation block has {end - pos} trailing bytes, too few for a chunk header")
+        bkey, length = _ANN.unpack_from(block, pos)
+        pos += 8
+        if length > end - pos:
+            raise ProtocolError(
+                f"annotation chunk {bkey!r} claims {length} bytes but only {end - pos} remain in the block"
+            )
+        try:
+            key = bkey.decode("ascii")
+        except UnicodeDecodeError:
+            raise ProtocolError(f"annotation id {bkey!r} is not ASCII") from None
+        result[key] = bytes(block[pos : pos + length])
+        pos += length
+    return result
+
+
+def check_prefix(data: bytes | bytearray | memoryview) -> None:
+    """Validate the first bytes of a frame (tag and version) as early as possible."""
+    n = min(len(data), 6)
+    if bytes(data[:n]) != _PREFIX[:n]:
+        if bytes(data[: min(n, 4)]) != _TAG[: min(n, 4)]:
+            raise ProtocolError("invalid data: not a Pyro protocol message (bad tag)")
+        if n == 6:
+            version = int.from_bytes(bytes(data[4:6]), "big")
+            raise ProtocolError(f"invalid protocol version: {version} (expected {PROTOCOL_VERSION})")
+
+
+class Decoder:
+    """Incremental decoder: feed bytes, take complete messages.
+
+    >>> dec = Decoder()
+    >>> dec.feed(frame_bytes)
+    >>> msg = dec.next_message()   # None until a whole message is buffered
+
+    ``allowed_types`` (a set of message type numbers, or None for any) rejects a message of
+    another type as soon as its header is in. Once an error was raised the decoder is
+    broken: the byte stream has no resynchronisation point, so the connection must close.
+    """
+
+    __slots__ = ("_buf", "max_message_size", "max_annotations_size", "allowed_types", "_header", "_broken")
+
+    def __init__(
+        self,
+        max_message_size: int = _DEFAULT_MAX,
+        max_annotations_size: int = 1048576,
+        allowed_types: set[int] | frozenset[int] | None = None,
+    ) -> None:
+        self._buf = bytearray()
+        self.max_message_size = max_message_size
+        self.max_annotations_size = max_annotations_size
+        self.allowed_types = allowed_types
+        self._header: tuple | None = None
+        self._broken: ProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Number of bytes fed but not yet returned as messages."""
+        return len(self._buf)
+
+    def bytes_needed(self) -> int:
+        """How many more bytes complete the message being read (at least 1 if unknown)."""
+        if self._header is None:
+            return max(HEADER_SIZE - len(self._buf), 1)
+        return max(HEADER_SIZE + self._header[6] + self._header[7] - len(self._buf), 1)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Append received bytes. Validates the header as soon as enough bytes are in."""
+        if self._broken is not None:
+            raise self._broken
+        self._buf += data
+        if self._header is None:
+            self._check_header()
+
+    def _fail(self, exc: ProtocolError) -> ProtocolError:
+        self._broken = exc
+        return exc
+
+    def _check_header(self) -> None:
+        buf = self._buf
+        if len(buf) < HEADER_SIZE:
+            if len(buf) and buf[:6] != _PREFIX[: len(buf[:6])]:
+                try:
+                    check_prefix(buf)
+                except ProtocolError as exc:
+                    raise self._fail(exc) from None
+            return
+        tag, version, mtype, ser, flags, seq, dlen, alen, corr, _res, magic = _HEADER.unpack_from(buf)
+        if tag != _TAG:
+            raise self._fail(ProtocolError("invalid data: not a Pyro protocol message (bad tag)"))
+        if version != PROTOCOL_VERSION:
+            raise self._fail(ProtocolError(f"invalid protocol version: {version} (expected {PROTOCOL_VERSION})"))
+        if magic != MAGIC:
+            raise self._fail(ProtocolError(f"invalid message: bad magic number {magic:#06x}"))
+        if mtype not in _VALID_TYPES:
+            raise self._fail(ProtocolError(f"invalid message type {mtype}"))
+        if self.allowed_types is not None and mtype not in self.allowed_types:
+            allowed = ", ".join(str(t) for t in sorted(self.allowed_types))
+            raise self._fail(ProtocolError(f"invalid msg type {mtype} received (expected: {allowed})"))
+        if dlen + alen > self.max_message_size:
+            raise self._fail(
+                MessageTooLargeError(
+                    f"message of {dlen + alen} bytes exceeds MAX_MESSAGE_SIZE ({self.max_message_size})"
+                )
+            )
+        if alen > self.max_annotations_size:
+            raise self._fail(
+                MessageTooLargeError(
+                    f"annotation block of {alen} bytes exceeds the limit ({self.max_annotations_size})"
+                )
+            )
+        self._header = (mtype, ser, flags, seq, corr, _res, dlen, alen)
+
+    def next_message(self) -> Message | None:
+        """Return the next complete message, or None if more bytes are needed."""
+        if self._broken is not None:
+            raise self._broken
+        header = self._header
+        if header is None:
+            return None
+        mtype, ser, flags, seq, corr, _res, dlen, alen = header
+        total = HEADER_SIZE + alen + dlen
+        buf = self._buf
+        if len(buf) < total:
+            return None
+        if len(buf) == total:
+            frame = bytes(buf)
+            buf.clear()
+        else:
+            frame = bytes(buf[:total])
+            del buf[:total]
+        self._header = None
+        try:
+            annotations = parse_annotations(memoryview(frame)[HEADER_SIZE : HEADER_SIZE + alen]) if alen else {}
+        except ProtocolError as exc:
+            raise self._fail(exc) from None
+        data = frame[HEADER_SIZE + alen :] if (alen or len(frame) > HEADER_SIZE) else b""
+        if flags & F_COMPRESSED:
+            data = self._decompress(data)
+            flags &= ~F_COMPRESSED
+        correlation_id = uuid.UUID(bytes=corr) if flags & F_CORR_ID else None
+        if buf:
+            self._check_header()
+        return Message(mtype, ser, flags, seq, data, annotations, correlation_id)
+
+    def _decompress(self, data: bytes) -> bytes:
+        dobj = zlib.decompressobj()
+        try:
+            out = dobj.decompress(data, self.max_message_size + 1)
+        except zlib.error as exc:
+            raise self._fail(ProtocolError(f"invalid compressed payload: {exc}")) from None
+        if len(out) > self.max_message_size or dobj.unconsumed_tail:
+            raise self._fail(
+                MessageTooLargeError(f"decompressed payload exceeds MAX_MESSAGE_SIZE ({self.max_message_size})")
+            )
+        if not dobj.eof:
+            raise self._fail(ProtocolError("invalid compressed payload: truncated zlib stream"))
+        return out
+
+    def messages(self) -> list[Message]:
+        """Every complete message buffered so far."""
+        out = []
+        while (msg := self.next_message()) is not None:
+            out.append(msg)
+        return out
+
+
+def decode(frame: bytes, **limits: int) -> Message:
+    """Decode exactly one whole frame (convenience for tests and tools)."""
+    dec = Decoder(**limits)
+    dec.feed(frame)
+    msg = dec.next_message()
+    if msg is None:
+        raise ProtocolError(f"truncated message: {len(frame)} bytes, {dec.bytes_needed()} more needed")
+    if dec.buffered:
+        raise ProtocolError(f"{dec.buffered} bytes of trailing data after the message")
+    return msg

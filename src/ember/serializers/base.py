@@ -1,0 +1,83 @@
+"""The interface every serializer implements, and the receive-side walk shared by formats
+without decode hooks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._classes import dict_to_object
+
+
+class Serializer:
+    """Turns Python values into one wire format and back.
+
+    Instances are stateless and safe to share between threads. ``extended`` is set on the
+    instance used with an Ember peer: UUIDs, Decimals, datetimes and paths then travel
+    tagged and come back as themselves; with Pyro5 peers they travel as Pyro5 sends them.
+    """
+
+    name: str = ""
+    serializer_id: int = 0
+
+    def __init__(self, extended: bool = False) -> None:
+        self.extended = extended
+
+    def dumps(self, obj: Any) -> bytes:
+        """Serialize one value."""
+        raise NotImplementedError
+
+    def loads(self, data: bytes) -> Any:
+        """Deserialize one value; bad data raises :class:`ember.errors.SerializeError`."""
+        raise NotImplementedError
+
+    def dumps_call(self, obj: str, method: str, args: Any, kwargs: dict | None) -> bytes:
+        """Serialize an INVOKE payload (object id, method name, args, kwargs)."""
+        raise NotImplementedError
+
+    def loads_call(self, data: bytes) -> tuple[str, str, Any, dict | None]:
+        """Deserialize an INVOKE payload into (object id, method name, args, kwargs)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} id={self.serializer_id}{' extended' if self.extended else ''}>"
+
+
+def walk_classes(obj: Any) -> Any:
+    """Rebuild every ``__class__`` dict inside a decoded value, innermost first."""
+    t = type(obj)
+    if t is dict:
+        for key, value in obj.items():
+            if type(value) in _CONTAINERS:
+                obj[key] = walk_classes(value)
+        if "__class__" in obj:
+            return dict_to_object(obj)
+        return obj
+    if t is list:
+        for i, value in enumerate(obj):
+            if type(value) in _CONTAINERS:
+                obj[i] = walk_classes(value)
+        return obj
+    if t is tuple:
+        if any(type(v) in _CONTAINERS for v in obj):
+            return tuple(walk_classes(v) for v in obj)
+        return obj
+    if t is set or t is frozenset:
+        return obj  # set members are hashable scalars: nothing to rebuild
+    return obj
+
+
+_CONTAINERS = frozenset({dict, list, tuple})
+
+
+def check_call(decoded: Any) -> tuple[str, str, Any, dict | None]:
+    """Validate the shape of a decoded INVOKE payload."""
+    from ..errors import SerializeError
+
+    if not isinstance(decoded, (tuple, list)) or len(decoded) != 4:
+        raise SerializeError("invalid call payload: expected (object, method, args, kwargs)")
+    obj, method, args, kwargs = decoded
+    if not isinstance(obj, str) or not isinstance(method, str):
+        raise SerializeError("invalid call payload: object id and method name must be strings")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise SerializeError("invalid call payload: kwargs must be a mapping or None")
+    return obj, method, args, kwargs

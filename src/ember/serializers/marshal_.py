@@ -1,0 +1,77 @@
+"""marshal (wire id 2): CPython's own fast format for builtin types.
+
+marshal has no hook for other types, so a value it refuses is converted first (a walk
+that turns such objects into ``__class__`` dicts), then marshalled; decoded values are
+walked to rebuild those dicts.
+"""
+
+from __future__ import annotations
+
+import array
+import marshal
+import uuid
+from typing import Any
+
+from ..errors import PyroError, SerializeError
+from ._classes import _EXTENDED, object_to_dict
+from .base import Serializer, check_call, walk_classes
+
+_NATIVE = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+
+class MarshalSerializer(Serializer):
+    """marshal at the running Python's version; args travel as a list (as Pyro5)."""
+
+    name = "marshal"
+    serializer_id = 2
+
+    def _convert(self, obj: Any) -> Any:
+        t = type(obj)
+        if t in _NATIVE:
+            return obj
+        if t is dict:
+            return {self._convert(k): self._convert(v) for k, v in obj.items()}
+        if t is list:
+            return [self._convert(v) for v in obj]
+        if t is tuple:
+            return tuple(self._convert(v) for v in obj)
+        if t is set:
+            return {self._convert(v) for v in obj}
+        if t is frozenset:
+            return frozenset(self._convert(v) for v in obj)
+        if t is bytearray or t is memoryview:
+            return bytes(obj)
+        if self.extended and t in _EXTENDED:
+            return self._convert(_EXTENDED[t](obj))
+        if t is uuid.UUID:
+            return str(obj)
+        if t is array.array:
+            return obj.tolist()
+        return self._convert(object_to_dict(obj, self.extended))
+
+    def dumps(self, obj: Any) -> bytes:
+        try:
+            return marshal.dumps(obj)
+        except ValueError:
+            pass
+        try:
+            return marshal.dumps(self._convert(obj))
+        except PyroError:
+            raise
+        except Exception as exc:
+            raise SerializeError(f"marshal cannot serialize: {exc}") from None
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            value = marshal.loads(data)
+        except Exception as exc:
+            raise SerializeError(f"invalid marshal data: {exc}") from None
+        if type(value).__name__ == "code":
+            raise SerializeError("refused to load a code object from marshal data")
+        return walk_classes(value)
+
+    def dumps_call(self, obj: str, method: str, args: Any, kwargs: dict | None) -> bytes:
+        return self.dumps((obj, method, list(args) if type(args) is tuple else args, kwargs))
+
+    def loads_call(self, data: bytes) -> tuple[str, str, Any, dict | None]:
+        return check_call(self.loads(data))
