@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 from . import errors
+from .client import BatchProxy, Proxy
 from .config import config
+from .context import current_context
 from .serializers import (
     register_class_to_dict,
     register_dict_to_class,
@@ -19,18 +21,28 @@ from .serializers import (
     unregister_class_to_dict,
     unregister_dict_to_class,
 )
+from .server import Daemon, behavior, callback, expose, oneway, serve
 from .uri import URI
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchProxy",
+    "Daemon",
+    "Proxy",
     "URI",
     "__version__",
+    "behavior",
+    "callback",
     "config",
+    "current_context",
     "errors",
+    "expose",
+    "oneway",
     "register_class_to_dict",
     "register_dict_to_class",
     "register_type",
+    "serve",
     "tobytes",
     "unregister_class_to_dict",
     "unregister_dict_to_class",

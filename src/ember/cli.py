@@ -35,8 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# other modules add subcommands here (name server, echo server, demo, ...)
-_SUBCOMMANDS: list = []
+def _echo(sub: argparse._SubParsersAction) -> None:
+    from .echo import _register_cli
+
+    _register_cli(sub)
+
+
+# one registration function per subcommand module
+_SUBCOMMANDS: list = [_echo]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,459 @@
+"""``Proxy``: the local stand-in for a remote object.
+
+A proxy owns one connection, opened lazily on first use and re-opened on the next use
+after it was released or lost. **Thread safety**: a proxy may be used from several
+threads at once; calls are serialized on its one connection by a lock (a call waits for
+the previous one's reply). For parallel calls give each thread its own proxy
+(``copy.copy(proxy)`` makes one with its own connection).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Generic, TypeVar
+
+from .. import context, net, serializers
+from ..config import config
+from ..errors import (
+    CommunicationError,
+    ConnectionClosedError,
+    NamingError,
+    ProtocolError,
+    PyroError,
+    TimeoutError,
+)
+from ..protocol import (
+    F_BATCH,
+    F_EXCEPTION,
+    F_ITEMSTREAM,
+    F_ONEWAY,
+    Decoder,
+    Message,
+    MsgType,
+    encode,
+)
+from ..serializers import _classes
+from ..uri import URI
+
+__all__ = ["Proxy", "RemoteIterator"]
+
+T = TypeVar("T")
+_EMBER_CAPS = "EMBR"
+_RESULT_TYPES = frozenset({MsgType.RESULT})
+_HANDSHAKE_REPLY_TYPES = frozenset({MsgType.CONNECTOK, MsgType.CONNECTFAIL})
+
+
+class _RemoteMethod:
+    """A bound remote method: calling it performs the remote call."""
+
+    __slots__ = ("_proxy", "_name", "__name__")
+
+    def __init__(self, proxy: Proxy, name: str) -> None:
+        self._proxy = proxy
+        self._name = name
+        self.__name__ = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._proxy._invoke(self._name, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self._name} of {self._proxy._pyroUri}>"
+
+
+class Proxy(Generic[T]):
+    """A connection to a remote object; attribute access becomes remote calls.
+
+    >>> calc = ember.Proxy("PYRO:calc@127.0.0.1:9999")
+    >>> calc.add(1, 2)
+    3
+
+    Local controls start with an underscore: ``_timeout`` (seconds, None = config
+    ``COMMTIMEOUT``), ``_serializer`` (name), ``_oneway`` (set of method names to call
+    oneway), ``_handshake`` (data for the daemon's ``validate_handshake``),
+    ``_max_retries``, ``_release()``, ``_reconnect()``, ``_bind()``.
+    """
+
+    def __init__(self, uri: str | URI, connected_socket: Any = None) -> None:
+        if connected_socket is not None and isinstance(uri, str) and ":" not in uri:
+            uri = URI(f"PYRO:{uri}@./u:connected-socket")
+        self._pyroUri = URI(uri)
+        self._bound_uri: URI | None = None
+        self._timeout: float | None = None
+        self._serializer: str = config.SERIALIZER
+        self._oneway: set[str] = set()
+        self._handshake: Any = "hello"
+        self._handshake_response: Any = None
+        self._max_retries: int = config.MAX_RETRIES
+        self._methods: frozenset[str] = frozenset()
+        self._attrs: frozenset[str] = frozenset()
+        self._oneway_server: frozenset[str] = frozenset()
+        self._metadata_known = False
+        self._sock: Any = None
+        self._lock = threading.RLock()
+        self._seq = 0
+        self._decoder: Decoder | None = None
+        self._extended = False
+        self._connected_socket = connected_socket
+        self._method_cache: dict[str, _RemoteMethod] = {}
+
+    # ---- attribute protocol ------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+        return self._remote(name)
+
+    def _remote(self, name: str) -> Any:
+        cached = self._method_cache.get(name)
+        if cached is not None:
+            return cached
+        if not self._metadata_known:
+            self._bind()
+        if name in self._methods:
+            method = self._method_cache[name] = _RemoteMethod(self, name)
+            return method
+        if name in self._attrs:
+            return self._invoke("__getattr__", (name,), None)
+        raise AttributeError(f"remote object '{self._pyroUri}' has no exposed attribute or method '{name}'")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+            return
+        if not self._metadata_known:
+            self._bind()
+        if name in self._attrs:
+            self._invoke("__setattr__", (name, value), None)
+            return
+        raise AttributeError(f"remote object '{self._pyroUri}' has no exposed attribute '{name}'")
+
+    def __dir__(self) -> list[str]:
+        if not self._metadata_known:
+            self._bind()
+        return sorted(set(super().__dir__()) | self._methods | self._attrs)
+
+    def __repr__(self) -> str:
+        state = "connected" if self._sock is not None else "not connected"
+        return f"<ember.Proxy {self._pyroUri} {state}>"
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Proxy) and other._pyroUri == self._pyroUri
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(self._pyroUri)
+
+    # container dunders forward to the remote object when it exposes them
+    def __len__(self) -> int:
+        return self._remote("__len__")()
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._remote("__getitem__")(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._remote("__setitem__")(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self._remote("__delitem__")(key)
+
+    def __iter__(self) -> Any:
+        return iter(self._remote("__iter__")())
+
+    def __enter__(self) -> Proxy[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release()
+
+    def __copy__(self) -> Proxy[T]:
+        new = type(self)(self._pyroUri)
+        new._timeout = self._timeout
+        new._serializer = self._serializer
+        new._oneway = set(self._oneway)
+        new._handshake = self._handshake
+        new._max_retries = self._max_retries
+        return new
+
+    def __getstate__(self) -> dict:
+        raise TypeError("proxies travel through Ember's serializers, not pickle")
+
+    def __del__(self) -> None:
+        try:
+            sock = self._sock
+            if sock is not None:
+                net.close_quietly(sock)
+        except Exception:
+            pass
+
+    # ---- connection management ---------------------------------------------------------
+
+    def _bind(self) -> None:
+        """Connect now (and fetch the metadata) instead of on first use."""
+        with self._lock:
+            if self._sock is None:
+                self._connect()
+
+    def _release(self) -> None:
+        """Close the connection; the next use reconnects."""
+        with self._lock:
+            sock, self._sock = self._sock, None
+            if sock is not None and self._connected_socket is None:
+                net.close_quietly(sock)
+
+    def _reconnect(self, tries: int = 100_000_000, wait: float = 1.0) -> None:
+        """Release and connect again, trying up to ``tries`` times ``wait`` seconds apart.
+
+        For a server that restarts on a fixed object id (same URI). Raises the last
+        :class:`CommunicationError` if every try fails.
+        """
+        with self._lock:
+            self._release()
+            for attempt in range(tries):
+                try:
+                    self._connect()
+                    return
+                except CommunicationError:
+                    if attempt == tries - 1:
+                        raise
+                    time.sleep(wait)
+
+    @property
+    def _pyroTimeout(self) -> float | None:  # noqa: N802 - Pyro5 spelling, for familiarity
+        return self._timeout
+
+    def _effective_timeout(self) -> float | None:
+        t = self._timeout if self._timeout is not None else config.COMMTIMEOUT
+        return t or None
+
+    def _resolve(self) -> URI:
+        uri = self._pyroUri
+        if uri.protocol == "PYRO":
+            return uri
+        if uri.protocol == "PYROLOC":
+            # legacy: the name is the object id in the daemon at that location
+            return URI(f"PYRO:{uri.object}@{uri.location}")
+        raise NamingError(f"cannot resolve {uri}: name server lookups are not available in this version yet")
+
+    def _connect(self) -> None:
+        """Open the connection and do the handshake (caller holds the lock)."""
+        ser = serializers.get(self._serializer)
+        self._decoder = Decoder(config.MAX_MESSAGE_SIZE, config.MAX_ANNOTATIONS_SIZE)
+        if self._connected_socket is not None:
+            self._sock = self._connected_socket
+            self._ser, self._ser_id, self._extended = ser, ser.serializer_id, False
+            self._decoder.allowed_types = _RESULT_TYPES
+            meta = self._invoke_locked("Pyro.Daemon", "get_metadata", [self._pyroUri.object], {}, 0)
+            self._set_metadata(meta)
+            return
+        uri = self._resolve()
+        sock = net.connect(uri, self._effective_timeout(), config.SOCK_NODELAY)
+        try:
+            ctx = context.peek()
+            ann = dict(ctx.annotations) if ctx is not None and ctx.annotations else {}
+            ann[_EMBER_CAPS] = b"1"
+            corr = ctx.correlation_id if ctx is not None else None
+            payload = ser.dumps({"handshake": self._handshake, "object": uri.object})
+            net.send(sock, encode(Message(MsgType.CONNECT, ser.serializer_id, 0, self._seq, payload, ann, corr),
+                                  config.COMPRESSION, config.MAX_MESSAGE_SIZE))
+            self._decoder.allowed_types = _HANDSHAKE_REPLY_TYPES
+            reply = net.recv_message(sock, self._decoder)
+            if reply is None:
+                raise ConnectionClosedError(f"connection to {uri.location} closed during the handshake")
+        except BaseException:
+            net.close_quietly(sock)
+            raise
+        extended = reply.annotations.get(_EMBER_CAPS) == b"1"
+        rser = serializers.by_id(reply.serializer_id, extended)
+        data = rser.loads(reply.data)
+        if reply.type == MsgType.CONNECTFAIL:
+            net.close_quietly(sock)
+            raise CommunicationError(f"connection to {uri.location} rejected: {data}")
+        self._sock = sock
+        self._bound_uri = uri
+        self._extended = extended
+        self._ser = serializers.by_id(ser.serializer_id, extended)
+        self._ser_id = ser.serializer_id
+        self._decoder.allowed_types = _RESULT_TYPES
+        if ctx := context.peek():
+            ctx.response_annotations = reply.annotations
+        self._handshake_response = data.get("handshake") if isinstance(data, dict) else None
+        self._set_metadata(data.get("meta") if isinstance(data, dict) else None)
+        self._validate_handshake_response(self._handshake_response)
+
+    def _validate_handshake_response(self, data: Any) -> None:
+        """Hook: inspect the daemon's handshake answer; raise to refuse the connection."""
+
+    def _set_metadata(self, meta: Any) -> None:
+        if not isinstance(meta, dict):
+            raise ProtocolError("invalid metadata from daemon")
+        self._methods = frozenset(meta.get("methods") or ())
+        self._attrs = frozenset(meta.get("attrs") or ())
+        self._oneway_server = frozenset(meta.get("oneway") or ())
+        self._metadata_known = True
+        self._method_cache.clear()
+        if not self._methods and not self._attrs:
+            raise PyroError(f"remote object '{self._pyroUri}' doesn't expose any methods or attributes")
+
+    # ---- calls -------------------------------------------------------------------------
+
+    def _invoke(self, method: str, args: Any, kwargs: dict | None, flags: int = 0) -> Any:
+        if method in self._oneway_server or method in self._oneway:
+            flags |= F_ONEWAY
+        retries = self._max_retries
+        while True:
+            with self._lock:
+                try:
+                    if self._sock is None:
+                        self._connect()
+                    return self._invoke_locked((self._bound_uri or self._pyroUri).object, method, args, kwargs,
+                                               flags)
+                except ConnectionClosedError:
+                    self._release()
+                    if retries <= 0:
+                        raise
+                    retries -= 1
+
+    def _invoke_locked(self, object_id: str, method: str, args: Any, kwargs: dict | None, flags: int) -> Any:
+        ser = self._ser
+        seq = self._seq = (self._seq + 1) & 0xFFFF
+        ctx = context.peek()
+        if ctx is not None:
+            ann = ctx.annotations
+            corr = ctx.correlation_id
+        else:
+            ann, corr = None, None
+        data = ser.dumps_call(object_id, method, args, kwargs)
+        sock = self._sock
+        try:
+            sock.settimeout(self._effective_timeout())
+            net.send(sock, encode(Message(MsgType.INVOKE, self._ser_id, flags, seq, data, ann, corr),
+                                  config.COMPRESSION, config.MAX_MESSAGE_SIZE))
+            if flags & F_ONEWAY:
+                return None
+            reply = net.recv_message(sock, self._decoder)
+        except TimeoutError:
+            self._release()
+            raise
+        except ProtocolError:
+            self._release()
+            raise
+        if reply is None:
+            self._release()
+            raise ConnectionClosedError(f"connection to {self._pyroUri} closed by the server")
+        if reply.seq != seq:
+            self._release()
+            raise ProtocolError(f"invalid reply sequence number {reply.seq} (expected {seq})")
+        if reply.annotations and ctx is not None:
+            ctx.response_annotations = reply.annotations
+        rflags = reply.flags
+        if rflags & F_ITEMSTREAM:
+            stream_id = reply.annotations.get("STRM")
+            if not stream_id:
+                raise PyroError("result of call is an iterator, but the server is not configured to allow streaming")
+            return RemoteIterator(self, stream_id.decode("ascii"))
+        result = ser.loads(reply.data)
+        if rflags & F_EXCEPTION:
+            raise result
+        if rflags & F_BATCH:
+            return _batch_results(result)
+        return result
+
+
+def _batch_results(results: list) -> Any:
+    for r in results:
+        if isinstance(r, _classes.ExceptionWrapper):
+            r.raise_it()
+        yield r
+
+
+class RemoteIterator:
+    """Items of a remote iterator/generator, fetched one call at a time.
+
+    Stops the remote stream when closed, garbage-collected (e.g. after an early
+    ``break``), or used as a context manager.
+    """
+
+    def __init__(self, proxy: Proxy, stream_id: str) -> None:
+        self.proxy = proxy
+        self.stream_id = stream_id
+        self.done = False
+
+    def __iter__(self) -> RemoteIterator:
+        return self
+
+    def __next__(self) -> Any:
+        if self.done:
+            raise StopIteration
+        proxy = self.proxy
+        try:
+            with proxy._lock:
+                if proxy._sock is None:
+                    proxy._connect()
+                return proxy._invoke_locked("Pyro.Daemon", "get_next_stream_item", [self.stream_id], {}, 0)
+        except (StopIteration, PyroError) as exc:
+            self.done = True
+            if isinstance(exc, StopIteration):
+                raise StopIteration from None
+            raise
+
+    def close(self) -> None:
+        """Tell the daemon to drop the stream (oneway; safe to call twice)."""
+        if self.done:
+            return
+        self.done = True
+        proxy = self.proxy
+        if proxy._sock is None or not proxy._lock.acquire(blocking=False):
+            return  # never block (this runs from __del__); the daemon's linger limit cleans up
+        try:
+            proxy._invoke_locked("Pyro.Daemon", "close_stream", [self.stream_id], {}, F_ONEWAY)
+        except PyroError:
+            pass
+        finally:
+            proxy._lock.release()
+
+    def __enter__(self) -> RemoteIterator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _proxy_to_dict(proxy: Proxy) -> dict:
+    return {
+        "__class__": "Pyro5.client.Proxy",
+        "state": (str(proxy._pyroUri), tuple(proxy._oneway_server | proxy._oneway), tuple(proxy._methods),
+                  tuple(proxy._attrs), proxy._handshake, None),
+    }
+
+
+def _dict_to_proxy(_: str, d: dict) -> Proxy:
+    try:
+        uri, oneway, methods, attrs, handshake, serializer = d["state"]
+    except (KeyError, TypeError, ValueError):
+        raise PyroError("invalid serialized proxy") from None
+    proxy = Proxy(uri)
+    if methods or attrs:
+        proxy._methods = frozenset(methods or ())
+        proxy._attrs = frozenset(attrs or ())
+        proxy._oneway_server = frozenset(oneway or ())
+        proxy._metadata_known = True
+    proxy._handshake = handshake
+    if serializer:
+        proxy._serializer = serializer
+    return proxy
+
+
+_classes.register_class_to_dict(Proxy, _proxy_to_dict)
+_classes.register_dict_to_class("Pyro5.client.Proxy", _dict_to_proxy)

@@ -1,0 +1,109 @@
+"""``current_context``: what the code running now knows about the call it serves or makes.
+
+On the server, during a call: ``client`` (the connection object), ``client_sock_addr``,
+``seq``, ``msg_flags``, ``serializer_id``, ``annotations`` (received), and
+``response_annotations`` (set them to send annotations back), ``correlation_id``.
+On the client: set ``correlation_id`` (a :class:`uuid.UUID`) and ``annotations`` (a dict of
+4-character keys to bytes) and every call this thread/task makes carries them;
+``response_annotations`` holds what the last reply carried.
+
+It lives in a :mod:`contextvars` variable: each thread (and each asyncio task) has its own.
+A server method that calls other Ember objects passes its ``correlation_id`` along.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from typing import Any
+
+__all__ = ["CallContext", "current_context"]
+
+
+class CallContext:
+    """The per-thread/per-task call state; see the module docstring."""
+
+    __slots__ = (
+        "client",
+        "client_sock_addr",
+        "seq",
+        "msg_flags",
+        "serializer_id",
+        "annotations",
+        "response_annotations",
+        "correlation_id",
+    )
+
+    def __init__(self) -> None:
+        self.client: Any = None
+        self.client_sock_addr: Any = None
+        self.seq = 0
+        self.msg_flags = 0
+        self.serializer_id = 0
+        self.annotations: dict[str, bytes] = {}
+        self.response_annotations: dict[str, bytes] = {}
+        self.correlation_id: uuid.UUID | None = None
+
+    def copy(self) -> CallContext:
+        new = CallContext()
+        for slot in self.__slots__:
+            value = getattr(self, slot)
+            setattr(new, slot, dict(value) if isinstance(value, dict) else value)
+        return new
+
+    def track_resource(self, resource: Any) -> None:
+        """Close ``resource`` (call its ``close()``) when the client's connection drops."""
+        if self.client is not None:
+            self.client.tracked_resources.add(resource)
+
+    def untrack_resource(self, resource: Any) -> None:
+        """Stop tracking a resource registered with :meth:`track_resource`."""
+        if self.client is not None:
+            self.client.tracked_resources.discard(resource)
+
+
+_var: contextvars.ContextVar[CallContext] = contextvars.ContextVar("ember_call_context")
+
+
+def get() -> CallContext:
+    """The CallContext of the running thread/task (created on first use)."""
+    try:
+        return _var.get()
+    except LookupError:
+        ctx = CallContext()
+        _var.set(ctx)
+        return ctx
+
+
+def peek() -> CallContext | None:
+    """The CallContext if one exists, without creating it (hot path of proxies)."""
+    return _var.get(None)
+
+
+def set_context(ctx: CallContext) -> None:
+    _var.set(ctx)
+
+
+class _CurrentContext:
+    """Attribute access goes to the running thread's/task's :class:`CallContext`."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(get(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(get(), name, value)
+
+    def track_resource(self, resource: Any) -> None:
+        get().track_resource(resource)
+
+    def untrack_resource(self, resource: Any) -> None:
+        get().untrack_resource(resource)
+
+    def __repr__(self) -> str:
+        ctx = get()
+        return f"<current_context client={ctx.client_sock_addr} seq={ctx.seq} corr={ctx.correlation_id}>"
+
+
+current_context = _CurrentContext()

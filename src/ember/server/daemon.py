@@ -1,0 +1,652 @@
+"""The Daemon: a registry of objects and the I/O-free dispatch of protocol messages.
+
+``Daemon.dispatch(conn, message)`` takes one decoded message and returns the reply
+message (or None): it never touches a socket. The server loops in ``threadpool`` and
+``multiplex`` only move bytes between sockets and this method.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import logging
+import threading
+import time
+import types
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .. import context, serializers
+from ..config import Config
+from ..config import config as global_config
+from ..errors import (
+    DaemonError,
+    PyroError,
+    SerializeError,
+    format_traceback,
+)
+from ..protocol import (
+    F_BATCH,
+    F_EXCEPTION,
+    F_ITEMSTREAM,
+    F_ONEWAY,
+    Message,
+    MsgType,
+    encode,
+)
+from ..serializers import _classes
+from ..uri import URI
+from . import meta as metamod
+from .connection import Connection
+from .streams import StreamRegistry
+
+__all__ = ["Daemon", "DaemonObject", "DAEMON_NAME", "EMBER_CAPS"]
+
+log = logging.getLogger("ember.server.daemon")
+DAEMON_NAME = "Pyro.Daemon"
+# annotation both Ember sides add to CONNECT/CONNECTOK; Pyro5 peers ignore it
+EMBER_CAPS = "EMBR"
+_CAPS_VALUE = b"1"
+_MARSHAL_ID = 2
+_ITER_EXCLUDED = (str, bytes, bytearray, dict, list, tuple, set, frozenset)
+
+
+class DaemonObject:
+    """The daemon's own remote object, registered as ``Pyro.Daemon``."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+
+    def ping(self) -> None:
+        """Answer, to show the daemon is alive."""
+
+    def registered(self) -> list[str]:
+        """All object ids registered in this daemon."""
+        return list(self._daemon.objects_by_id)
+
+    def info(self) -> str:
+        """A one-line description of the daemon."""
+        d = self._daemon
+        return (
+            f"{DAEMON_NAME} bound on {d.location}, NAT {d.nat_location}, {len(d.objects_by_id)} objects registered. "
+            f"Servertype: {d.server_description}"
+        )
+
+    def get_metadata(self, objectId: str) -> dict:  # noqa: N803 - Pyro5's parameter name
+        """The methods, oneway methods and attributes of a registered object."""
+        return self._daemon.metadata_for(objectId).as_dict()
+
+    def get_next_stream_item(self, streamId: str) -> Any:  # noqa: N803
+        """The next item of a streamed iterator; StopIteration at its end."""
+        return self._daemon.streams.next_item(streamId, context.get().client)
+
+    def close_stream(self, streamId: str) -> None:  # noqa: N803
+        """Forget a stream the client stopped reading."""
+        self._daemon.streams.close(streamId)
+
+
+for _name in ("ping", "registered", "info", "get_metadata", "get_next_stream_item", "close_stream"):
+    getattr(DaemonObject, _name)._pyroExposed = True
+
+
+class Daemon:
+    """Serves registered objects to clients.
+
+    >>> with ember.Daemon() as daemon:           # 127.0.0.1, port chosen by the OS
+    ...     uri = daemon.register(Calc, "calc")  # PYRO:calc@127.0.0.1:<port>
+    ...     daemon.request_loop()
+
+    ``servertype`` is ``"thread"`` (a worker thread per connection, pooled, the default) or
+    ``"multiplex"`` (one thread serves every connection). ``connected_socket`` serves one
+    already-connected socket (e.g. from ``socket.socketpair()``) without a handshake.
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int = 0,
+        unixsocket: str | None = None,
+        servertype: str | None = None,
+        nathost: str | None = None,
+        natport: int | None = None,
+        connected_socket: Any = None,
+        config: Config | None = None,
+    ) -> None:
+        from . import multiplex, threadpool
+
+        self.config = config or global_config
+        cfg = self.config
+        self.objects_by_id: dict[str, Any] = {}
+        self._single_instances: dict[type, Any] = {}
+        self._single_lock = threading.Lock()
+        self.streams = StreamRegistry(cfg.ITER_STREAM_LIFETIME, cfg.ITER_STREAM_LINGER)
+        self.methodcall_error_handler: Callable[[Any, str, BaseException], None] | None = None
+        self._oneway_pool: ThreadPoolExecutor | None = None
+        self._oneway_lock = threading.Lock()
+        self._last_housekeeping = time.monotonic()
+        self._closed = False
+        self.servertype = servertype or cfg.SERVERTYPE
+        if self.servertype not in ("thread", "multiplex"):
+            raise ValueError(f"unknown servertype {self.servertype!r}; use 'thread' or 'multiplex'")
+        self.nathost = nathost if nathost is not None else cfg.NATHOST
+        self.natport = natport if natport is not None else cfg.NATPORT
+        if connected_socket is not None:
+            self.server: Any = multiplex.MultiplexServer(self, connected_socket=connected_socket)
+            self.host, self.port, self.unixsocket = None, None, None
+            self.servertype = "connected-socket"
+        else:
+            if self.servertype == "multiplex":
+                self.server = multiplex.MultiplexServer(self, host=host or cfg.HOST, port=port, unixsocket=unixsocket)
+            else:
+                self.server = threadpool.ThreadPoolServer(self, host=host or cfg.HOST, port=port, unixsocket=unixsocket)
+            self.host, self.port, self.unixsocket = self.server.location
+        if self.natport == 0 and self.nathost is not None:
+            self.natport = self.port
+        self._loop_thread: threading.Thread | None = None
+        self.register(DaemonObject(self), DAEMON_NAME)
+
+    # ---- locations -------------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        """Where the daemon listens: ``host:port`` or ``./u:path``."""
+        if self.unixsocket is not None:
+            return "./u:" + self.unixsocket
+        if self.host is None:
+            return "./u:connected-socket"  # placeholder: this daemon has no address
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def nat_location(self) -> str | None:
+        """The published external location, or None without NAT."""
+        if self.nathost is None:
+            return None
+        host = f"[{self.nathost}]" if ":" in self.nathost else self.nathost
+        return f"{host}:{self.natport}"
+
+    @property
+    def server_description(self) -> str:
+        return self.server.description
+
+    @property
+    def sockets(self) -> list:
+        """The daemon's listening socket(s), for a foreign ``select`` loop (see :meth:`events`)."""
+        return self.server.sockets
+
+    # ---- registry ------------------------------------------------------------------------
+
+    def register(self, obj_or_class: Any, object_id: str | None = None, force: bool = False) -> URI:
+        """Register an object (or a class, instantiated per its ``@behavior``) and return its URI.
+
+        A fixed ``object_id`` keeps the URI stable across restarts; without one a random
+        ``obj_<hex>`` id is generated.
+        """
+        if object_id is None:
+            object_id = getattr(obj_or_class, "_pyroId", None) if not force else None
+            if not object_id or object_id in self.objects_by_id:
+                object_id = "obj_" + uuid.uuid4().hex
+        if not isinstance(object_id, str) or not object_id or any(c.isspace() for c in object_id):
+            raise DaemonError(f"invalid object id {object_id!r}: must be a non-empty string without whitespace")
+        if not force:
+            if object_id in self.objects_by_id:
+                raise DaemonError(f"object id {object_id!r} is already registered")
+            known = getattr(obj_or_class, "_pyroId", None) in self.objects_by_id
+            if getattr(obj_or_class, "_pyroDaemon", None) is self and known:
+                raise DaemonError(f"object already registered as {obj_or_class._pyroId!r}")
+        try:
+            obj_or_class._pyroId = object_id
+            obj_or_class._pyroDaemon = self
+        except (AttributeError, TypeError):
+            pass  # objects with __slots__: no auto-proxying, otherwise fine
+        self.objects_by_id[object_id] = obj_or_class
+        return self.uri_for(object_id)
+
+    def unregister(self, obj_or_id: Any) -> None:
+        """Remove an object (by object, class or id). ``Pyro.Daemon`` cannot be removed."""
+        object_id = obj_or_id if isinstance(obj_or_id, str) else getattr(obj_or_id, "_pyroId", None)
+        if object_id is None or object_id == DAEMON_NAME:
+            return
+        obj = self.objects_by_id.pop(object_id, None)
+        if obj is not None and getattr(obj, "_pyroDaemon", None) is self:
+            try:
+                del obj._pyroDaemon
+                del obj._pyroId
+            except AttributeError:
+                pass
+
+    def uri_for(self, obj_or_id: Any, nat: bool = True) -> URI:
+        """The ``PYRO:`` URI of a registered object (with the NAT address unless ``nat=False``)."""
+        object_id = obj_or_id if isinstance(obj_or_id, str) else getattr(obj_or_id, "_pyroId", None)
+        if object_id is None or object_id not in self.objects_by_id:
+            raise DaemonError(f"object not registered: {obj_or_id!r}")
+        loc = self.nat_location if (nat and self.nathost is not None) else self.location
+        return URI(f"PYRO:{object_id}@{loc}")
+
+    def proxy_for(self, obj_or_id: Any, nat: bool = True) -> Any:
+        """A :class:`~ember.Proxy` for a registered object."""
+        from ..client import Proxy
+
+        return Proxy(self.uri_for(obj_or_id, nat))
+
+    def metadata_for(self, object_id: str) -> metamod.ClassMeta:
+        try:
+            obj = self.objects_by_id[object_id]
+        except (KeyError, TypeError):
+            raise DaemonError("unknown object") from None
+        return metamod.class_meta(obj if isinstance(obj, type) else type(obj))
+
+    def _instance(self, object_id: str, conn: Connection) -> Any:
+        try:
+            obj = self.objects_by_id[object_id]
+        except (KeyError, TypeError):
+            raise DaemonError("unknown object") from None
+        if not isinstance(obj, type):
+            return obj
+        mode, creator = getattr(obj, "_pyroInstancing", ("session", None))
+        if mode == "session":
+            inst = conn.instances.get(obj)
+            if inst is None:
+                inst = conn.instances[obj] = self._create(obj, creator, object_id)
+            return inst
+        if mode == "single":
+            inst = self._single_instances.get(obj)
+            if inst is None:
+                with self._single_lock:
+                    inst = self._single_instances.get(obj)
+                    if inst is None:
+                        inst = self._single_instances[obj] = self._create(obj, creator, object_id)
+            return inst
+        return self._create(obj, creator, object_id)
+
+    def _create(self, cls: type, creator: Callable | None, object_id: str) -> Any:
+        inst = creator(cls) if creator is not None else cls()
+        try:
+            inst._pyroId = object_id
+            inst._pyroDaemon = self
+        except (AttributeError, TypeError):
+            pass
+        return inst
+
+    # ---- overridable hooks -------------------------------------------------------------
+
+    def validate_handshake(self, conn: Connection, data: Any) -> Any:
+        """Accept a connection (return the value sent back to the proxy) or refuse it by raising.
+
+        The default accepts everyone and answers ``"hello"``. Override it to authenticate
+        clients with the proxy's ``_handshake`` data.
+        """
+        return "hello"
+
+    def client_disconnect(self, conn: Connection) -> None:
+        """Called after a client connection has closed."""
+
+    def annotations(self) -> dict[str, bytes]:
+        """Annotations added to every reply (override to add your own)."""
+        return {}
+
+    def housekeeping(self) -> None:
+        """Called periodically from the server loop (override to add periodic work)."""
+
+    # ---- dispatch (I/O-free) -----------------------------------------------------------
+
+    def dispatch(self, conn: Connection, msg: Message) -> Message | None:
+        """Handle one received message and return the reply, or None when there is none.
+
+        Sets ``conn.must_close`` when the connection has to be closed after the reply.
+        """
+        mtype = msg.type
+        if mtype == MsgType.INVOKE:
+            return self._invoke(conn, msg)
+        if mtype == MsgType.PING:
+            return Message(MsgType.PING, msg.serializer_id, 0, msg.seq, b"pong", correlation_id=msg.correlation_id)
+        if mtype == MsgType.CONNECT:
+            return self._handshake(conn, msg)
+        conn.must_close = True
+        return None
+
+    def encode(self, reply: Message) -> bytes:
+        """Encode a reply with this daemon's compression and size settings."""
+        return encode(reply, self.config.COMPRESSION, self.config.MAX_MESSAGE_SIZE)
+
+    def connection_failed(self, conn: Connection, exc: Exception) -> Message | None:
+        """The peer sent bytes that are not a valid message: log, and during the handshake
+        return a CONNECTFAIL (marshal-encoded, as Pyro5) to tell it why."""
+        log.warning("closing connection from %s: %s", conn.addr, exc)
+        conn.must_close = True
+        if conn.established:
+            return None
+        reason = str(exc)
+        return Message(MsgType.CONNECTFAIL, _MARSHAL_ID, 0, 0, serializers.by_id(_MARSHAL_ID).dumps(reason))
+
+    def _handshake(self, conn: Connection, msg: Message) -> Message | None:
+        try:
+            ser = serializers.by_id(msg.serializer_id)
+        except SerializeError:
+            log.warning("closing connection from %s: unknown serializer id %d", conn.addr, msg.serializer_id)
+            conn.must_close = True
+            return None
+        ctx = context.get()
+        self._set_context(ctx, conn, msg)
+        extended = msg.annotations.get(EMBER_CAPS) == _CAPS_VALUE
+        try:
+            data = ser.loads(msg.data)
+            if not isinstance(data, dict):
+                raise DaemonError("invalid handshake: expected a mapping")
+            handshake = data.get("handshake")
+            object_id = data["object"]
+            conn.handshake = handshake
+            answer = self.validate_handshake(conn, handshake)
+            meta = self.metadata_for(object_id).as_dict()
+            payload = serializers.by_id(msg.serializer_id, extended).dumps({"handshake": answer, "meta": meta})
+        except Exception as exc:
+            reason = str(exc)
+            log.info("refused connection from %s: %s", conn.addr, reason)
+            conn.must_close = True
+            try:
+                payload = ser.dumps(reason)
+            except SerializeError:
+                payload = ser.dumps("connection refused")
+            return Message(MsgType.CONNECTFAIL, msg.serializer_id, 0, msg.seq, payload, self.annotations(),
+                           msg.correlation_id)
+        conn.establish(extended)
+        ann = self.annotations()
+        if extended:
+            ann = dict(ann)
+            ann[EMBER_CAPS] = _CAPS_VALUE
+        return Message(MsgType.CONNECTOK, msg.serializer_id, 0, msg.seq, payload, ann, msg.correlation_id)
+
+    @staticmethod
+    def _set_context(ctx: context.CallContext, conn: Connection, msg: Message) -> None:
+        ctx.client = conn
+        ctx.client_sock_addr = conn.addr
+        ctx.seq = msg.seq
+        ctx.msg_flags = msg.flags
+        ctx.serializer_id = msg.serializer_id
+        ctx.annotations = msg.annotations
+        ctx.response_annotations = {}
+        ctx.correlation_id = msg.correlation_id
+
+    def _invoke(self, conn: Connection, msg: Message) -> Message | None:
+        try:
+            ser = serializers.by_id(msg.serializer_id, conn.extended)
+        except SerializeError as exc:
+            log.warning("closing connection from %s: %s", conn.addr, exc)
+            conn.must_close = True
+            return None
+        ctx = context.get()
+        self._set_context(ctx, conn, msg)
+        flags = msg.flags
+        oneway = flags & F_ONEWAY
+        method = "?"
+        obj = None
+        try:
+            object_id, method, args, kwargs = ser.loads_call(msg.data)
+            obj = self._instance(object_id, conn)
+            if flags & F_BATCH:
+                return self._batch(conn, msg, ser, obj, args, oneway)
+            func = self._resolve(obj, method)
+            if oneway:
+                self._run_oneway(func, args, kwargs, method, conn, ctx)
+                return None
+            result = func(*args, **kwargs) if kwargs is not None else func(*args)
+        except Exception as exc:
+            if oneway:
+                self._report_error(conn, method, exc)
+                return None
+            if obj is not None:
+                self._maybe_callback_error(obj, method, conn, exc)
+            return self._exception_reply(msg, ser, exc)
+        if isinstance(result, collections.abc.Iterator) and not isinstance(result, _ITER_EXCLUDED):
+            return self._stream_reply(conn, msg, ser, result)
+        try:
+            data = ser.dumps(result)
+        except Exception as exc:
+            return self._exception_reply(msg, ser, exc)
+        ann = ctx.response_annotations
+        hook = self.annotations()
+        if hook:
+            ann = dict(hook, **ann)
+        return Message(MsgType.RESULT, msg.serializer_id, 0, msg.seq, data, ann, msg.correlation_id)
+
+    def _resolve(self, obj: Any, method: str) -> Callable:
+        """The callable for ``method`` on ``obj``, after the exposure checks."""
+        meta = metamod.class_meta(obj if isinstance(obj, type) else type(obj))
+        if method in meta.methods:
+            return getattr(obj, method)
+        if method == "__getattr__" or method == "__setattr__":
+            return self._attribute_access(obj, meta, method)
+        if metamod.is_private(method):
+            raise AttributeError(f"attempt to access private attribute {method!r}")
+        if hasattr(obj, method):
+            raise AttributeError(f"attempt to access unexposed attribute {method!r}")
+        raise AttributeError(f"remote object has no attribute {method!r}")
+
+    @staticmethod
+    def _attribute_access(obj: Any, meta: metamod.ClassMeta, method: str) -> Callable:
+        if method == "__getattr__":
+
+            def get(name: str) -> Any:
+                if name not in meta.attrs:
+                    raise AttributeError(f"attempt to access unexposed or unknown attribute {name!r}")
+                return getattr(obj, name)
+
+            return get
+
+        def set_(name: str, value: Any) -> None:
+            if name not in meta.attrs:
+                raise AttributeError(f"attempt to access unexposed or unknown attribute {name!r}")
+            setattr(obj, name, value)
+
+        return set_
+
+    def _batch(self, conn: Connection, msg: Message, ser: Any, obj: Any, calls: Any, oneway: int) -> Message | None:
+        results: list[Any] = []
+        for call in calls:
+            try:
+                name, args, kwargs = call
+                func = self._resolve(obj, name)
+                result = func(*args, **(kwargs or {}))
+                if isinstance(result, collections.abc.Iterator) and not isinstance(result, _ITER_EXCLUDED):
+                    result = list(result)  # generators inside a batch are not streamed
+                results.append(result)
+            except Exception as exc:
+                if oneway:
+                    self._report_error(conn, str(call[0]) if call else "?", exc)
+                    return None
+                exc._pyroTraceback = format_traceback(type(exc), exc, exc.__traceback__, self.config.DETAILED_TRACEBACK)
+                results.append(_classes.ExceptionWrapper(exc))
+                break
+        if oneway:
+            return None
+        try:
+            data = ser.dumps(results)
+        except Exception as exc:
+            return self._exception_reply(msg, ser, exc)
+        return Message(MsgType.RESULT, msg.serializer_id, F_BATCH, msg.seq, data, self.annotations(), msg.correlation_id)
+
+    def _stream_reply(self, conn: Connection, msg: Message, ser: Any, iterator: Any) -> Message:
+        marker = PyroError("result of call is an iterator")
+        marker._pyroTraceback = None  # type: ignore[attr-defined]
+        ann = dict(self.annotations())
+        if self.config.ITER_STREAMING:
+            ann["STRM"] = self.streams.add(iterator, conn).encode("ascii")
+        else:
+            _close = getattr(iterator, "close", None)
+            if _close:
+                _close()
+        # (re-labelled as ProtocolError on the wire, as Pyro5 does)
+        data = ser.dumps({"__class__": "Pyro5.errors.ProtocolError", "__exception__": True,
+                          "args": marker.args, "attributes": {"_pyroTraceback": None}})
+        return Message(MsgType.RESULT, msg.serializer_id, F_EXCEPTION | F_ITEMSTREAM, msg.seq, data, ann,
+                       msg.correlation_id)
+
+    def _exception_reply(self, msg: Message, ser: Any, exc: BaseException) -> Message:
+        if not isinstance(exc, StopIteration):
+            log.debug("call failed with %s: %s", type(exc).__name__, exc)
+        exc._pyroTraceback = format_traceback(type(exc), exc, exc.__traceback__, self.config.DETAILED_TRACEBACK)
+        try:
+            data = ser.dumps(exc)
+        except Exception as ser_exc:
+            fallback = PyroError(
+                f"Error serializing exception: {ser_exc}. Original exception: {type(exc).__name__}: {exc}"
+            )
+            fallback._pyroTraceback = exc._pyroTraceback  # type: ignore[attr-defined]
+            data = ser.dumps(fallback)
+        return Message(MsgType.RESULT, msg.serializer_id, F_EXCEPTION, msg.seq, data, self.annotations(),
+                       msg.correlation_id)
+
+    def _run_oneway(self, func: Callable, args: Any, kwargs: Any, method: str, conn: Connection,
+                    ctx: context.CallContext) -> None:
+        if not self.config.ONEWAY_THREADED:
+            try:
+                func(*args, **(kwargs or {}))
+            except Exception as exc:
+                self._report_error(conn, method, exc)
+            return
+        call_ctx = ctx.copy()
+
+        def run() -> None:
+            context.set_context(call_ctx)
+            try:
+                func(*args, **(kwargs or {}))
+            except Exception as exc:
+                self._report_error(conn, method, exc)
+
+        pool = self._oneway_pool
+        if pool is None:
+            with self._oneway_lock:
+                if self._oneway_pool is None:
+                    self._oneway_pool = ThreadPoolExecutor(
+                        max_workers=max(4, self.config.THREADPOOL_SIZE), thread_name_prefix="ember-oneway"
+                    )
+                pool = self._oneway_pool
+        pool.submit(run)
+
+    def _report_error(self, conn: Connection, method: str, exc: BaseException) -> None:
+        handler = self.methodcall_error_handler
+        if handler is not None:
+            try:
+                handler(conn, method, exc)
+            except Exception:
+                log.exception("methodcall_error_handler failed")
+        else:
+            log.warning("exception in oneway call %s: %s: %s", method, type(exc).__name__, exc)
+
+    def _maybe_callback_error(self, obj: Any, method: str, conn: Connection, exc: BaseException) -> None:
+        if obj is None:
+            return
+        meta = metamod.class_meta(obj if isinstance(obj, type) else type(obj))
+        if method in meta.callbacks:
+            log.warning("exception in callback %s: %s: %s", method, type(exc).__name__, exc)
+            handler = self.methodcall_error_handler
+            if handler is not None:
+                try:
+                    handler(conn, method, exc)
+                except Exception:
+                    log.exception("methodcall_error_handler failed")
+
+    # ---- connection lifecycle (called by the server loops) ------------------------------
+
+    def new_connection(self, sock: Any, addr: Any, established: bool = False) -> Connection:
+        cfg = self.config
+        timeout = cfg.COMMTIMEOUT or None
+        sock.settimeout(timeout)
+        return Connection(sock, addr, cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, established)
+
+    def connection_closed(self, conn: Connection) -> None:
+        """Release everything tied to a connection that went away."""
+        conn.close()
+        self.streams.connection_closed(conn)
+        for resource in list(conn.tracked_resources):
+            try:
+                resource.close()
+            except Exception:
+                log.exception("error closing tracked resource %r", resource)
+        conn.tracked_resources.clear()
+        conn.instances.clear()
+        try:
+            self.client_disconnect(conn)
+        except Exception:
+            log.exception("client_disconnect hook failed")
+
+    def periodic(self) -> None:
+        """Housekeeping the loops call about every ``POLLTIMEOUT`` seconds."""
+        now = time.monotonic()
+        if now - self._last_housekeeping < min(self.config.POLLTIMEOUT, 2.0):
+            return
+        self._last_housekeeping = now
+        self.streams.expire()
+        try:
+            self.housekeeping()
+        except Exception:
+            log.exception("housekeeping hook failed")
+
+    # ---- running -----------------------------------------------------------------------
+
+    def request_loop(self, loop_condition: Callable[[], bool] = lambda: True) -> None:
+        """Serve until :meth:`shutdown` is called or ``loop_condition()`` returns False.
+
+        The condition is checked at least every ``POLLTIMEOUT`` seconds.
+        """
+        self.server.loop(loop_condition)
+
+    def handle_requests(self, timeout: float = 0.0) -> None:
+        """One pass of the server loop (for a foreign event loop): waits at most ``timeout``."""
+        self.server.poll_once(timeout)
+
+    def events(self, ready_sockets: list) -> None:
+        """Handle the daemon sockets that a foreign ``select`` reported readable."""
+        self.server.events(ready_sockets)
+
+    def start(self) -> threading.Thread:
+        """Run :meth:`request_loop` in a background thread (stopped by :meth:`shutdown`)."""
+        if self._loop_thread is None or not self._loop_thread.is_alive():
+            self._loop_thread = threading.Thread(target=self.request_loop, name=f"ember-daemon-{self.location}",
+                                                 daemon=True)
+            self._loop_thread.start()
+        return self._loop_thread
+
+    def shutdown(self) -> None:
+        """Stop serving and close every connection and the listening socket. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.server.shutdown()
+        thread = self._loop_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        self.streams.clear()
+        if self._oneway_pool is not None:
+            self._oneway_pool.shutdown(wait=False)
+
+    close = shutdown
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"<ember.Daemon {self.location} {self.servertype} {len(self.objects_by_id)} objects>"
+
+
+def _autoproxy(obj: Any) -> dict | None:
+    """Objects registered in a daemon travel as proxies to themselves."""
+    daemon = getattr(obj, "_pyroDaemon", None)
+    if not isinstance(daemon, Daemon) or isinstance(obj, (type, types.FunctionType)):
+        return None
+    object_id = getattr(obj, "_pyroId", None)
+    if daemon.objects_by_id.get(object_id) is not obj:
+        return None
+    meta = metamod.class_meta(type(obj))
+    uri = daemon.uri_for(object_id)
+    return {
+        "__class__": "Pyro5.client.Proxy",
+        "state": (str(uri), tuple(meta.oneway), tuple(meta.methods), tuple(meta.attrs), "hello", None),
+    }
+
+
+_classes.autoproxy_hook = _autoproxy

@@ -1,0 +1,86 @@
+"""Marking what a daemon may expose: ``expose``, ``oneway``, ``behavior``, ``callback``.
+
+Nothing is remotely reachable unless exposed, and names starting with an underscore never
+are (except public dunders such as ``__len__`` on an exposed class).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["expose", "oneway", "behavior", "callback", "INSTANCE_MODES"]
+
+T = TypeVar("T")
+INSTANCE_MODES = ("single", "session", "percall")
+
+
+def expose(target: T) -> T:
+    """Make a class (all its public methods and properties), a method or a property remote.
+
+    On a property, put ``@expose`` above ``@property``; exposing the getter exposes the
+    setter too.
+    """
+    if isinstance(target, property):
+        if target.fget is not None:
+            target.fget._pyroExposed = True  # type: ignore[attr-defined]
+        if target.fset is not None:
+            target.fset._pyroExposed = True  # type: ignore[attr-defined]
+        return target
+    if isinstance(target, (staticmethod, classmethod)):
+        target.__func__._pyroExposed = True  # type: ignore[attr-defined]
+        return target
+    if isinstance(target, type) or callable(target):
+        try:
+            target._pyroExposed = True  # type: ignore[attr-defined]
+        except AttributeError:
+            raise TypeError(f"cannot expose {target!r}") from None
+        return target
+    raise TypeError(f"@expose takes a class, a method or a property, not {type(target).__name__}")
+
+
+def oneway(method: T) -> T:
+    """Declare a method oneway: callers do not wait and get no result or exception.
+
+    Also exposes it. The daemon runs it in another thread (``ONEWAY_THREADED``) so the
+    caller's next call is not held up.
+    """
+    func: Any = method.__func__ if isinstance(method, (staticmethod, classmethod)) else method
+    func._pyroOneway = True
+    func._pyroExposed = True
+    return method
+
+
+def callback(method: T) -> T:
+    """Mark a method of a callback object (one a client hosts and hands to a server).
+
+    When it raises, the exception goes back to the caller as usual *and* is reported on
+    this side: the daemon's ``methodcall_error_handler`` gets it and it is logged, so a
+    failing callback does not go unnoticed by the program that hosts it.
+    """
+    method._pyroCallback = True  # type: ignore[attr-defined]
+    return method
+
+
+def behavior(
+    instance_mode: str = "session",
+    instance_creator: Callable[[type], Any] | None = None,
+) -> Callable[[type[T]], type[T]]:
+    """Set how a daemon creates instances of a *registered class*.
+
+    ``single``: one instance for the whole daemon; ``session`` (default): one per client
+    connection; ``percall``: a fresh one per call. ``instance_creator(cls)`` builds
+    instances instead of ``cls()``.
+    """
+    if instance_mode not in INSTANCE_MODES:
+        raise ValueError(f"instance_mode must be one of {', '.join(INSTANCE_MODES)}, not {instance_mode!r}")
+    if instance_creator is not None and not callable(instance_creator):
+        raise TypeError("instance_creator must be callable")
+
+    def decorate(cls: type[T]) -> type[T]:
+        if not isinstance(cls, type):
+            raise TypeError("@behavior decorates a class")
+        cls._pyroInstancing = (instance_mode, instance_creator)  # type: ignore[attr-defined]
+        return cls
+
+    return decorate

@@ -1,0 +1,246 @@
+"""Thread-pool server: a worker thread serves each connection for its whole life.
+
+Workers are pooled: ``THREADPOOL_SIZE_MIN`` idle ones are kept, the pool grows up to
+``THREADPOOL_SIZE``; a connection that arrives when every worker is busy is refused with
+CONNECTFAIL "no free workers".
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import queue
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .. import net
+from ..errors import CommunicationError, ProtocolError
+from ..protocol import Message, MsgType
+from .connection import Connection
+
+__all__ = ["ThreadPoolServer", "serve_connection"]
+
+log = logging.getLogger("ember.server.threadpool")
+_IDLE_WORKER_SECONDS = 10.0
+
+
+def serve_connection(daemon: Any, conn: Connection) -> None:
+    """Serve one connection until it closes (blocking). Used by pool workers."""
+    try:
+        while not conn.closed:
+            msg = net.recv_message(conn.sock, conn.decoder)
+            if msg is None:
+                break
+            reply = daemon.dispatch(conn, msg)
+            if reply is not None:
+                conn.send(daemon.encode(reply))
+            if conn.must_close:
+                break
+    except ProtocolError as exc:
+        reply = daemon.connection_failed(conn, exc)
+        if reply is not None:
+            try:
+                conn.send(daemon.encode(reply))
+            except CommunicationError:
+                pass
+    except CommunicationError as exc:
+        log.debug("connection from %s ended: %s", conn.addr, exc)
+    except Exception:
+        log.exception("unexpected error serving %s", conn.addr)
+    finally:
+        daemon.connection_closed(conn)
+
+
+class _Pool:
+    def __init__(self, daemon: Any, min_size: int, max_size: int) -> None:
+        self.daemon = daemon
+        self.min_size = max(0, min_size)
+        self.max_size = max(1, max_size)
+        self.queue: queue.Queue[Connection | None] = queue.Queue()
+        self.lock = threading.Lock()
+        self.workers = 0
+        self.idle = 0
+        self.busy: set[Connection] = set()
+        self.closed = False
+
+    def submit(self, conn: Connection) -> bool:
+        with self.lock:
+            if self.idle > 0:
+                self.idle -= 1
+                self.queue.put(conn)
+                return True
+            if self.workers >= self.max_size:
+                return False
+            self.workers += 1
+        threading.Thread(target=self._work, args=(conn,), name="ember-worker", daemon=True).start()
+        return True
+
+    def _work(self, conn: Connection | None) -> None:
+        while conn is not None:
+            with self.lock:
+                self.busy.add(conn)
+            serve_connection(self.daemon, conn)  # never raises: it logs and closes
+            with self.lock:
+                self.busy.discard(conn)
+                if self.closed:
+                    self.workers -= 1
+                    return
+                self.idle += 1
+            conn = self._next()
+    def _next(self) -> Connection | None:
+        while True:
+            try:
+                return self.queue.get(timeout=_IDLE_WORKER_SECONDS)
+            except queue.Empty:
+                with self.lock:
+                    if self.queue.qsize():
+                        continue
+                    if self.workers > self.min_size:
+                        self.idle -= 1
+                        self.workers -= 1
+                        return None
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            busy = list(self.busy)
+            idle = self.idle
+        for conn in busy:
+            conn.close()
+        for _ in range(idle + 1):
+            self.queue.put(None)
+
+
+class ThreadPoolServer:
+    """Accepts connections and hands each to a pooled worker thread."""
+
+    def __init__(self, daemon: Any, host: str | None, port: int, unixsocket: str | None) -> None:
+        cfg = daemon.config
+        self.daemon = daemon
+        self.sock = net.create_server(host, port, unixsocket, reuse=cfg.SOCK_REUSE)
+        self.location = net.bound_location(self.sock)
+        self.nodelay = cfg.SOCK_NODELAY
+        self.pool = _Pool(daemon, cfg.THREADPOOL_SIZE_MIN, cfg.THREADPOOL_SIZE)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.sock, selectors.EVENT_READ)
+        self.selector.register(self._wake_r, selectors.EVENT_READ)
+        self.running = True
+        self._looping: threading.Event | None = None
+        self._cleaned = False
+        self._loop_thread_ident: threading.Thread | None = None
+        self.description = f"thread pool ({cfg.THREADPOOL_SIZE_MIN}-{cfg.THREADPOOL_SIZE} workers)"
+
+    @property
+    def sockets(self) -> list:
+        return [self.sock]
+
+    def loop(self, condition: Callable[[], bool]) -> None:
+        poll = self.daemon.config.POLLTIMEOUT
+        self._looping = threading.Event()
+        self._loop_thread_ident = threading.current_thread()
+        try:
+            self._loop(condition, poll)
+        finally:
+            looping, self._looping = self._looping, None
+            if not self.running:
+                self._cleanup()
+            looping.set()
+
+    def _loop(self, condition: Callable[[], bool], poll: float) -> None:
+        while self.running and condition():
+            self.poll_once(poll)
+
+    def poll_once(self, timeout: float) -> None:
+        if not self.running:
+            return
+        try:
+            events = self.selector.select(timeout)
+        except (OSError, ValueError):
+            return  # closed under us during shutdown
+        for key, _ in events:
+            if key.fileobj is self._wake_r:
+                try:
+                    self._wake_r.recv(512)
+                except OSError:
+                    pass
+            else:
+                self._accept()
+        self.daemon.periodic()
+
+    def events(self, ready: list) -> None:
+        if self.sock in ready:
+            self._accept()
+        self.daemon.periodic()
+
+    def _accept(self) -> None:
+        try:
+            csock, addr = self.sock.accept()
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                log.warning("accept failed (%s); backing off", exc.strerror)
+                time.sleep(0.1)
+            return
+        if self.nodelay:
+            net.set_nodelay(csock)
+        conn = self.daemon.new_connection(csock, addr)
+        if not self.pool.submit(conn):
+            threading.Thread(target=self._refuse, args=(conn,), daemon=True).start()
+
+    def _refuse(self, conn: Connection) -> None:
+        """Read the CONNECT and answer CONNECTFAIL, so the client gets a reason."""
+        try:
+            conn.sock.settimeout(2.0)
+            msg = net.recv_message(conn.sock, conn.decoder)
+            seq, ser = (msg.seq, msg.serializer_id) if msg is not None else (0, 2)
+            from .. import serializers
+
+            try:
+                payload = serializers.by_id(ser).dumps("no free workers, increase server threadpool size")
+            except Exception:
+                ser, payload = 2, serializers.by_id(2).dumps("no free workers, increase server threadpool size")
+            conn.send(self.daemon.encode(Message(MsgType.CONNECTFAIL, ser, 0, seq, payload)))
+        except Exception:
+            pass
+        finally:
+            conn.close()
+
+    def shutdown(self) -> None:
+        self.running = False
+        try:
+            self._wake_w.send(b"!")
+        except OSError:
+            pass
+        looping = self._looping
+        if looping is not None:
+            if threading.current_thread() is self._loop_thread_ident:
+                return  # the loop cleans up when it returns
+            if looping.wait(timeout=10):
+                return
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._cleaned:
+            return
+        self._cleaned = True
+        self.pool.close()
+        try:
+            self.selector.close()
+        except Exception:
+            pass
+        net.close_quietly(self.sock)
+        self._wake_r.close()
+        self._wake_w.close()
+        if self.location[2] and not self.location[2].startswith("\0"):
+            import os
+
+            try:
+                os.remove(self.location[2])
+            except OSError:
+                pass

@@ -1,0 +1,45 @@
+"""Shared fixtures: daemons on loopback, port 0, cleaned up after each test."""
+
+import threading
+
+import pytest
+
+import ember
+
+SERVERTYPES = ["thread", "multiplex"]
+
+
+@pytest.fixture(params=SERVERTYPES)
+def servertype(request):
+    return request.param
+
+
+@pytest.fixture
+def make_daemon():
+    daemons = []
+
+    def make(**kwargs):
+        d = ember.Daemon(**kwargs)
+        daemons.append(d)
+        d.start()
+        return d
+
+    yield make
+    for d in daemons:
+        d.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def no_thread_leaks():
+    before = set(threading.enumerate())
+    yield
+    import time
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()
+                 and not t.name.startswith("ember-oneway")]
+        if not extra:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"threads left running: {extra}")
