@@ -219,9 +219,9 @@ def test_lookup_by_name_and_id():
 
 # ---- cross-reading with the real Pyro5 package ------------------------------------------
 
-pyro5_serializers = pytest.importorskip("Pyro5.serializers")
 import Pyro5.core  # noqa: E402
 import Pyro5.errors  # noqa: E402
+import Pyro5.serializers as pyro5_serializers  # noqa: E402
 
 
 @pytest.mark.parametrize("name", NAMES)
