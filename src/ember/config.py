@@ -101,14 +101,11 @@ def _convert(name: str, default: Any, text: str) -> Any:
 class Config:
     """The set of config items; ``config`` is the process-wide instance.
 
-    Attribute access reads and writes items; setting an unknown name raises
-    :class:`ConfigError` so a typo does not pass silently.
+    Items are plain instance attributes (fast to read on the call path); setting an
+    unknown name raises :class:`ConfigError` so a typo does not pass silently.
     """
 
-    __slots__ = ("_values", "_sources", "_unknown_env")
-
     def __init__(self, use_environment: bool = True) -> None:
-        object.__setattr__(self, "_values", {})
         object.__setattr__(self, "_sources", {})
         object.__setattr__(self, "_unknown_env", [])
         self.reset(use_environment)
@@ -132,22 +129,18 @@ class Config:
                     continue
                 values[name] = _convert(name, ITEMS[name][0], text)
                 sources[name] = f"environment ({var})"
-        self._values.clear()
-        self._values.update(values)
+        self.__dict__.update(values)
         self._sources.clear()
         self._sources.update(sources)
         self._unknown_env[:] = unknown
 
     def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(f"no config item {name!r}") from None
+        raise AttributeError(f"no config item {name!r}")
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in ITEMS:
             raise ConfigError(f"no config item {name!r}; see 'ember config' for the list")
-        self._values[name] = value
+        self.__dict__[name] = value
         self._sources[name] = "set in code"
 
     def source(self, name: str) -> str:
@@ -156,12 +149,12 @@ class Config:
 
     def as_dict(self) -> dict[str, Any]:
         """A copy of every item and its value."""
-        return {k: (list(v) if isinstance(v, list) else v) for k, v in self._values.items()}
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in self.__dict__.items() if k in ITEMS}
 
     def copy(self) -> Config:
         """An independent copy (for a daemon or proxy that wants its own settings)."""
         new = Config(use_environment=False)
-        new._values.update(self.as_dict())
+        new.__dict__.update(self.as_dict())
         new._sources.update(self._sources)
         return new
 
@@ -173,13 +166,13 @@ class Config:
     @contextlib.contextmanager
     def override(self, **items: Any) -> Iterator[Config]:
         """Temporarily set items (restored on exit): handy in tests."""
-        saved = {name: (self._values[name], self._sources[name]) for name in items if name in ITEMS}
+        saved = {name: (self.__dict__[name], self._sources[name]) for name in items if name in ITEMS}
         self.update(items)
         try:
             yield self
         finally:
             for name, (value, src) in saved.items():
-                self._values[name] = value
+                self.__dict__[name] = value
                 self._sources[name] = src
 
     def unknown_environment(self) -> list[str]:
@@ -191,7 +184,7 @@ class Config:
         width = max(len(n) for n in ITEMS)
         lines = []
         for name in sorted(ITEMS):
-            lines.append(f"{name:<{width}} = {self._values[name]!r}  [{self._sources[name]}]")
+            lines.append(f"{name:<{width}} = {self.__dict__[name]!r}  [{self._sources[name]}]")
         for var in self._unknown_env:
             lines.append(f"(ignored: environment variable {var} names no Ember config item)")
         return "\n".join(lines)
@@ -215,7 +208,8 @@ def setup_logging() -> None:
         handler: logging.Handler = logging.StreamHandler()
     else:
         handler = logging.FileHandler(logfile)
-    handler.setFormatter(logging.Formatter("[%(asctime)s.%(msecs)03d %(levelname)s %(name)s] %(message)s", "%Y-%m-%d %H:%M:%S"))
+    fmt = "[%(asctime)s.%(msecs)03d %(levelname)s %(name)s] %(message)s"
+    handler.setFormatter(logging.Formatter(fmt, "%Y-%m-%d %H:%M:%S"))
     logger.addHandler(handler)
     logger.setLevel(level.upper())
 

@@ -331,7 +331,9 @@ class Proxy(Generic[T]):
         data = ser.dumps_call(object_id, method, args, kwargs)
         sock = self._sock
         try:
-            sock.settimeout(self._effective_timeout())
+            timeout = self._effective_timeout()
+            if timeout != sock.gettimeout():
+                sock.settimeout(timeout)
             net.send(sock, encode(Message(MsgType.INVOKE, self._ser_id, flags, seq, data, ann, corr),
                                   config.COMPRESSION, config.MAX_MESSAGE_SIZE))
             if flags & F_ONEWAY:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import SerializeError
 from ._classes import dict_to_object
 
 
@@ -71,8 +72,6 @@ _CONTAINERS = frozenset({dict, list, tuple})
 
 def check_call(decoded: Any) -> tuple[str, str, Any, dict | None]:
     """Validate the shape of a decoded INVOKE payload."""
-    from ..errors import SerializeError
-
     if not isinstance(decoded, (tuple, list)) or len(decoded) != 4:
         raise SerializeError("invalid call payload: expected (object, method, args, kwargs)")
     obj, method, args, kwargs = decoded

@@ -50,6 +50,14 @@ EMBER_CAPS = "EMBR"
 _CAPS_VALUE = b"1"
 _MARSHAL_ID = 2
 _ITER_EXCLUDED = (str, bytes, bytearray, dict, list, tuple, set, frozenset)
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None), list, tuple, dict, set, frozenset, complex})
+
+
+def _is_iterator(value: Any) -> bool:
+    t = type(value)
+    if t in _PLAIN:
+        return False
+    return isinstance(value, collections.abc.Iterator) and not isinstance(value, _ITER_EXCLUDED)
 
 
 class DaemonObject:
@@ -144,6 +152,7 @@ class Daemon:
         if self.natport == 0 and self.nathost is not None:
             self.natport = self.port
         self._loop_thread: threading.Thread | None = None
+        self._has_annotations_hook = type(self).annotations is not Daemon.annotations
         self.register(DaemonObject(self), DAEMON_NAME)
 
     # ---- locations -------------------------------------------------------------------
@@ -398,16 +407,17 @@ class Daemon:
             if obj is not None:
                 self._maybe_callback_error(obj, method, conn, exc)
             return self._exception_reply(msg, ser, exc)
-        if isinstance(result, collections.abc.Iterator) and not isinstance(result, _ITER_EXCLUDED):
+        if _is_iterator(result):
             return self._stream_reply(conn, msg, ser, result)
         try:
             data = ser.dumps(result)
         except Exception as exc:
             return self._exception_reply(msg, ser, exc)
         ann = ctx.response_annotations
-        hook = self.annotations()
-        if hook:
-            ann = dict(hook, **ann)
+        if self._has_annotations_hook:
+            hook = self.annotations()
+            if hook:
+                ann = dict(hook, **ann)
         return Message(MsgType.RESULT, msg.serializer_id, 0, msg.seq, data, ann, msg.correlation_id)
 
     def _resolve(self, obj: Any, method: str) -> Callable:

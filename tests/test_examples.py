@@ -1,0 +1,58 @@
+"""The examples in examples/ run as documented."""
+
+import os
+import signal
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")
+
+
+def test_inprocess_example():
+    out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "inprocess.py")], capture_output=True, text=True,
+                         timeout=30, check=True)
+    assert "hello, world" in out.stdout
+
+
+def test_calc_server_and_client():
+    server = subprocess.Popen([sys.executable, os.path.join(EXAMPLES, "calc_server.py")], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        uri = server.stdout.readline().split("serving at ")[1].strip()
+        out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "calc_client.py"), uri], capture_output=True,
+                             text=True, timeout=30, check=True)
+        assert "add(1, 2) = 3" in out.stdout and "countdown: [3, 2, 1]" in out.stdout
+        assert "ZeroDivisionError" in out.stdout and "batch: [0, 2, 4]" in out.stdout
+    finally:
+        os.kill(server.pid, signal.SIGTERM)
+        server.wait(10)
+        server.stdout.close()
+
+
+def test_echo_server_cli():
+    import ember
+
+    proc = subprocess.Popen([sys.executable, "-m", "ember.cli", "echo", "-p", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith("Ember echo server running")
+        uri = proc.stdout.readline().split("uri = ")[1].strip()
+        assert uri.startswith("PYRO:test.echoserver@127.0.0.1:")
+        with ember.Proxy(uri) as echo:
+            assert echo.echo([1, "two"]) == [1, "two"]
+            assert list(echo.generator()) == ["one", "two", "three"]
+            try:
+                echo.error()
+            except ZeroDivisionError:
+                pass
+            else:
+                raise AssertionError("expected ZeroDivisionError")
+            echo.verbose = False
+            assert echo.verbose is False
+            echo.shutdown()
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
