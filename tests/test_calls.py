@@ -506,3 +506,18 @@ def test_serve_oneliner():
 
 def test_created_registry_unchanged():
     assert Created("x").get() == "x"
+
+
+def test_connection_closed_from_another_thread_fd_reuse(make_daemon):
+    """A multiplex daemon keeps serving when a connection is closed outside its loop and the
+    operating system hands the same file descriptor to the next client."""
+    daemon = make_daemon(servertype="multiplex")
+    uri = daemon.register(Calc(), "calc")
+    for _ in range(5):
+        p = ember.Proxy(uri)
+        assert p.add(1, 1) == 2
+        for conn in list(daemon.server.connections):
+            conn.close()
+        p._release()
+        with ember.Proxy(uri) as q:
+            assert q.add(2, 2) == 4

@@ -60,8 +60,14 @@ class MultiplexServer:
         return [self.sock] + [c.sock for c in self.connections] if self.sock else [c.sock for c in self.connections]
 
     def _add(self, conn: Connection) -> None:
+        try:
+            self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+        except KeyError:
+            # a connection closed from another thread left its (reused) fd registered
+            stale = self.selector.get_key(conn.sock.fileno()).data
+            self._drop(stale)
+            self.selector.register(conn.sock, selectors.EVENT_READ, conn)
         self.connections.add(conn)
-        self.selector.register(conn.sock, selectors.EVENT_READ, conn)
 
     def loop(self, condition: Callable[[], bool]) -> None:
         poll = self.daemon.config.POLLTIMEOUT
@@ -77,7 +83,10 @@ class MultiplexServer:
 
     def _loop(self, condition: Callable[[], bool], poll: float) -> None:
         while self.running and condition():
-            self.poll_once(poll)
+            try:
+                self.poll_once(poll)
+            except Exception:  # the loop serves everyone: never let one failure end it
+                log.exception("error in the multiplex server loop")
             if self.sock is None and not self.connections:
                 break  # the one connected socket is gone
 

@@ -153,7 +153,10 @@ class ThreadPoolServer:
 
     def _loop(self, condition: Callable[[], bool], poll: float) -> None:
         while self.running and condition():
-            self.poll_once(poll)
+            try:
+                self.poll_once(poll)
+            except Exception:  # keep accepting whatever one connection did
+                log.exception("error in the accept loop")
 
     def poll_once(self, timeout: float) -> None:
         if not self.running:
