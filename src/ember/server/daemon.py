@@ -534,7 +534,8 @@ class Daemon:
                 pool = self._oneway_pool
         pool.submit(run)
 
-    def _report_error(self, conn: Connection, method: str, exc: BaseException) -> None:
+    def _report_error(self, conn: Connection, method: str, exc: BaseException, what: str = "oneway call") -> None:
+        """Hand an exception no caller will see to ``methodcall_error_handler`` (or the log)."""
         handler = self.methodcall_error_handler
         if handler is not None:
             try:
@@ -542,20 +543,14 @@ class Daemon:
             except Exception:
                 log.exception("methodcall_error_handler failed")
         else:
-            log.warning("exception in oneway call %s: %s: %s", method, type(exc).__name__, exc)
+            log.warning("exception in %s %s: %s: %s", what, method, type(exc).__name__, exc)
 
     def _maybe_callback_error(self, obj: Any, method: str, conn: Connection, exc: BaseException) -> None:
         if obj is None:
             return
         meta = metamod.class_meta(obj if isinstance(obj, type) else type(obj))
         if method in meta.callbacks:
-            log.warning("exception in callback %s: %s: %s", method, type(exc).__name__, exc)
-            handler = self.methodcall_error_handler
-            if handler is not None:
-                try:
-                    handler(conn, method, exc)
-                except Exception:
-                    log.exception("methodcall_error_handler failed")
+            self._report_error(conn, method, exc, "callback")
 
     # ---- connection lifecycle (called by the server loops) ------------------------------
 

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import selectors
-import socket
-import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from .. import net
 from ..errors import CommunicationError, ProtocolError
+from ._loop import ServerLoop
 from .connection import Connection
 
 __all__ = ["MultiplexServer"]
@@ -25,22 +22,14 @@ __all__ = ["MultiplexServer"]
 log = logging.getLogger("ember.server.multiplex")
 
 
-class MultiplexServer:
+class MultiplexServer(ServerLoop):
     """Serves a listening socket (or one connected socket) from a single thread."""
 
     def __init__(self, daemon: Any, host: str | None = None, port: int = 0, unixsocket: str | None = None,
                  connected_socket: Any = None) -> None:
+        super().__init__(daemon)
         cfg = daemon.config
-        self.daemon = daemon
-        self.nodelay = cfg.SOCK_NODELAY
-        self.selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
         self.connections: set[Connection] = set()
-        self.running = True
-        self._looping: threading.Event | None = None
-        self._cleaned = False
-        self._loop_thread_ident: threading.Thread | None = None
         if connected_socket is not None:
             self.sock = None
             self.location = (None, None, None)
@@ -69,26 +58,8 @@ class MultiplexServer:
             self.selector.register(conn.sock, selectors.EVENT_READ, conn)
         self.connections.add(conn)
 
-    def loop(self, condition: Callable[[], bool]) -> None:
-        poll = self.daemon.config.POLLTIMEOUT
-        self._looping = threading.Event()
-        self._loop_thread_ident = threading.current_thread()
-        try:
-            self._loop(condition, poll)
-        finally:
-            looping, self._looping = self._looping, None
-            if not self.running:
-                self._cleanup()
-            looping.set()
-
-    def _loop(self, condition: Callable[[], bool], poll: float) -> None:
-        while self.running and condition():
-            try:
-                self.poll_once(poll)
-            except Exception:  # the loop serves everyone: never let one failure end it
-                log.exception("error in the multiplex server loop")
-            if self.sock is None and not self.connections:
-                break  # the one connected socket is gone
+    def _keep_looping(self) -> bool:
+        return self.sock is not None or bool(self.connections)  # the one connected socket may be gone
 
     def poll_once(self, timeout: float) -> None:
         if not self.running:
@@ -100,10 +71,7 @@ class MultiplexServer:
         for key, _ in events:
             data = key.data
             if data is None:
-                try:
-                    self._wake_r.recv(512)
-                except OSError:
-                    pass
+                self._drain_wake()
             elif data == "listen":
                 self._accept()
             else:
@@ -180,36 +148,6 @@ class MultiplexServer:
             conn.closed = True  # never close a socket the user handed us
             self.daemon.connection_closed(conn)
 
-    def shutdown(self) -> None:
-        self.running = False
-        try:
-            self._wake_w.send(b"!")
-        except OSError:
-            pass
-        looping = self._looping
-        if looping is not None:
-            if threading.current_thread() is self._loop_thread_ident:
-                return  # the loop cleans up when it returns
-            if looping.wait(timeout=10):
-                return
-        self._cleanup()
-
-    def _cleanup(self) -> None:
-        if self._cleaned:
-            return
-        self._cleaned = True
+    def _release(self) -> None:
         for conn in list(self.connections):
             self._drop(conn)
-        try:
-            self.selector.close()
-        except Exception:
-            pass
-        if self.sock is not None:
-            net.close_quietly(self.sock)
-            if self.location[2] and not self.location[2].startswith("\0"):
-                try:
-                    os.remove(self.location[2])
-                except OSError:
-                    pass
-        self._wake_r.close()
-        self._wake_w.close()

@@ -11,15 +11,14 @@ import errno
 import logging
 import queue
 import selectors
-import socket
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from .. import net
 from ..errors import CommunicationError, ProtocolError
 from ..protocol import Message, MsgType
+from ._loop import ServerLoop
 from .connection import Connection
 
 __all__ = ["ThreadPoolServer", "serve_connection"]
@@ -115,48 +114,21 @@ class _Pool:
             self.queue.put(None)
 
 
-class ThreadPoolServer:
+class ThreadPoolServer(ServerLoop):
     """Accepts connections and hands each to a pooled worker thread."""
 
     def __init__(self, daemon: Any, host: str | None, port: int, unixsocket: str | None) -> None:
+        super().__init__(daemon)
         cfg = daemon.config
-        self.daemon = daemon
         self.sock = net.create_server(host, port, unixsocket, reuse=cfg.SOCK_REUSE)
         self.location = net.bound_location(self.sock)
-        self.nodelay = cfg.SOCK_NODELAY
         self.pool = _Pool(daemon, cfg.THREADPOOL_SIZE_MIN, cfg.THREADPOOL_SIZE)
-        self._wake_r, self._wake_w = socket.socketpair()
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.sock, selectors.EVENT_READ)
-        self.selector.register(self._wake_r, selectors.EVENT_READ)
-        self.running = True
-        self._looping: threading.Event | None = None
-        self._cleaned = False
-        self._loop_thread_ident: threading.Thread | None = None
+        self.selector.register(self.sock, selectors.EVENT_READ, "listen")
         self.description = f"thread pool ({cfg.THREADPOOL_SIZE_MIN}-{cfg.THREADPOOL_SIZE} workers)"
 
     @property
     def sockets(self) -> list:
         return [self.sock]
-
-    def loop(self, condition: Callable[[], bool]) -> None:
-        poll = self.daemon.config.POLLTIMEOUT
-        self._looping = threading.Event()
-        self._loop_thread_ident = threading.current_thread()
-        try:
-            self._loop(condition, poll)
-        finally:
-            looping, self._looping = self._looping, None
-            if not self.running:
-                self._cleanup()
-            looping.set()
-
-    def _loop(self, condition: Callable[[], bool], poll: float) -> None:
-        while self.running and condition():
-            try:
-                self.poll_once(poll)
-            except Exception:  # keep accepting whatever one connection did
-                log.exception("error in the accept loop")
 
     def poll_once(self, timeout: float) -> None:
         if not self.running:
@@ -166,11 +138,8 @@ class ThreadPoolServer:
         except (OSError, ValueError):
             return  # closed under us during shutdown
         for key, _ in events:
-            if key.fileobj is self._wake_r:
-                try:
-                    self._wake_r.recv(512)
-                except OSError:
-                    pass
+            if key.data is None:
+                self._drain_wake()
             else:
                 self._accept()
         self.daemon.periodic()
@@ -214,36 +183,5 @@ class ThreadPoolServer:
         finally:
             conn.close()
 
-    def shutdown(self) -> None:
-        self.running = False
-        try:
-            self._wake_w.send(b"!")
-        except OSError:
-            pass
-        looping = self._looping
-        if looping is not None:
-            if threading.current_thread() is self._loop_thread_ident:
-                return  # the loop cleans up when it returns
-            if looping.wait(timeout=10):
-                return
-        self._cleanup()
-
-    def _cleanup(self) -> None:
-        if self._cleaned:
-            return
-        self._cleaned = True
+    def _release(self) -> None:
         self.pool.close()
-        try:
-            self.selector.close()
-        except Exception:
-            pass
-        net.close_quietly(self.sock)
-        self._wake_r.close()
-        self._wake_w.close()
-        if self.location[2] and not self.location[2].startswith("\0"):
-            import os
-
-            try:
-                os.remove(self.location[2])
-            except OSError:
-                pass
