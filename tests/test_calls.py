@@ -521,3 +521,10 @@ def test_connection_closed_from_another_thread_fd_reuse(make_daemon):
         p._release()
         with ember.Proxy(uri) as q:
             assert q.add(2, 2) == 4
+
+
+def test_serve_with_name_server_not_available_yet():
+    with pytest.raises(errors.NamingError, match="not available"):
+        ember.serve({Calc: "calc"}, use_ns=True, verbose=False)
+    with pytest.raises(errors.NamingError, match="not available"):
+        ember.Proxy("PYRONAME:calc")._bind()

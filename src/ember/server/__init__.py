@@ -24,12 +24,12 @@ def serve(
     With ``use_ns=True`` each name is also registered in the name server (found with
     :func:`ember.locate_ns`). Prints each object's URI when ``verbose``.
     """
-    daemon = daemon or Daemon(host=host, port=port, servertype=servertype)
-    ns = None
     if use_ns:
-        from ..naming import locate_ns
+        from ..errors import NamingError
 
-        ns = locate_ns()
+        raise NamingError("use_ns=True needs the name server, which is not available in this version yet")
+    daemon = daemon or Daemon(host=host, port=port, servertype=servertype)
+    ns: Any = None
     with daemon:
         for obj, name in objects.items():
             if ns is not None and name:
