@@ -21,24 +21,20 @@ def serve(
 ) -> None:
     """Register ``{object_or_class: name}`` in a daemon and serve until shut down.
 
-    With ``use_ns=True`` each name is also registered in the name server (found with
-    :func:`ember.locate_ns`). Prints each object's URI when ``verbose``.
+    Each name becomes the object id. Prints each object's URI when ``verbose``.
+    ``use_ns=True`` (register the names in a name server) arrives with the name server;
+    until then it raises :class:`~ember.errors.NamingError`.
     """
     if use_ns:
         from ..errors import NamingError
 
         raise NamingError("use_ns=True needs the name server, which is not available in this version yet")
     daemon = daemon or Daemon(host=host, port=port, servertype=servertype)
-    ns: Any = None
     with daemon:
         for obj, name in objects.items():
-            if ns is not None and name:
-                uri = daemon.register(obj)
-                ns.register(name, uri)
-            else:
-                uri = daemon.register(obj, name)
+            uri = daemon.register(obj, name)
             if verbose:
-                print(f"Object {obj!r}:\n    uri = {uri}" + (f"\n    name = {name}" if ns is not None else ""))
+                print(f"Object {obj!r}:\n    uri = {uri}")
         if verbose:
             print("Ember daemon running.")
         daemon.request_loop()
