@@ -528,3 +528,12 @@ def test_serve_with_name_server_not_available_yet():
         ember.serve({Calc: "calc"}, use_ns=True, verbose=False)
     with pytest.raises(errors.NamingError, match="not available"):
         ember.Proxy("PYRONAME:calc")._bind()
+
+
+def test_unix_socket_daemon(make_daemon, servertype, tmp_path):
+    path = str(tmp_path / "ember.sock")
+    daemon = make_daemon(servertype=servertype, unixsocket=path)
+    uri = daemon.register(Calc(), "calc")
+    assert str(uri) == f"PYRO:calc@./u:{path}"
+    with ember.Proxy(uri) as p:
+        assert p.add(1, 2) == 3 and list(p.generator(2)) == [0, 10]
