@@ -324,7 +324,7 @@ class Decoder:
             annotations = parse_annotations(memoryview(frame)[HEADER_SIZE : HEADER_SIZE + alen]) if alen else {}
         except ProtocolError as exc:
             raise self._fail(exc) from None
-        data = frame[HEADER_SIZE + alen :] if (alen or len(frame) > HEADER_SIZE) else b""
+        data = frame[HEADER_SIZE + alen :]
         if flags & F_COMPRESSED:
             data = self._decompress(data)
             flags &= ~F_COMPRESSED

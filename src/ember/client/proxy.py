@@ -223,10 +223,6 @@ class Proxy(Generic[T]):
                         raise
                     time.sleep(wait)
 
-    @property
-    def _pyroTimeout(self) -> float | None:  # noqa: N802 - Pyro5 spelling, for familiarity
-        return self._timeout
-
     def _effective_timeout(self) -> float | None:
         t = self._timeout if self._timeout is not None else config.COMMTIMEOUT
         return t or None

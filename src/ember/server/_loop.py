@@ -4,17 +4,40 @@ shutdown that lets the loop's own thread do the cleanup."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from .. import net
+from ..errors import CommunicationError
+from ..protocol import Message
+from .connection import Connection
 
 log = logging.getLogger("ember.server")
+
+
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def answer(daemon: Any, conn: Connection, msg: Message) -> None:
+    """Dispatch one message and send its reply, if it has one."""
+    reply = daemon.dispatch(conn, msg)
+    if reply is not None:
+        conn.send(daemon.encode(reply))
+
+
+def report_failure(daemon: Any, conn: Connection, exc: Exception) -> None:
+    """The peer sent something invalid: tell it why when the protocol allows (best effort)."""
+    reply = daemon.connection_failed(conn, exc)
+    if reply is not None:
+        with contextlib.suppress(CommunicationError):
+            conn.send(daemon.encode(reply))
 
 
 class ServerLoop:
@@ -59,6 +82,23 @@ class ServerLoop:
             if not self.running:
                 self._cleanup()
             looping.set()
+
+    def _accept_socket(self) -> tuple[socket.socket, Any] | None:
+        """Accept one client socket; on fd/memory exhaustion log and back off instead of failing."""
+        assert self.sock is not None
+        try:
+            csock, addr = self.sock.accept()
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno in _OUT_OF_RESOURCES:
+                log.warning("accept failed (%s); backing off", exc.strerror)
+                time.sleep(0.1)
+            return None
+        csock.setblocking(True)
+        if self.nodelay:
+            net.set_nodelay(csock)
+        return csock, addr
 
     def _drain_wake(self) -> None:
         with contextlib.suppress(OSError):

@@ -23,8 +23,9 @@ class Connection:
     """
 
     def __init__(self, sock: socket.socket, addr: Any, max_message_size: int, max_annotations: int,
-                 established: bool = False) -> None:
+                 established: bool = False, owns_socket: bool = True) -> None:
         self.sock = sock
+        self.owns_socket = owns_socket
         self.addr = addr
         self.decoder = Decoder(
             max_message_size,
@@ -46,9 +47,6 @@ class Connection:
         self.extended = extended
         self.decoder.allowed_types = _ESTABLISHED_TYPES
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
     def send(self, frame: bytes) -> None:
         with self.send_lock:
             net.send(self.sock, frame)
@@ -57,7 +55,8 @@ class Connection:
         if self.closed:
             return
         self.closed = True
-        net.close_quietly(self.sock)
+        if self.owns_socket:
+            net.close_quietly(self.sock)
 
     def __repr__(self) -> str:
         return f"<Connection from {self.addr}{' closed' if self.closed else ''}>"

@@ -39,7 +39,7 @@ from ..serializers import _classes
 from ..uri import URI
 from . import meta as metamod
 from .connection import Connection
-from .streams import StreamRegistry
+from .streams import StreamRegistry, close_iterator
 
 __all__ = ["Daemon", "DaemonObject", "DAEMON_NAME", "EMBER_CAPS"]
 
@@ -477,18 +477,14 @@ class Daemon:
         return Message(MsgType.RESULT, msg.serializer_id, F_BATCH, msg.seq, data, self.annotations(), msg.correlation_id)
 
     def _stream_reply(self, conn: Connection, msg: Message, ser: Any, iterator: Any) -> Message:
-        marker = PyroError("result of call is an iterator")
-        marker._pyroTraceback = None  # type: ignore[attr-defined]
         ann = dict(self.annotations())
         if self.config.ITER_STREAMING:
             ann["STRM"] = self.streams.add(iterator, conn).encode("ascii")
         else:
-            _close = getattr(iterator, "close", None)
-            if _close:
-                _close()
-        # (re-labelled as ProtocolError on the wire, as Pyro5 does)
+            close_iterator(iterator)
+        # the marker exception Pyro5 sends so that clients without streaming fail loudly
         data = ser.dumps({"__class__": "Pyro5.errors.ProtocolError", "__exception__": True,
-                          "args": marker.args, "attributes": {"_pyroTraceback": None}})
+                          "args": ("result of call is an iterator",), "attributes": {"_pyroTraceback": None}})
         return Message(MsgType.RESULT, msg.serializer_id, F_EXCEPTION | F_ITEMSTREAM, msg.seq, data, ann,
                        msg.correlation_id)
 
@@ -554,11 +550,10 @@ class Daemon:
 
     # ---- connection lifecycle (called by the server loops) ------------------------------
 
-    def new_connection(self, sock: Any, addr: Any, established: bool = False) -> Connection:
+    def new_connection(self, sock: Any, addr: Any, established: bool = False, owns_socket: bool = True) -> Connection:
         cfg = self.config
-        timeout = cfg.COMMTIMEOUT or None
-        sock.settimeout(timeout)
-        return Connection(sock, addr, cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, established)
+        sock.settimeout(cfg.COMMTIMEOUT or None)
+        return Connection(sock, addr, cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, established, owns_socket)
 
     def connection_closed(self, conn: Connection) -> None:
         """Release everything tied to a connection that went away."""

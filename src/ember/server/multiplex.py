@@ -6,15 +6,13 @@ everyone else (use the thread-pool server, or oneway calls, for long work).
 
 from __future__ import annotations
 
-import errno
 import logging
 import selectors
-import time
 from typing import Any
 
 from .. import net
 from ..errors import CommunicationError, ProtocolError
-from ._loop import ServerLoop
+from ._loop import ServerLoop, answer, report_failure
 from .connection import Connection
 
 __all__ = ["MultiplexServer"]
@@ -33,8 +31,8 @@ class MultiplexServer(ServerLoop):
         if connected_socket is not None:
             self.sock = None
             self.location = (None, None, None)
-            conn = daemon.new_connection(connected_socket, "connected-socket", established=True)
-            conn.owned_socket = False
+            # Ember never closes a socket the user handed it
+            conn = daemon.new_connection(connected_socket, "connected-socket", established=True, owns_socket=False)
             self._add(conn)
             self.description = "connected socket (one connection)"
         else:
@@ -88,19 +86,9 @@ class MultiplexServer(ServerLoop):
         self.daemon.periodic()
 
     def _accept(self) -> None:
-        try:
-            csock, addr = self.sock.accept()
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                log.warning("accept failed (%s); backing off", exc.strerror)
-                time.sleep(0.1)
-            return
-        csock.setblocking(True)
-        if self.nodelay:
-            net.set_nodelay(csock)
-        self._add(self.daemon.new_connection(csock, addr))
+        accepted = self._accept_socket()
+        if accepted is not None:
+            self._add(self.daemon.new_connection(*accepted))
 
     def _readable(self, conn: Connection) -> None:
         daemon = self.daemon
@@ -114,19 +102,12 @@ class MultiplexServer(ServerLoop):
                 return
             conn.decoder.feed(chunk)
             while (msg := conn.decoder.next_message()) is not None:
-                reply = daemon.dispatch(conn, msg)
-                if reply is not None:
-                    conn.send(daemon.encode(reply))
+                answer(daemon, conn, msg)
                 if conn.must_close:
                     self._drop(conn)
                     return
         except ProtocolError as exc:
-            reply = daemon.connection_failed(conn, exc)
-            if reply is not None:
-                try:
-                    conn.send(daemon.encode(reply))
-                except CommunicationError:
-                    pass
+            report_failure(daemon, conn, exc)
             self._drop(conn)
         except CommunicationError as exc:
             log.debug("connection from %s ended: %s", conn.addr, exc)
@@ -142,11 +123,7 @@ class MultiplexServer(ServerLoop):
                 self.selector.unregister(conn.sock)
             except (KeyError, ValueError, OSError):
                 pass
-        if getattr(conn, "owned_socket", True):
-            self.daemon.connection_closed(conn)
-        else:
-            conn.closed = True  # never close a socket the user handed us
-            self.daemon.connection_closed(conn)
+        self.daemon.connection_closed(conn)
 
     def _release(self) -> None:
         for conn in list(self.connections):

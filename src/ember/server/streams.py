@@ -62,7 +62,7 @@ class StreamRegistry:
         with self._lock:
             stream = self._streams.pop(stream_id, None)
         if stream is not None:
-            _close_iterator(stream.iterator)
+            close_iterator(stream.iterator)
 
     def connection_closed(self, conn: Any) -> None:
         """The connection went away: drop its streams now, or mark them to linger."""
@@ -76,7 +76,7 @@ class StreamRegistry:
                     else:
                         stream.orphaned_at = now
         for stream in dropped:
-            _close_iterator(stream.iterator)
+            close_iterator(stream.iterator)
 
     def expire(self) -> int:
         """Drop streams past their lifetime or linger time; returns how many."""
@@ -89,7 +89,7 @@ class StreamRegistry:
                 if too_old or orphaned:
                     dropped.append(self._streams.pop(sid))
         for stream in dropped:
-            _close_iterator(stream.iterator)
+            close_iterator(stream.iterator)
         return len(dropped)
 
     def clear(self) -> None:
@@ -97,10 +97,10 @@ class StreamRegistry:
             streams = list(self._streams.values())
             self._streams.clear()
         for stream in streams:
-            _close_iterator(stream.iterator)
+            close_iterator(stream.iterator)
 
 
-def _close_iterator(it: Any) -> None:
+def close_iterator(it: Any) -> None:
     close = getattr(it, "close", None)
     if close is not None:
         try:

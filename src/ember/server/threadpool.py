@@ -7,18 +7,16 @@ CONNECTFAIL "no free workers".
 
 from __future__ import annotations
 
-import errno
 import logging
 import queue
 import selectors
 import threading
-import time
 from typing import Any
 
 from .. import net
 from ..errors import CommunicationError, ProtocolError
 from ..protocol import Message, MsgType
-from ._loop import ServerLoop
+from ._loop import ServerLoop, answer, report_failure
 from .connection import Connection
 
 __all__ = ["ThreadPoolServer", "serve_connection"]
@@ -34,18 +32,11 @@ def serve_connection(daemon: Any, conn: Connection) -> None:
             msg = net.recv_message(conn.sock, conn.decoder)
             if msg is None:
                 break
-            reply = daemon.dispatch(conn, msg)
-            if reply is not None:
-                conn.send(daemon.encode(reply))
+            answer(daemon, conn, msg)
             if conn.must_close:
                 break
     except ProtocolError as exc:
-        reply = daemon.connection_failed(conn, exc)
-        if reply is not None:
-            try:
-                conn.send(daemon.encode(reply))
-            except CommunicationError:
-                pass
+        report_failure(daemon, conn, exc)
     except CommunicationError as exc:
         log.debug("connection from %s ended: %s", conn.addr, exc)
     except Exception:
@@ -150,18 +141,10 @@ class ThreadPoolServer(ServerLoop):
         self.daemon.periodic()
 
     def _accept(self) -> None:
-        try:
-            csock, addr = self.sock.accept()
-        except BlockingIOError:
+        accepted = self._accept_socket()
+        if accepted is None:
             return
-        except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                log.warning("accept failed (%s); backing off", exc.strerror)
-                time.sleep(0.1)
-            return
-        if self.nodelay:
-            net.set_nodelay(csock)
-        conn = self.daemon.new_connection(csock, addr)
+        conn = self.daemon.new_connection(*accepted)
         if not self.pool.submit(conn):
             threading.Thread(target=self._refuse, args=(conn,), daemon=True).start()
 
