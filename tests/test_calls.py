@@ -523,13 +523,6 @@ def test_connection_closed_from_another_thread_fd_reuse(make_daemon):
             assert q.add(2, 2) == 4
 
 
-def test_serve_with_name_server_not_available_yet():
-    with pytest.raises(errors.NamingError, match="not available"):
-        ember.serve({Calc: "calc"}, use_ns=True, verbose=False)
-    with pytest.raises(errors.NamingError, match="not available"):
-        ember.Proxy("PYRONAME:calc")._bind()
-
-
 def test_unix_socket_daemon(make_daemon, servertype, tmp_path):
     path = str(tmp_path / "ember.sock")
     daemon = make_daemon(servertype=servertype, unixsocket=path)

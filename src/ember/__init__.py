@@ -13,6 +13,7 @@ from . import errors
 from .client import BatchProxy, Proxy
 from .config import config
 from .context import current_context
+from .naming import locate_ns, resolve
 from .serializers import (
     register_class_to_dict,
     register_dict_to_class,
@@ -38,10 +39,12 @@ __all__ = [
     "current_context",
     "errors",
     "expose",
+    "locate_ns",
     "oneway",
     "register_class_to_dict",
     "register_dict_to_class",
     "register_type",
+    "resolve",
     "serve",
     "tobytes",
     "unregister_class_to_dict",

@@ -6,8 +6,11 @@ Each subcommand only parses arguments and calls library functions.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -20,6 +23,22 @@ def _cmd_config(args: argparse.Namespace) -> int:
     print(f"Python {sys.version.split()[0]}")
     print(config.dump())
     return 0
+
+
+def serve_until_stopped(loop: Callable[[], None], stop: Callable[[], None]) -> None:
+    """Run a server loop until Ctrl-C or SIGTERM, then stop it cleanly (for command-line servers)."""
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_term)
+    try:
+        loop()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,14 +54,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _echo(sub: argparse._SubParsersAction) -> None:
-    from .echo import _register_cli
+def _ns(sub: argparse._SubParsersAction) -> None:
+    from .naming.__main__ import register_cli
 
-    _register_cli(sub)
+    register_cli(sub)
+
+
+def _nsc(sub: argparse._SubParsersAction) -> None:
+    from .nsc import register_cli
+
+    register_cli(sub)
+
+
+def _echo(sub: argparse._SubParsersAction) -> None:
+    from .echo import register_cli
+
+    register_cli(sub)
+
+
+def _demo(sub: argparse._SubParsersAction) -> None:
+    from .demo import register_cli
+
+    register_cli(sub)
 
 
 # one registration function per subcommand module
-_SUBCOMMANDS: list = [_echo]
+_SUBCOMMANDS: list = [_ns, _nsc, _echo, _demo]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,7 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "NS_BCHOST": (None, "broadcast responder bind address (None = all interfaces)"),
     "NS_AUTOCLEAN": (0.0, "seconds between name server liveness sweeps; 0 = off, else >= 3"),
     "NS_LOOKUP_DELAY": (0.0, "max seconds a client keeps retrying a name lookup"),
+    "NS_URI_FILE": (None, "file holding the name server URI; locate_ns reads it as a last resort"),
     "NATHOST": (None, "external host published in URIs"),
     "NATPORT": (0, "external port published in URIs; 0 = the internal port"),
     "COMPRESSION": (False, "zlib-compress outgoing payloads over 100 bytes when it helps"),

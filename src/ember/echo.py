@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -97,35 +98,45 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.naming or args.nameserver:
-        print("ember echo: name server support (-n/-N) is not available in this version yet")
-        return 2
-    daemon = Daemon(host=args.host, port=args.port, unixsocket=args.unixsocket, servertype="multiplex")
-    echo = EchoServer()
-    echo._verbose = args.verbose
-    uri = daemon.register(echo, "test.echoserver")
+    from .cli import serve_until_stopped
+    from .errors import PyroError
+
+    service = None
+    try:
+        if args.nameserver:
+            from .naming import start_ns
+
+            service = start_ns(args.host)
+            if not args.quiet:
+                print(service.describe())
+        ns = service.uri if service is not None else (True if args.naming else None)
+        daemon = Daemon(host=args.host, port=args.port, unixsocket=args.unixsocket, servertype="multiplex", ns=ns)
+        echo = EchoServer()
+        echo._verbose = args.verbose
+        uri = daemon.register(echo, "test.echoserver")
+    except PyroError as exc:
+        if service is not None:
+            service.shutdown()
+        print(f"ember echo: error: {exc}", file=sys.stderr)
+        return 1
     if not args.quiet:
         print("Ember echo server running.")
+        if ns is not None:
+            print("registered in the name server as test.echoserver")
         print(f"uri = {uri}", flush=True)
-    import signal
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_term)
-    try:
-        daemon.request_loop()
-    except KeyboardInterrupt:
-        pass
-    finally:
+    def stop() -> None:
         daemon.shutdown()
+        if service is not None:
+            service.shutdown()
+
+    serve_until_stopped(daemon.request_loop, stop)
     if not args.quiet:
         print("Echo server stopped.")
     return 0
 
 
-def _register_cli(sub: Any) -> None:
+def register_cli(sub: Any) -> None:
     p = sub.add_parser("echo", help="run the echo server (object id test.echoserver)")
     build_parser(p)
     p.set_defaults(func=run)

@@ -18,7 +18,6 @@ from ..config import config
 from ..errors import (
     CommunicationError,
     ConnectionClosedError,
-    NamingError,
     ProtocolError,
     PyroError,
     TimeoutError,
@@ -228,13 +227,13 @@ class Proxy(Generic[T]):
         return t or None
 
     def _resolve(self) -> URI:
+        """The direct URI to connect to; magic URIs are looked up again on every (re)connect."""
         uri = self._pyroUri
         if uri.protocol == "PYRO":
             return uri
-        if uri.protocol == "PYROLOC":
-            # legacy: the name is the object id in the daemon at that location
-            return URI(f"PYRO:{uri.object}@{uri.location}")
-        raise NamingError(f"cannot resolve {uri}: name server lookups are not available in this version yet")
+        from ..naming import resolve
+
+        return resolve(uri)
 
     def _connect(self) -> None:
         """Open the connection and do the handshake (caller holds the lock)."""

@@ -21,20 +21,19 @@ def serve(
 ) -> None:
     """Register ``{object_or_class: name}`` in a daemon and serve until shut down.
 
-    Each name becomes the object id. Prints each object's URI when ``verbose``.
-    ``use_ns=True`` (register the names in a name server) arrives with the name server;
-    until then it raises :class:`~ember.errors.NamingError`.
+    Each name becomes the object id (None = a generated id). With ``use_ns`` the names
+    are also registered in the name server found by :func:`~ember.locate_ns`, and
+    removed again when the daemon shuts down. Prints each object's URI when ``verbose``.
     """
-    if use_ns:
-        from ..errors import NamingError
-
-        raise NamingError("use_ns=True needs the name server, which is not available in this version yet")
     daemon = daemon or Daemon(host=host, port=port, servertype=servertype)
+    if use_ns and daemon.ns is None:
+        daemon.use_name_server(True)
     with daemon:
         for obj, name in objects.items():
             uri = daemon.register(obj, name)
             if verbose:
-                print(f"Object {obj!r}:\n    uri = {uri}")
+                published = f"\n    name = {name} (in the name server)" if use_ns and name else ""
+                print(f"Object {obj!r}:\n    uri = {uri}{published}")
         if verbose:
             print("Ember daemon running.")
         daemon.request_loop()

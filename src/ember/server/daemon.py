@@ -108,6 +108,12 @@ class Daemon:
     ``servertype`` is ``"thread"`` (a worker thread per connection, pooled, the default) or
     ``"multiplex"`` (one thread serves every connection). ``connected_socket`` serves one
     already-connected socket (e.g. from ``socket.socketpair()``) without a handshake.
+
+    ``ns`` publishes names in a name server: a proxy to it, its URI, or True to find it
+    with :func:`~ember.locate_ns`. Then ``register(obj, "name")`` also registers ``name``
+    there (``ns_name=`` picks another name, ``metadata=`` adds tags), ``unregister``
+    removes it, and :meth:`shutdown` removes every published name unless
+    ``ns_unregister=False``.
     """
 
     def __init__(
@@ -120,6 +126,8 @@ class Daemon:
         natport: int | None = None,
         connected_socket: Any = None,
         config: Config | None = None,
+        ns: Any = None,
+        ns_unregister: bool = True,
     ) -> None:
         from . import multiplex, threadpool
 
@@ -153,7 +161,13 @@ class Daemon:
             self.natport = self.port
         self._loop_thread: threading.Thread | None = None
         self._has_annotations_hook = type(self).annotations is not Daemon.annotations
+        self._ns: Any = None
+        self._ns_spec: Any = None
+        self._ns_unregister = ns_unregister
+        self._ns_names: dict[str, str] = {}  # object id -> name published in the name server
         self.register(DaemonObject(self), DAEMON_NAME)
+        if ns is not None and ns is not False:
+            self.use_name_server(ns, ns_unregister)
 
     # ---- locations -------------------------------------------------------------------
 
@@ -186,12 +200,47 @@ class Daemon:
 
     # ---- registry ------------------------------------------------------------------------
 
-    def register(self, obj_or_class: Any, object_id: str | None = None, force: bool = False) -> URI:
+    def use_name_server(self, ns: Any = True, unregister: bool = True) -> None:
+        """Publish registered names in a name server (see the class docstring for ``ns``)."""
+        self._ns_spec = ns
+        self._ns_unregister = unregister
+
+    @property
+    def ns(self) -> Any:
+        """The proxy to the name server this daemon publishes in (connected on first use), or None."""
+        if self._ns is None and self._ns_spec is not None:
+            from ..client import Proxy
+            from ..naming import locate_ns
+
+            spec = self._ns_spec
+            self._ns = locate_ns() if spec is True else spec if isinstance(spec, Proxy) else Proxy(spec)
+        return self._ns
+
+    def register(self, obj_or_class: Any, object_id: str | None = None, force: bool = False, *,
+                 ns_name: str | None = None, metadata: Any = None) -> URI:
         """Register an object (or a class, instantiated per its ``@behavior``) and return its URI.
 
         A fixed ``object_id`` keeps the URI stable across restarts; without one a random
-        ``obj_<hex>`` id is generated.
+        ``obj_<hex>`` id is generated. On a daemon with a name server (``ns=``) the
+        object id, or ``ns_name`` if given, is also registered there with ``metadata``;
+        if that fails the object is unregistered again and the error raised.
         """
+        explicit_id = object_id
+        uri = self._register(obj_or_class, object_id, force)
+        name = ns_name if ns_name is not None else explicit_id
+        if name is not None and (ns_name is not None or self._ns_spec is not None):
+            if self._ns_spec is None:
+                self.unregister(uri.object)
+                raise DaemonError(f"cannot publish {name!r}: this daemon has no name server (pass Daemon(ns=...))")
+            try:
+                self.ns.register(name, uri, metadata=metadata)
+            except BaseException:
+                self.unregister(uri.object)
+                raise
+            self._ns_names[uri.object] = name
+        return uri
+
+    def _register(self, obj_or_class: Any, object_id: str | None, force: bool) -> URI:
         if object_id is None:
             object_id = getattr(obj_or_class, "_pyroId", None) if not force else None
             if not object_id or object_id in self.objects_by_id:
@@ -217,6 +266,9 @@ class Daemon:
         object_id = obj_or_id if isinstance(obj_or_id, str) else getattr(obj_or_id, "_pyroId", None)
         if object_id is None or object_id == DAEMON_NAME:
             return
+        name = self._ns_names.pop(object_id, None)
+        if name is not None:
+            self._unpublish([name])
         obj = self.objects_by_id.pop(object_id, None)
         if obj is not None and getattr(obj, "_pyroDaemon", None) is self:
             try:
@@ -224,6 +276,13 @@ class Daemon:
                 del obj._pyroId
             except AttributeError:
                 pass
+
+    def _unpublish(self, names: list[str]) -> None:
+        try:
+            for name in names:
+                self.ns.remove(name)
+        except PyroError as exc:
+            log.warning("could not remove %s from the name server: %s", ", ".join(names), exc)
 
     def uri_for(self, obj_or_id: Any, nat: bool = True) -> URI:
         """The ``PYRO:`` URI of a registered object (with the NAT address unless ``nat=False``)."""
@@ -613,6 +672,11 @@ class Daemon:
         if self._closed:
             return
         self._closed = True
+        if self._ns_names and self._ns_unregister:
+            names, self._ns_names = list(self._ns_names.values()), {}
+            self._unpublish(names)
+        if self._ns is not None and self._ns is not self._ns_spec:
+            self._ns._release()
         self.server.shutdown()
         thread = self._loop_thread
         if thread is not None and thread is not threading.current_thread():

@@ -1,0 +1,293 @@
+"""The name server object ``Pyro.NameServer``: names to URIs, with metadata tags.
+
+Its remote interface is Pyro5's (PROTOCOL.md §7), so Pyro5 clients and tools use an Ember
+name server unchanged; a few keyword-only extras (``group``, ``metadata_all``/
+``metadata_any`` on ``list``) are Ember's. Names are free-form strings without
+whitespace or ``@`` (they must fit in a ``PYRONAME:`` URI); dots make groups by
+convention, so ``list(group="shop")`` and ``remove(group="shop")`` act on every
+``shop.*`` name. Names under ``Pyro.`` are reserved for the name server itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from ..errors import InvalidURIError, NamingError
+from ..server.decorators import expose
+from ..uri import URI
+from .storage import Entry, Storage, open_storage
+
+__all__ = ["NameServer", "NAMESERVER_NAME", "RESERVED_PREFIX", "AutoCleaner"]
+
+log = logging.getLogger("ember.naming")
+NAMESERVER_NAME = "Pyro.NameServer"
+RESERVED_PREFIX = "Pyro."
+# the metadata Pyro5 gives the name server's own registration, plus Ember's own tag
+NAMESERVER_METADATA = frozenset({"class:Pyro5.nameserver.NameServer", "class:ember.naming.NameServer"})
+_BAD_NAME_CHARS = re.compile(r"[\s@]")
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise NamingError(f"invalid name {name!r}: a name must be a string, not {type(name).__name__}")
+    if not name or _BAD_NAME_CHARS.search(name) or not name.isprintable():
+        raise NamingError(f"invalid name {name!r}: a name must be non-empty, printable, and contain no whitespace "
+                          "or '@' (it must fit in a PYRONAME: URI)")
+    return name
+
+
+def _check_uri(uri: Any) -> str:
+    try:
+        parsed = URI(uri)
+    except InvalidURIError as exc:
+        raise NamingError(f"invalid uri: {exc}") from None
+    if parsed.protocol != "PYRO":
+        raise NamingError(f"invalid uri {str(parsed)!r}: a name must map to a direct PYRO: URI, not {parsed.protocol}")
+    return str(parsed)
+
+
+def _check_tags(tags: Any, what: str, allow_none: bool = True) -> frozenset[str] | None:
+    if tags is None:
+        if allow_none:
+            return None
+        raise NamingError(f"{what} must be a collection of strings")
+    if isinstance(tags, (str, bytes)):
+        raise NamingError(f"{what} must be a collection of strings, not a single {type(tags).__name__} "
+                          f"(write [{tags!r}])")
+    try:
+        result = frozenset(tags)
+    except TypeError:
+        raise NamingError(f"{what} must be a collection of strings, not {type(tags).__name__}") from None
+    for tag in result:
+        if not isinstance(tag, str):
+            raise NamingError(f"{what} must contain only strings; got {tag!r}")
+    return result
+
+
+def _compile(regex: Any) -> re.Pattern:
+    if not isinstance(regex, str):
+        raise NamingError(f"invalid regex {regex!r}: must be a string")
+    try:
+        return re.compile(regex)
+    except re.error as exc:
+        raise NamingError(f"invalid regex {regex!r}: {exc}") from None
+
+
+class NameServer:
+    """The registry served as ``Pyro.NameServer``. Thread-safe; state lives in a :class:`Storage`."""
+
+    def __init__(self, storage: str | Storage | None = None) -> None:
+        self.storage = open_storage(storage)
+
+    # ---- selection helpers (not remote) ------------------------------------------------
+
+    def _select(self, prefix: Any = None, regex: Any = None, group: Any = None, meta_all: Any = None,
+                meta_any: Any = None) -> dict[str, Entry]:
+        pattern = _compile(regex) if regex is not None else None
+        if prefix is not None and not isinstance(prefix, str):
+            raise NamingError(f"invalid prefix {prefix!r}: must be a string")
+        if group is not None:
+            group = _check_name(group).rstrip(".") + "."
+        all_tags = _check_tags(meta_all, "meta_all")
+        any_tags = _check_tags(meta_any, "meta_any")
+        selected = {}
+        for name, entry in self.storage.items().items():
+            if prefix is not None and not name.startswith(prefix):
+                continue
+            if group is not None and not name.startswith(group):
+                continue
+            if pattern is not None and not pattern.match(name):
+                continue
+            if all_tags is not None and not all_tags <= entry[1]:
+                continue
+            if any_tags is not None and not any_tags & entry[1]:
+                continue
+            selected[name] = entry
+        return selected
+
+    @staticmethod
+    def _out(selected: dict[str, Entry], return_metadata: bool) -> dict[str, Any]:
+        # metadata goes out as a set (never a frozenset): every serializer can encode it
+        if return_metadata:
+            return {name: (uri, set(meta)) for name, (uri, meta) in selected.items()}
+        return {name: uri for name, (uri, _meta) in selected.items()}
+
+    def _register_self(self, uri: URI | str) -> None:
+        self.storage.put(NAMESERVER_NAME, str(uri), NAMESERVER_METADATA)
+
+    # ---- the remote interface ----------------------------------------------------------
+
+    @expose
+    def ping(self) -> None:
+        """Answer, to show the name server is alive."""
+
+    @expose
+    def count(self) -> int:
+        """How many names are registered (the name server itself included)."""
+        return self.storage.count()
+
+    @expose
+    def register(self, name: str, uri: Any, safe: bool = False, metadata: Iterable[str] | None = None) -> None:
+        """Map ``name`` to ``uri`` (a URI object or string), with optional metadata tags.
+
+        An existing name is replaced unless ``safe`` is true, in which case registering
+        it again raises :class:`NamingError`.
+        """
+        name = _check_name(name)
+        if name.startswith(RESERVED_PREFIX):
+            raise NamingError(f"invalid name {name!r}: names starting with {RESERVED_PREFIX!r} are reserved")
+        uri_text = _check_uri(uri)
+        tags = _check_tags(metadata, "metadata") or frozenset()
+        if safe:
+            if not self.storage.put_if_absent(name, uri_text, tags):
+                raise NamingError(f"name already registered: {name}")
+        else:
+            self.storage.put(name, uri_text, tags)
+        log.debug("registered %s -> %s", name, uri_text)
+
+    @expose
+    def lookup(self, name: str, return_metadata: bool = False) -> Any:
+        """The URI of ``name`` (a URI object), or ``(uri, metadata set)`` with ``return_metadata``."""
+        entry = self.storage.get(name) if isinstance(name, str) else None
+        if entry is None:
+            raise NamingError(f"unknown name: {name}")
+        uri = URI(entry[0])
+        return (uri, set(entry[1])) if return_metadata else uri
+
+    @expose
+    def list(self, prefix: str | None = None, regex: str | None = None, return_metadata: bool = False, *,
+             group: str | None = None, metadata_all: Iterable[str] | None = None,
+             metadata_any: Iterable[str] | None = None) -> dict[str, Any]:
+        """Names and URI strings (with metadata sets if asked), optionally filtered.
+
+        Filters combine (all must hold): ``prefix`` (name starts with), ``regex``
+        (:func:`re.match` at the start of the name), ``group`` (every ``group.*`` name),
+        ``metadata_all`` (carries all these tags), ``metadata_any`` (carries one of them).
+        """
+        selected = self._select(prefix, regex, group, metadata_all, metadata_any)
+        return self._out(selected, return_metadata)
+
+    @expose
+    def yplookup(self, meta_all: Iterable[str] | None = None, meta_any: Iterable[str] | None = None,
+                 return_metadata: bool = True) -> dict[str, Any]:
+        """Names whose metadata has all of ``meta_all`` and/or any of ``meta_any``; ``{}`` with neither."""
+        if meta_all is None and meta_any is None:
+            return {}
+        return self._out(self._select(meta_all=meta_all, meta_any=meta_any), return_metadata)
+
+    @expose
+    def set_metadata(self, name: str, metadata: Iterable[str] | None) -> None:
+        """Replace the metadata tags of a registered name (None clears them)."""
+        name = _check_name(name)
+        if name.startswith(RESERVED_PREFIX):
+            raise NamingError(f"the metadata of {name!r} cannot be changed: {RESERVED_PREFIX!r} names are reserved")
+        tags = _check_tags(metadata, "metadata") or frozenset()
+        if not self.storage.set_metadata(name, tags):
+            raise NamingError(f"unknown name: {name}")
+
+    @expose
+    def remove(self, name: str | None = None, prefix: str | None = None, regex: str | None = None, *,
+               group: str | None = None) -> int:
+        """Remove one name, or every name matching ``prefix``/``regex``/``group``; returns how many.
+
+        Names under ``Pyro.`` (the name server's own entry) are never removed.
+        """
+        if name is not None:
+            if not isinstance(name, str) or name.startswith(RESERVED_PREFIX):
+                return 0
+            return self.storage.remove([name])
+        if prefix is None and regex is None and group is None:
+            return 0
+        selected = self._select(prefix, regex, group)
+        return self.storage.remove(n for n in selected if not n.startswith(RESERVED_PREFIX))
+
+
+def _probe(uri: URI, timeout: float) -> bool:
+    """True when something accepts a connection at the URI's location."""
+    try:
+        if uri.sockname is not None:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(timeout)
+                s.connect(uri.sockname)
+            return True
+        with socket.create_connection((uri.host, uri.port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+class AutoCleaner:
+    """Removes registrations whose daemon stopped accepting connections.
+
+    Every ``interval`` seconds it tries a TCP (or unix socket) connection to each distinct
+    location in the registry; a name whose location failed at two sweeps in a row (so
+    was unreachable for at least one interval) is removed. The name server's own entry
+    is never touched.
+    """
+
+    def __init__(self, nameserver: NameServer, interval: float) -> None:
+        if interval <= 0:
+            raise ValueError("autoclean interval must be > 0 seconds")
+        self.nameserver = nameserver
+        self.interval = interval
+        self._failed_since: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ember-ns-autoclean", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("name server autoclean sweep failed")
+
+    def sweep(self) -> int:
+        """One liveness pass; returns how many names were removed."""
+        by_location: dict[str, list[str]] = {}
+        uris: dict[str, URI] = {}
+        for name, (uri_text, _meta) in self.nameserver.storage.items().items():
+            if name.startswith(RESERVED_PREFIX):
+                continue
+            try:
+                uri = URI(uri_text)
+            except InvalidURIError:
+                continue
+            loc = uri.location or ""
+            by_location.setdefault(loc, []).append(name)
+            uris[loc] = uri
+        timeout = min(max(self.interval / 2, 0.2), 3.0)
+        now = time.monotonic()
+        doomed: list[str] = []
+        for loc, names in by_location.items():
+            if self._stop.is_set():
+                return 0
+            if _probe(uris[loc], timeout):
+                self._failed_since.pop(loc, None)
+                continue
+            if loc in self._failed_since:
+                doomed.extend(names)
+                del self._failed_since[loc]
+            else:
+                self._failed_since[loc] = now
+        for loc in list(self._failed_since):
+            if loc not in by_location:
+                del self._failed_since[loc]
+        if not doomed:
+            return 0
+        removed = self.nameserver.storage.remove(doomed)
+        log.info("autoclean removed %d unreachable registration(s): %s", removed, ", ".join(sorted(doomed)))
+        return removed
