@@ -1,5 +1,6 @@
 """Shared fixtures: daemons on loopback, port 0, cleaned up after each test."""
 
+import os
 import threading
 
 import pytest
@@ -27,6 +28,18 @@ def make_daemon():
     yield make
     for d in daemons:
         d.shutdown()
+
+
+# Broadcasts from tests go to the loopback network only, never to the LAN; subprocesses
+# started by tests inherit this through the environment.
+LOOPBACK_BROADCAST = "127.255.255.255"
+os.environ["PYRO_BROADCAST_ADDRS"] = LOOPBACK_BROADCAST
+
+
+@pytest.fixture(autouse=True)
+def loopback_broadcast_only():
+    with ember.config.override(BROADCAST_ADDRS=[LOOPBACK_BROADCAST]):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -241,8 +241,11 @@ class Daemon:
         return uri
 
     def _register(self, obj_or_class: Any, object_id: str | None, force: bool) -> URI:
+        # the registration marks live in the object's (or class's) own __dict__: an
+        # instance of a registered class is not itself registered
+        own = getattr(obj_or_class, "__dict__", {})
         if object_id is None:
-            object_id = getattr(obj_or_class, "_pyroId", None) if not force else None
+            object_id = own.get("_pyroId") if not force else None
             if not object_id or object_id in self.objects_by_id:
                 object_id = "obj_" + uuid.uuid4().hex
         if not isinstance(object_id, str) or not object_id or any(c.isspace() for c in object_id):
@@ -250,9 +253,8 @@ class Daemon:
         if not force:
             if object_id in self.objects_by_id:
                 raise DaemonError(f"object id {object_id!r} is already registered")
-            known = getattr(obj_or_class, "_pyroId", None) in self.objects_by_id
-            if getattr(obj_or_class, "_pyroDaemon", None) is self and known:
-                raise DaemonError(f"object already registered as {obj_or_class._pyroId!r}")
+            if own.get("_pyroDaemon") is self and self.objects_by_id.get(own.get("_pyroId")) is obj_or_class:
+                raise DaemonError(f"object already registered as {own['_pyroId']!r}")
         try:
             obj_or_class._pyroId = object_id
             obj_or_class._pyroDaemon = self
