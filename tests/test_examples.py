@@ -56,3 +56,9 @@ def test_echo_server_cli():
             proc.kill()
             proc.wait()
         proc.stdout.close()
+
+
+def test_by_name_example():
+    out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "by_name.py")], capture_output=True, text=True,
+                         timeout=30, check=True)
+    assert "apples in stock: 3" in out.stdout and "pears in stock: 0" in out.stdout

@@ -242,3 +242,68 @@ def test_calc_registered_through_cli_is_callable_by_name(nameserver, make_daemon
     assert r.returncode == 0
     with ember.Proxy(f"PYRONAME:calc.cli@{nameserver.daemon.location}") as p:
         assert p.add(20, 22) == 42
+
+
+# ---- a real broadcast on a private network (two network namespaces joined by a veth pair) ------
+
+def _netns_available():
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return False
+    probe = f"ember-probe-{os.getpid()}"
+    ok = subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode == 0
+    if ok:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return ok
+
+
+@pytest.fixture
+def two_namespaces():
+    """Namespaces A (10.213.0.1/24) and B (10.213.0.2/24) on one veth link; removed afterwards."""
+    if not _netns_available():
+        pytest.skip("needs root and 'ip netns' (network namespaces) to broadcast on a private network")
+    tag = os.getpid() % 100000
+    a, b = f"ember-a-{tag}", f"ember-b-{tag}"
+    va, vb = f"emba{tag}", f"embb{tag}"
+    commands = [
+        ["ip", "netns", "add", a], ["ip", "netns", "add", b],
+        ["ip", "link", "add", va, "type", "veth", "peer", "name", vb],
+        ["ip", "link", "set", va, "netns", a], ["ip", "link", "set", vb, "netns", b],
+        ["ip", "-n", a, "addr", "add", "10.213.0.1/24", "brd", "+", "dev", va],
+        ["ip", "-n", b, "addr", "add", "10.213.0.2/24", "brd", "+", "dev", vb],
+        ["ip", "-n", a, "link", "set", va, "up"], ["ip", "-n", b, "link", "set", vb, "up"],
+        ["ip", "-n", a, "link", "set", "lo", "up"], ["ip", "-n", b, "link", "set", "lo", "up"],
+    ]
+    try:
+        for cmd in commands:
+            subprocess.run(cmd, check=True, capture_output=True)
+        yield a, b
+    finally:
+        subprocess.run(["ip", "netns", "del", a], capture_output=True)
+        subprocess.run(["ip", "netns", "del", b], capture_output=True)
+
+
+LOCATE_BY_BROADCAST = """
+import ember
+with ember.locate_ns() as ns:
+    print("found", ns._pyroUri, ns.count())
+"""
+
+
+def test_broadcast_reaches_a_wildcard_bound_name_server_in_another_namespace(two_namespaces):
+    a, b = two_namespaces
+    proc = subprocess.Popen(["ip", "netns", "exec", a, sys.executable, "-m", "ember.naming", "-n", "0.0.0.0",
+                             "-p", "9090", "--bcport", "9091"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV)
+    try:
+        read_until(proc, r"broadcast responder on udp 0\.0\.0\.0:9091")
+        env = dict(ENV, PYRO_BROADCAST_ADDRS="10.213.0.255")
+        r = subprocess.run(["ip", "netns", "exec", b, sys.executable, "-c", LOCATE_BY_BROADCAST],
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert r.returncode == 0, r.stderr
+        # the answer names the address of A's interface that B can reach, not 0.0.0.0
+        assert r.stdout.strip() == "found PYRO:Pyro.NameServer@10.213.0.1:9090 1"
+    finally:
+        code, _out, err = stop(proc)
+    assert code == 0, err
