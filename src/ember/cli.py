@@ -10,7 +10,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -25,14 +24,19 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def stop_on_sigterm(stop: Callable[[], None]) -> None:
+    """From now on SIGTERM stops the server cleanly: ``stop()`` runs in a helper thread.
+
+    Call it before announcing the server, so a SIGTERM right after the announcement is
+    never the default (abrupt) one.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(target=stop, name="ember-stop").start())
+
+
 def serve_until_stopped(loop: Callable[[], None], stop: Callable[[], None]) -> None:
     """Run a server loop until Ctrl-C or SIGTERM, then stop it cleanly (for command-line servers)."""
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_term)
+    stop_on_sigterm(stop)
     try:
         loop()
     except KeyboardInterrupt:

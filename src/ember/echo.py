@@ -98,7 +98,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import serve_until_stopped
+    from .cli import serve_until_stopped, stop_on_sigterm
     from .errors import PyroError
 
     service = None
@@ -119,17 +119,18 @@ def run(args: argparse.Namespace) -> int:
             service.shutdown()
         print(f"ember echo: error: {exc}", file=sys.stderr)
         return 1
-    if not args.quiet:
-        print("Ember echo server running.")
-        if ns is not None:
-            print("registered in the name server as test.echoserver")
-        print(f"uri = {uri}", flush=True)
 
     def stop() -> None:
         daemon.shutdown()
         if service is not None:
             service.shutdown()
 
+    stop_on_sigterm(stop)
+    if not args.quiet:
+        print("Ember echo server running.")
+        if ns is not None:
+            print("registered in the name server as test.echoserver")
+        print(f"uri = {uri}", flush=True)
     serve_until_stopped(daemon.request_loop, stop)
     if not args.quiet:
         print("Echo server stopped.")

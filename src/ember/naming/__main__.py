@@ -33,7 +33,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cli import serve_until_stopped
+    from ..cli import serve_until_stopped, stop_on_sigterm
     from ..errors import PyroError
     from .service import NameServerService
 
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     except (PyroError, ValueError) as exc:
         print(f"ember ns: error: {exc}", file=sys.stderr)
         return 1
+    stop_on_sigterm(service.shutdown)
     print(service.describe())
     print("Press Ctrl-C (or send SIGTERM) to stop.", flush=True)
     serve_until_stopped(service.request_loop, service.shutdown)
