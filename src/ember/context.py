@@ -51,6 +51,18 @@ class CallContext:
             setattr(new, slot, dict(value) if isinstance(value, dict) else value)
         return new
 
+    @property
+    def peer_certificate(self) -> dict | None:
+        """The client's TLS certificate (``SSLSocket.getpeercert()`` form), or None."""
+        return self.client.peer_certificate if self.client is not None else None
+
+    @property
+    def storage(self) -> dict:
+        """A dict that lives as long as the client's connection: per-connection state."""
+        if self.client is None:
+            raise RuntimeError("no client connection in this context (not inside a remote call)")
+        return self.client.storage
+
     def track_resource(self, resource: Any) -> None:
         """Close ``resource`` (call its ``close()``) when the client's connection drops."""
         if self.client is not None:

@@ -81,6 +81,8 @@ DENY_UNSPECIFIED = 0
 DENY_BUSY = 1
 DENY_HOST_BLOCKED = 2
 DENY_SECURITY = 3
+DENY_NAMES = {DENY_UNSPECIFIED: "unspecified", DENY_BUSY: "too busy", DENY_HOST_BLOCKED: "host blocked",
+              DENY_SECURITY: "security"}
 
 
 class NamingError(PyroError):

@@ -86,8 +86,21 @@ def create_server(
     unixsocket: str | None = None,
     reuse: bool = True,
     backlog: int = 200,
+    port_range: int = 1,
 ) -> socket.socket:
-    """Create a listening socket (TCP v4/v6 or unix). Port 0 lets the OS choose."""
+    """Create a listening socket (TCP v4/v6 or unix). Port 0 lets the OS choose.
+
+    With ``port_range`` > 1 and a fixed port, the ports ``port .. port+port_range-1`` are
+    tried in turn until one is free.
+    """
+    if port and port_range > 1:
+        for candidate in range(port, min(port + port_range, 65536)):
+            try:
+                return create_server(host, candidate, unixsocket, reuse, backlog)
+            except CommunicationError as exc:
+                if "address already in use" not in str(exc):
+                    raise
+        raise CommunicationError(f"cannot bind to {host}: every port in {port}-{port + port_range - 1} is in use")
     if unixsocket is not None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         if not unixsocket.startswith("\0") and os.path.exists(unixsocket):

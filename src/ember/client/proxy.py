@@ -13,11 +13,12 @@ import threading
 import time
 from typing import Any, Generic, TypeVar
 
-from .. import context, net, serializers
+from .. import context, errors, net, serializers
 from ..config import config
 from ..errors import (
     CommunicationError,
     ConnectionClosedError,
+    ConnectionDeniedError,
     ProtocolError,
     PyroError,
     TimeoutError,
@@ -39,6 +40,7 @@ __all__ = ["Proxy", "RemoteIterator"]
 
 T = TypeVar("T")
 _EMBER_CAPS = "EMBR"
+_DENY = "DENY"
 _RESULT_TYPES = frozenset({MsgType.RESULT})
 _HANDSHAKE_REPLY_TYPES = frozenset({MsgType.CONNECTOK, MsgType.CONNECTFAIL})
 
@@ -60,6 +62,22 @@ class _RemoteMethod:
         return f"<remote method {self._name} of {self._proxy._pyroUri}>"
 
 
+def _tls_wrap(ctx: Any, sock: Any, uri: URI) -> Any:
+    """Do the client side of the TLS handshake on a connected socket (closing it on failure)."""
+    import ssl
+
+    from ..tls import describe_failure
+
+    try:
+        return ctx.wrap_socket(sock, server_hostname=uri.host if ctx.check_hostname else None)
+    except ssl.SSLError as exc:
+        net.close_quietly(sock)
+        raise CommunicationError(f"TLS handshake with {uri.location} failed: {describe_failure(exc)}") from None
+    except OSError as exc:
+        net.close_quietly(sock)
+        raise CommunicationError(f"TLS handshake with {uri.location} failed: {exc.strerror or exc}") from None
+
+
 class Proxy(Generic[T]):
     """A connection to a remote object; attribute access becomes remote calls.
 
@@ -73,7 +91,7 @@ class Proxy(Generic[T]):
     ``_max_retries``, ``_release()``, ``_reconnect()``, ``_bind()``.
     """
 
-    def __init__(self, uri: str | URI, connected_socket: Any = None) -> None:
+    def __init__(self, uri: str | URI, connected_socket: Any = None, ssl_context: Any = None) -> None:
         if connected_socket is not None and isinstance(uri, str) and ":" not in uri:
             uri = URI(f"PYRO:{uri}@./u:connected-socket")
         self._pyroUri = URI(uri)
@@ -94,6 +112,7 @@ class Proxy(Generic[T]):
         self._decoder: Decoder | None = None
         self._extended = False
         self._connected_socket = connected_socket
+        self._ssl_context = ssl_context
         self._method_cache: dict[str, _RemoteMethod] = {}
 
     # ---- attribute protocol ------------------------------------------------------------
@@ -177,6 +196,7 @@ class Proxy(Generic[T]):
         new._oneway = set(self._oneway)
         new._handshake = self._handshake
         new._max_retries = self._max_retries
+        new._ssl_context = self._ssl_context
         return new
 
     def __getstate__(self) -> dict:
@@ -248,6 +268,17 @@ class Proxy(Generic[T]):
             return
         uri = self._resolve()
         sock = net.connect(uri, self._effective_timeout(), config.SOCK_NODELAY)
+        tls = self._ssl_context
+        if tls is None and config.SSL:
+            from ..tls import client_context
+
+            try:
+                tls = client_context(config)
+            except BaseException:
+                net.close_quietly(sock)
+                raise
+        if tls is not None:
+            sock = _tls_wrap(tls, sock, uri)
         try:
             ctx = context.peek()
             ann = dict(ctx.annotations) if ctx is not None and ctx.annotations else {}
@@ -257,9 +288,17 @@ class Proxy(Generic[T]):
             net.send(sock, encode(Message(MsgType.CONNECT, ser.serializer_id, 0, self._seq, payload, ann, corr),
                                   config.COMPRESSION, config.MAX_MESSAGE_SIZE))
             self._decoder.allowed_types = _HANDSHAKE_REPLY_TYPES
-            reply = net.recv_message(sock, self._decoder)
+            try:
+                reply = net.recv_message(sock, self._decoder)
+            except ConnectionClosedError as exc:
+                if tls is not None and "CERTIFICATE_REQUIRED" in str(exc):
+                    raise ConnectionDeniedError(f"connection to {uri.location} rejected: the daemon requires a TLS "
+                                                "client certificate (set SSL_CLIENTCERT and SSL_CLIENTKEY)",
+                                                errors.DENY_SECURITY) from None
+                raise ConnectionClosedError(f"connection to {uri.location} lost during the handshake: {exc}") from None
             if reply is None:
-                raise ConnectionClosedError(f"connection to {uri.location} closed during the handshake")
+                hint = "" if tls is not None else " (does the daemon require TLS?)"
+                raise ConnectionClosedError(f"connection to {uri.location} closed during the handshake{hint}")
         except BaseException:
             net.close_quietly(sock)
             raise
@@ -268,6 +307,10 @@ class Proxy(Generic[T]):
         data = rser.loads(reply.data)
         if reply.type == MsgType.CONNECTFAIL:
             net.close_quietly(sock)
+            deny = reply.annotations.get(_DENY)
+            if deny is not None:
+                code = int(deny) if deny.isdigit() else errors.DENY_UNSPECIFIED
+                raise ConnectionDeniedError(f"connection to {uri.location} rejected: {data}", code)
             raise CommunicationError(f"connection to {uri.location} rejected: {data}")
         self._sock = sock
         self._bound_uri = uri

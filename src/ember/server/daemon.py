@@ -8,7 +8,9 @@ message (or None): it never touches a socket. The server loops in ``threadpool``
 from __future__ import annotations
 
 import collections.abc
+import ipaddress
 import logging
+import socket
 import threading
 import time
 import types
@@ -21,8 +23,13 @@ from .. import context, serializers
 from ..config import Config
 from ..config import config as global_config
 from ..errors import (
+    DENY_BUSY,
+    DENY_NAMES,
+    DENY_SECURITY,
+    DENY_UNSPECIFIED,
     DaemonError,
     PyroError,
+    SecurityError,
     SerializeError,
     format_traceback,
 )
@@ -41,16 +48,26 @@ from . import meta as metamod
 from .connection import Connection
 from .streams import StreamRegistry, close_iterator
 
-__all__ = ["Daemon", "DaemonObject", "DAEMON_NAME", "EMBER_CAPS"]
+__all__ = ["Daemon", "DaemonObject", "DAEMON_NAME", "EMBER_CAPS", "DENY_ANNOTATION"]
 
 log = logging.getLogger("ember.server.daemon")
 DAEMON_NAME = "Pyro.Daemon"
 # annotation both Ember sides add to CONNECT/CONNECTOK; Pyro5 peers ignore it
 EMBER_CAPS = "EMBR"
 _CAPS_VALUE = b"1"
+# CONNECTFAIL annotation with the deny code (ASCII digits); Pyro5 clients just see the text
+DENY_ANNOTATION = "DENY"
 _MARSHAL_ID = 2
 _ITER_EXCLUDED = (str, bytes, bytearray, dict, list, tuple, set, frozenset)
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None), list, tuple, dict, set, frozenset, complex})
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 def _is_iterator(value: Any) -> bool:
@@ -109,6 +126,15 @@ class Daemon:
     ``"multiplex"`` (one thread serves every connection). ``connected_socket`` serves one
     already-connected socket (e.g. from ``socket.socketpair()``) without a handshake.
 
+    ``port_range`` > 1 tries ``port``, ``port+1``, ... when the port is taken.
+    ``nathost``/``natport`` publish an external address in URIs (``natport=0``: the
+    internal port); ``publish_hostname=True`` puts the host name in URIs instead of the
+    IP address (the name the daemon was given, or this machine's name when it was given an
+    IP address). ``ssl_context`` (or config ``SSL``) serves TLS; ``max_connections`` caps
+    the open connections (more are denied as too busy); ``transient_max_age`` unregisters
+    objects registered without an id once unused that many seconds (calling their
+    ``_reaped()`` if they have one).
+
     ``ns`` publishes names in a name server: a proxy to it, its URI, or True to find it
     with :func:`~ember.locate_ns`. Then ``register(obj, "name")`` also registers ``name``
     there (``ns_name=`` picks another name, ``metadata=`` adds tags), ``unregister``
@@ -128,6 +154,11 @@ class Daemon:
         config: Config | None = None,
         ns: Any = None,
         ns_unregister: bool = True,
+        ssl_context: Any = None,
+        max_connections: int | None = None,
+        transient_max_age: float | None = None,
+        port_range: int = 1,
+        publish_hostname: bool = False,
     ) -> None:
         from . import multiplex, threadpool
 
@@ -142,6 +173,17 @@ class Daemon:
         self._oneway_lock = threading.Lock()
         self._last_housekeeping = time.monotonic()
         self._closed = False
+        if ssl_context is None and cfg.SSL and connected_socket is None:
+            from ..tls import server_context
+
+            ssl_context = server_context(cfg)
+        self.ssl_context = ssl_context
+        self.max_connections = max_connections
+        self._active_connections = 0
+        self._count_lock = threading.Lock()
+        self.transient_max_age = transient_max_age
+        # generated object id -> last use (monotonic); only kept when transient reaping is on
+        self._transient_use: dict[str, float] | None = {} if transient_max_age else None
         self.servertype = servertype or cfg.SERVERTYPE
         if self.servertype not in ("thread", "multiplex"):
             raise ValueError(f"unknown servertype {self.servertype!r}; use 'thread' or 'multiplex'")
@@ -152,11 +194,20 @@ class Daemon:
             self.host, self.port, self.unixsocket = None, None, None
             self.servertype = "connected-socket"
         else:
-            if self.servertype == "multiplex":
-                self.server = multiplex.MultiplexServer(self, host=host or cfg.HOST, port=port, unixsocket=unixsocket)
-            else:
-                self.server = threadpool.ThreadPoolServer(self, host=host or cfg.HOST, port=port, unixsocket=unixsocket)
+            from .. import net
+
+            listener = net.create_server(host or cfg.HOST, port, unixsocket, reuse=cfg.SOCK_REUSE, port_range=port_range)
+            loop_class = multiplex.MultiplexServer if self.servertype == "multiplex" else threadpool.ThreadPoolServer
+            try:
+                self.server = loop_class(self, listener)
+            except BaseException:
+                net.close_quietly(listener)
+                raise
             self.host, self.port, self.unixsocket = self.server.location
+        self._published_host = self.host
+        if publish_hostname and self.host is not None:
+            given = host or cfg.HOST
+            self._published_host = given if not _is_ip_literal(given) else socket.getfqdn()
         if self.natport == 0 and self.nathost is not None:
             self.natport = self.port
         self._loop_thread: threading.Thread | None = None
@@ -178,7 +229,8 @@ class Daemon:
             return "./u:" + self.unixsocket
         if self.host is None:
             return "./u:connected-socket"  # placeholder: this daemon has no address
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        host = self._published_host or self.host
+        host = f"[{host}]" if ":" in host else host
         return f"{host}:{self.port}"
 
     @property
@@ -244,6 +296,7 @@ class Daemon:
         # the registration marks live in the object's (or class's) own __dict__: an
         # instance of a registered class is not itself registered
         own = getattr(obj_or_class, "__dict__", {})
+        generated = object_id is None
         if object_id is None:
             object_id = own.get("_pyroId") if not force else None
             if not object_id or object_id in self.objects_by_id:
@@ -261,6 +314,8 @@ class Daemon:
         except (AttributeError, TypeError):
             pass  # objects with __slots__: no auto-proxying, otherwise fine
         self.objects_by_id[object_id] = obj_or_class
+        if self._transient_use is not None and generated:
+            self._transient_use[object_id] = time.monotonic()
         return self.uri_for(object_id)
 
     def unregister(self, obj_or_id: Any) -> None:
@@ -271,6 +326,8 @@ class Daemon:
         name = self._ns_names.pop(object_id, None)
         if name is not None:
             self._unpublish([name])
+        if self._transient_use is not None:
+            self._transient_use.pop(object_id, None)
         obj = self.objects_by_id.pop(object_id, None)
         if obj is not None and getattr(obj, "_pyroDaemon", None) is self:
             try:
@@ -312,6 +369,9 @@ class Daemon:
             obj = self.objects_by_id[object_id]
         except (KeyError, TypeError):
             raise DaemonError("unknown object") from None
+        transient = self._transient_use
+        if transient is not None and object_id in transient:
+            transient[object_id] = time.monotonic()
         if not isinstance(obj, type):
             return obj
         mode, creator = getattr(obj, "_pyroInstancing", ("session", None))
@@ -348,6 +408,20 @@ class Daemon:
         clients with the proxy's ``_handshake`` data.
         """
         return "hello"
+
+    def accept(self, client_address: Any) -> tuple[int, str] | None:
+        """Admission hook, asked once per new connection: None admits it; a pair
+        ``(deny_code, reason)`` refuses it (codes ``errors.DENY_*``), and the client gets a
+        :class:`~ember.errors.ConnectionDeniedError` with that code and reason.
+
+        Override it, or assign a function to ``daemon.accept``.
+        """
+        return None
+
+    def init_connection(self, conn: Connection) -> None:
+        """Called once per connection, after the handshake succeeded and before the first
+        call: set up per-connection state in ``conn.storage`` (reachable in methods as
+        ``current_context.storage``). Raising refuses the connection."""
 
     def client_disconnect(self, conn: Connection) -> None:
         """Called after a client connection has closed."""
@@ -400,6 +474,9 @@ class Daemon:
         ctx = context.get()
         self._set_context(ctx, conn, msg)
         extended = msg.annotations.get(EMBER_CAPS) == _CAPS_VALUE
+        denial = self._admission(conn)
+        if denial is not None:
+            return self._deny(conn, msg, ser, *denial)
         try:
             data = ser.loads(msg.data)
             if not isinstance(data, dict):
@@ -407,25 +484,61 @@ class Daemon:
             handshake = data.get("handshake")
             object_id = data["object"]
             conn.handshake = handshake
-            answer = self.validate_handshake(conn, handshake)
             meta = self.metadata_for(object_id).as_dict()
+        except Exception as exc:
+            return self._refuse(conn, msg, ser, str(exc))
+        try:
+            answer = self.validate_handshake(conn, handshake)
+            self.init_connection(conn)
+        except Exception as exc:
+            code = DENY_SECURITY if isinstance(exc, SecurityError) else DENY_UNSPECIFIED
+            return self._deny(conn, msg, ser, code, str(exc) or type(exc).__name__)
+        try:
             payload = serializers.by_id(msg.serializer_id, extended).dumps({"handshake": answer, "meta": meta})
         except Exception as exc:
-            reason = str(exc)
-            log.info("refused connection from %s: %s", conn.addr, reason)
-            conn.must_close = True
-            try:
-                payload = ser.dumps(reason)
-            except SerializeError:
-                payload = ser.dumps("connection refused")
-            return Message(MsgType.CONNECTFAIL, msg.serializer_id, 0, msg.seq, payload, self.annotations(),
-                           msg.correlation_id)
+            return self._refuse(conn, msg, ser, f"handshake answer cannot be serialized: {exc}")
         conn.establish(extended)
         ann = self.annotations()
         if extended:
             ann = dict(ann)
             ann[EMBER_CAPS] = _CAPS_VALUE
         return Message(MsgType.CONNECTOK, msg.serializer_id, 0, msg.seq, payload, ann, msg.correlation_id)
+
+    def _admission(self, conn: Connection) -> tuple[int, str] | None:
+        limit = self.max_connections
+        if limit is not None and self._active_connections > limit:
+            return DENY_BUSY, f"too many connections (this daemon allows {limit})"
+        try:
+            verdict = self.accept(conn.addr)
+        except Exception as exc:
+            log.exception("admission hook failed for %s", conn.addr)
+            return DENY_UNSPECIFIED, f"admission check failed: {exc}"
+        if verdict is None:
+            return None
+        try:
+            code, reason = verdict
+            return int(code), str(reason)
+        except (TypeError, ValueError):
+            return DENY_UNSPECIFIED, str(verdict)
+
+    def _refuse(self, conn: Connection, msg: Message, ser: Any, reason: str,
+                extra: dict[str, bytes] | None = None) -> Message:
+        """A CONNECTFAIL carrying ``reason``; the connection closes after it."""
+        log.info("refused connection from %s: %s", conn.addr, reason)
+        conn.must_close = True
+        try:
+            payload = ser.dumps(reason)
+        except SerializeError:
+            payload = ser.dumps("connection refused")
+        ann = self.annotations()
+        if extra:
+            ann = dict(ann, **extra)
+        return Message(MsgType.CONNECTFAIL, msg.serializer_id, 0, msg.seq, payload, ann, msg.correlation_id)
+
+    def _deny(self, conn: Connection, msg: Message, ser: Any, code: int, reason: str) -> Message:
+        log.warning("denied connection from %s (%s): %s", conn.addr, DENY_NAMES.get(code, code), reason)
+        text = f"connection denied ({DENY_NAMES.get(code, 'unspecified')}): {reason}"
+        return self._refuse(conn, msg, ser, text, {DENY_ANNOTATION: str(code).encode()})
 
     @staticmethod
     def _set_context(ctx: context.CallContext, conn: Connection, msg: Message) -> None:
@@ -485,9 +598,12 @@ class Daemon:
         """The callable for ``method`` on ``obj``, after the exposure checks."""
         meta = metamod.class_meta(obj if isinstance(obj, type) else type(obj))
         if method in meta.methods:
+            if meta.synchronized:
+                return _synchronized(obj, getattr(obj, method))
             return getattr(obj, method)
         if method == "__getattr__" or method == "__setattr__":
-            return self._attribute_access(obj, meta, method)
+            access = self._attribute_access(obj, meta, method)
+            return _synchronized(obj, access) if meta.synchronized else access
         if metamod.is_private(method):
             raise AttributeError(f"attempt to access private attribute {method!r}")
         if hasattr(obj, method):
@@ -611,13 +727,26 @@ class Daemon:
 
     # ---- connection lifecycle (called by the server loops) ------------------------------
 
-    def new_connection(self, sock: Any, addr: Any, established: bool = False, owns_socket: bool = True) -> Connection:
+    def new_connection(self, sock: Any, addr: Any, established: bool = False, owns_socket: bool = True,
+                       blocking: bool = True) -> Connection:
         cfg = self.config
-        sock.settimeout(cfg.COMMTIMEOUT or None)
-        return Connection(sock, addr, cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, established, owns_socket)
+        timeout = cfg.COMMTIMEOUT or None
+        if self.ssl_context is not None and not established:
+            sock = self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        sock.settimeout(timeout if blocking else 0.0)
+        conn = Connection(sock, addr, cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, established, owns_socket)
+        conn._timeout = timeout
+        with self._count_lock:
+            self._active_connections += 1
+        return conn
 
     def connection_closed(self, conn: Connection) -> None:
-        """Release everything tied to a connection that went away."""
+        """Release everything tied to a connection that went away (once per connection)."""
+        with self._count_lock:
+            if conn.released:
+                return
+            conn.released = True
+            self._active_connections -= 1
         conn.close()
         self.streams.connection_closed(conn)
         for resource in list(conn.tracked_resources):
@@ -639,10 +768,29 @@ class Daemon:
             return
         self._last_housekeeping = now
         self.streams.expire()
+        if self._transient_use:
+            self._reap_transients(now)
         try:
             self.housekeeping()
         except Exception:
             log.exception("housekeeping hook failed")
+
+    def _reap_transients(self, now: float) -> None:
+        """Unregister objects with generated ids unused for ``transient_max_age`` seconds."""
+        age = self.transient_max_age or 0.0
+        assert self._transient_use is not None
+        idle = [oid for oid, used in list(self._transient_use.items()) if now - used > age]
+        for object_id in idle:
+            obj = self.objects_by_id.get(object_id)
+            self.unregister(object_id)
+            hook = getattr(obj, "_reaped", None)
+            if callable(hook):
+                try:
+                    hook()
+                except Exception:
+                    log.exception("_reaped hook of %r failed", obj)
+        if idle:
+            log.debug("reaped %d idle transient object(s)", len(idle))
 
     # ---- running -----------------------------------------------------------------------
 
@@ -697,6 +845,25 @@ class Daemon:
 
     def __repr__(self) -> str:
         return f"<ember.Daemon {self.location} {self.servertype} {len(self.objects_by_id)} objects>"
+
+
+_sync_locks_guard = threading.Lock()
+
+
+def _synchronized(obj: Any, func: Callable) -> Callable:
+    """``func`` run under the object's own lock (``@behavior(synchronized=True)``)."""
+    lock = getattr(obj, "__dict__", {}).get("_pyroLock")
+    if lock is None:
+        with _sync_locks_guard:
+            lock = obj.__dict__.get("_pyroLock")
+            if lock is None:
+                lock = obj.__dict__["_pyroLock"] = threading.RLock()
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return func(*args, **kwargs)
+
+    return call
 
 
 def _autoproxy(obj: Any) -> dict | None:

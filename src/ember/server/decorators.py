@@ -65,12 +65,14 @@ def callback(method: T) -> T:
 def behavior(
     instance_mode: str = "session",
     instance_creator: Callable[[type], Any] | None = None,
+    synchronized: bool = False,
 ) -> Callable[[type[T]], type[T]]:
-    """Set how a daemon creates instances of a *registered class*.
+    """Set how a daemon creates instances of a *registered class*, and whether calls overlap.
 
     ``single``: one instance for the whole daemon; ``session`` (default): one per client
     connection; ``percall``: a fresh one per call. ``instance_creator(cls)`` builds
-    instances instead of ``cls()``.
+    instances instead of ``cls()``. ``synchronized=True`` runs the calls (and attribute
+    accesses) on one object one at a time, whatever the number of clients and threads.
     """
     if instance_mode not in INSTANCE_MODES:
         raise ValueError(f"instance_mode must be one of {', '.join(INSTANCE_MODES)}, not {instance_mode!r}")
@@ -81,6 +83,10 @@ def behavior(
         if not isinstance(cls, type):
             raise TypeError("@behavior decorates a class")
         cls._pyroInstancing = (instance_mode, instance_creator)  # type: ignore[attr-defined]
+        cls._pyroSynchronized = synchronized  # type: ignore[attr-defined]
+        from .meta import reset_cache
+
+        reset_cache(cls)
         return cls
 
     return decorate

@@ -36,6 +36,7 @@ class ClassMeta:
     oneway: frozenset[str]
     attrs: frozenset[str]
     callbacks: frozenset[str]
+    synchronized: bool = False
 
     def as_dict(self) -> dict:
         """The wire form (sets; serializers that lack sets send lists)."""
@@ -85,6 +86,7 @@ def class_meta(cls: type) -> ClassMeta:
                 oneways.add(name)
             if getattr(func, "_pyroCallback", False):
                 callbacks.add(name)
-    meta = ClassMeta(frozenset(methods), frozenset(oneways), frozenset(attrs), frozenset(callbacks))
+    meta = ClassMeta(frozenset(methods), frozenset(oneways), frozenset(attrs), frozenset(callbacks),
+                     bool(getattr(cls, "_pyroSynchronized", False)))
     _cache[cls] = meta
     return meta

@@ -23,10 +23,8 @@ log = logging.getLogger("ember.server.multiplex")
 class MultiplexServer(ServerLoop):
     """Serves a listening socket (or one connected socket) from a single thread."""
 
-    def __init__(self, daemon: Any, host: str | None = None, port: int = 0, unixsocket: str | None = None,
-                 connected_socket: Any = None) -> None:
+    def __init__(self, daemon: Any, listener: Any = None, connected_socket: Any = None) -> None:
         super().__init__(daemon)
-        cfg = daemon.config
         self.connections: set[Connection] = set()
         if connected_socket is not None:
             self.sock = None
@@ -36,7 +34,7 @@ class MultiplexServer(ServerLoop):
             self._add(conn)
             self.description = "connected socket (one connection)"
         else:
-            self.sock = net.create_server(host, port, unixsocket, reuse=cfg.SOCK_REUSE)
+            self.sock = listener
             self.sock.setblocking(False)
             self.location = net.bound_location(self.sock)
             self.selector.register(self.sock, selectors.EVENT_READ, "listen")
@@ -88,15 +86,23 @@ class MultiplexServer(ServerLoop):
     def _accept(self) -> None:
         accepted = self._accept_socket()
         if accepted is not None:
-            self._add(self.daemon.new_connection(*accepted))
+            # TLS sockets are non-blocking here: a half-sent TLS record must not stall the loop
+            conn = self.daemon.new_connection(*accepted, blocking=self.daemon.ssl_context is None)
+            self._add(conn)
 
     def _readable(self, conn: Connection) -> None:
         daemon = self.daemon
         try:
             try:
-                chunk = conn.sock.recv(65536)
+                if conn.tls_pending and not conn.tls_handshake(None):
+                    return
+                chunk = conn.recv_available()
+            except CommunicationError:
+                raise
             except OSError as exc:
                 raise CommunicationError(str(exc)) from None
+            if chunk is None:
+                return
             if not chunk:
                 self._drop(conn)
                 return
@@ -110,7 +116,10 @@ class MultiplexServer(ServerLoop):
             report_failure(daemon, conn, exc)
             self._drop(conn)
         except CommunicationError as exc:
-            log.debug("connection from %s ended: %s", conn.addr, exc)
+            if conn.tls_pending:
+                log.warning("%s", exc)
+            else:
+                log.debug("connection from %s ended: %s", conn.addr, exc)
             self._drop(conn)
         except Exception:
             log.exception("unexpected error serving %s", conn.addr)

@@ -14,20 +14,24 @@ import threading
 from typing import Any
 
 from .. import net
-from ..errors import CommunicationError, ProtocolError
+from ..errors import DENY_BUSY, CommunicationError, ProtocolError
 from ..protocol import Message, MsgType
 from ._loop import ServerLoop, answer, report_failure
 from .connection import Connection
+from .daemon import DENY_ANNOTATION
 
 __all__ = ["ThreadPoolServer", "serve_connection"]
 
 log = logging.getLogger("ember.server.threadpool")
 _IDLE_WORKER_SECONDS = 10.0
+_TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
 def serve_connection(daemon: Any, conn: Connection) -> None:
     """Serve one connection until it closes (blocking). Used by pool workers."""
     try:
+        if conn.tls_pending:
+            conn.tls_handshake(daemon.config.COMMTIMEOUT or _TLS_HANDSHAKE_TIMEOUT)
         while not conn.closed:
             msg = net.recv_message(conn.sock, conn.decoder)
             if msg is None:
@@ -38,7 +42,10 @@ def serve_connection(daemon: Any, conn: Connection) -> None:
     except ProtocolError as exc:
         report_failure(daemon, conn, exc)
     except CommunicationError as exc:
-        log.debug("connection from %s ended: %s", conn.addr, exc)
+        if conn.tls_pending:
+            log.warning("%s", exc)
+        else:
+            log.debug("connection from %s ended: %s", conn.addr, exc)
     except Exception:
         log.exception("unexpected error serving %s", conn.addr)
     finally:
@@ -108,10 +115,10 @@ class _Pool:
 class ThreadPoolServer(ServerLoop):
     """Accepts connections and hands each to a pooled worker thread."""
 
-    def __init__(self, daemon: Any, host: str | None, port: int, unixsocket: str | None) -> None:
+    def __init__(self, daemon: Any, listener: Any) -> None:
         super().__init__(daemon)
         cfg = daemon.config
-        self.sock = net.create_server(host, port, unixsocket, reuse=cfg.SOCK_REUSE)
+        self.sock = listener
         self.location = net.bound_location(self.sock)
         self.pool = _Pool(daemon, cfg.THREADPOOL_SIZE_MIN, cfg.THREADPOOL_SIZE)
         self.selector.register(self.sock, selectors.EVENT_READ, "listen")
@@ -151,6 +158,8 @@ class ThreadPoolServer(ServerLoop):
     def _refuse(self, conn: Connection) -> None:
         """Read the CONNECT and answer CONNECTFAIL, so the client gets a reason."""
         try:
+            if conn.tls_pending:
+                conn.tls_handshake(2.0)
             conn.sock.settimeout(2.0)
             msg = net.recv_message(conn.sock, conn.decoder)
             seq, ser = (msg.seq, msg.serializer_id) if msg is not None else (0, 2)
@@ -160,11 +169,14 @@ class ThreadPoolServer(ServerLoop):
                 payload = serializers.by_id(ser).dumps("no free workers, increase server threadpool size")
             except Exception:
                 ser, payload = 2, serializers.by_id(2).dumps("no free workers, increase server threadpool size")
-            conn.send(self.daemon.encode(Message(MsgType.CONNECTFAIL, ser, 0, seq, payload)))
+            log.warning("refused connection from %s: no free workers (THREADPOOL_SIZE %d)", conn.addr,
+                        self.daemon.config.THREADPOOL_SIZE)
+            deny = {DENY_ANNOTATION: str(DENY_BUSY).encode()}
+            conn.send(self.daemon.encode(Message(MsgType.CONNECTFAIL, ser, 0, seq, payload, deny)))
         except Exception:
             pass
         finally:
-            conn.close()
+            self.daemon.connection_closed(conn)
 
     def _release(self) -> None:
         self.pool.close()
