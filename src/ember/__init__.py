@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from . import errors
+from .blob import SerializedBlob
 from .client import BatchProxy, Proxy
 from .config import config
 from .context import current_context
@@ -31,6 +32,7 @@ __all__ = [
     "BatchProxy",
     "Daemon",
     "Proxy",
+    "SerializedBlob",
     "URI",
     "__version__",
     "behavior",

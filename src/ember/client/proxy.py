@@ -14,6 +14,7 @@ import time
 from typing import Any, Generic, TypeVar
 
 from .. import context, errors, net, serializers
+from ..blob import BLOB_ANNOTATION, SerializedBlob, blob_annotation
 from ..config import config
 from ..errors import (
     CommunicationError,
@@ -27,6 +28,7 @@ from ..protocol import (
     F_BATCH,
     F_EXCEPTION,
     F_ITEMSTREAM,
+    F_KEEPSERIALIZED,
     F_ONEWAY,
     Decoder,
     Message,
@@ -357,6 +359,14 @@ class Proxy(Generic[T]):
                         raise
                     retries -= 1
 
+    def _blob_call(self, blob: SerializedBlob, object_id: str, method: str, ann: dict | None) -> tuple:
+        """Payload and annotations of a KEEPSERIALIZED call: a received blob travels unchanged."""
+        ann = dict(ann) if ann else {}
+        ann[BLOB_ANNOTATION] = blob_annotation(blob.info, object_id, method)
+        if blob.is_blob and blob.serializer_id == self._ser_id:
+            return blob.payload, ann
+        return self._ser.dumps_call(object_id, method, blob.deserialized(), None), ann
+
     def _invoke_locked(self, object_id: str, method: str, args: Any, kwargs: dict | None, flags: int) -> Any:
         ser = self._ser
         seq = self._seq = (self._seq + 1) & 0xFFFF
@@ -366,7 +376,11 @@ class Proxy(Generic[T]):
             corr = ctx.correlation_id
         else:
             ann, corr = None, None
-        data = ser.dumps_call(object_id, method, args, kwargs)
+        if len(args) == 1 and type(args[0]) is SerializedBlob and not kwargs:
+            data, ann = self._blob_call(args[0], object_id, method, ann)
+            flags |= F_KEEPSERIALIZED
+        else:
+            data = ser.dumps_call(object_id, method, args, kwargs)
         sock = self._sock
         try:
             timeout = self._effective_timeout()

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .. import context, serializers
+from ..blob import BLOB_ANNOTATION, SerializedBlob, parse_blob_annotation
 from ..config import Config
 from ..config import config as global_config
 from ..errors import (
@@ -37,6 +38,7 @@ from ..protocol import (
     F_BATCH,
     F_EXCEPTION,
     F_ITEMSTREAM,
+    F_KEEPSERIALIZED,
     F_ONEWAY,
     Message,
     MsgType,
@@ -159,6 +161,7 @@ class Daemon:
         transient_max_age: float | None = None,
         port_range: int = 1,
         publish_hostname: bool = False,
+        mobile_code: Callable[[str, str, Any], bool] | None = None,
     ) -> None:
         from . import multiplex, threadpool
 
@@ -217,6 +220,8 @@ class Daemon:
         self._ns_unregister = ns_unregister
         self._ns_names: dict[str, str] = {}  # object id -> name published in the name server
         self.register(DaemonObject(self), DAEMON_NAME)
+        if mobile_code is not None or cfg.MOBILE_CODE:
+            self._enable_mobile_code(mobile_code)
         if ns is not None and ns is not False:
             self.use_name_server(ns, ns_unregister)
 
@@ -251,6 +256,16 @@ class Daemon:
         return self.server.sockets
 
     # ---- registry ------------------------------------------------------------------------
+
+    def _enable_mobile_code(self, validator: Callable[[str, str, Any], bool] | None) -> None:
+        from ..mobile import MOBILE_CODE_NAME, MobileCodeReceiver
+
+        if not callable(validator):
+            self.shutdown()
+            raise SecurityError("mobile code needs a validator: Daemon(mobile_code=validator) where "
+                                "validator(module_name, source, client_address) returns True to accept")
+        self.register(MobileCodeReceiver(validator), MOBILE_CODE_NAME)
+        log.warning("mobile code is enabled on %s: clients may run validated code in this process", self.location)
 
     def use_name_server(self, ns: Any = True, unregister: bool = True) -> None:
         """Publish registered names in a name server (see the class docstring for ``ns``)."""
@@ -565,7 +580,11 @@ class Daemon:
         method = "?"
         obj = None
         try:
-            object_id, method, args, kwargs = ser.loads_call(msg.data)
+            if flags & F_KEEPSERIALIZED:
+                info, object_id, method = parse_blob_annotation(msg.annotations.get(BLOB_ANNOTATION))
+                args, kwargs = (SerializedBlob(info, msg.data, True, msg.serializer_id),), None
+            else:
+                object_id, method, args, kwargs = ser.loads_call(msg.data)
             obj = self._instance(object_id, conn)
             if flags & F_BATCH:
                 return self._batch(conn, msg, ser, obj, args, oneway)
