@@ -80,6 +80,16 @@ def _tls_wrap(ctx: Any, sock: Any, uri: URI) -> Any:
         raise CommunicationError(f"TLS handshake with {uri.location} failed: {exc.strerror or exc}") from None
 
 
+def _tls_alert(sock: Any) -> str:
+    """After a TLS connection broke during the handshake: the peer's alert, if one arrived."""
+    try:
+        sock.settimeout(0.5)
+        sock.recv(1)
+    except OSError as exc:
+        return str(exc)
+    return ""
+
+
 class Proxy(Generic[T]):
     """A connection to a remote object; attribute access becomes remote calls.
 
@@ -287,17 +297,19 @@ class Proxy(Generic[T]):
             ann[_EMBER_CAPS] = b"1"
             corr = ctx.correlation_id if ctx is not None else None
             payload = ser.dumps({"handshake": self._handshake, "object": uri.object})
-            net.send(sock, encode(Message(MsgType.CONNECT, ser.serializer_id, 0, self._seq, payload, ann, corr),
-                                  config.COMPRESSION, config.MAX_MESSAGE_SIZE))
             self._decoder.allowed_types = _HANDSHAKE_REPLY_TYPES
             try:
+                net.send(sock, encode(Message(MsgType.CONNECT, ser.serializer_id, 0, self._seq, payload, ann, corr),
+                                      config.COMPRESSION, config.MAX_MESSAGE_SIZE))
                 reply = net.recv_message(sock, self._decoder)
             except ConnectionClosedError as exc:
-                if tls is not None and "CERTIFICATE_REQUIRED" in str(exc):
+                reason = _tls_alert(sock) if tls is not None else ""
+                if "CERTIFICATE_REQUIRED" in reason or "CERTIFICATE_REQUIRED" in str(exc):
                     raise ConnectionDeniedError(f"connection to {uri.location} rejected: the daemon requires a TLS "
                                                 "client certificate (set SSL_CLIENTCERT and SSL_CLIENTKEY)",
                                                 errors.DENY_SECURITY) from None
-                raise ConnectionClosedError(f"connection to {uri.location} lost during the handshake: {exc}") from None
+                raise ConnectionClosedError(f"connection to {uri.location} lost during the handshake: "
+                                            f"{reason or exc}") from None
             if reply is None:
                 hint = "" if tls is not None else " (does the daemon require TLS?)"
                 raise ConnectionClosedError(f"connection to {uri.location} closed during the handshake{hint}")
