@@ -7,7 +7,7 @@ import pytest
 
 import ember
 
-SERVERTYPES = ["thread", "multiplex"]
+SERVERTYPES = ["thread", "multiplex", "asyncio"]
 
 
 @pytest.fixture(params=SERVERTYPES)

@@ -41,7 +41,7 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "NATHOST": (None, "external host published in URIs"),
     "NATPORT": (0, "external port published in URIs; 0 = the internal port"),
     "COMPRESSION": (False, "zlib-compress outgoing payloads over 100 bytes when it helps"),
-    "SERVERTYPE": ("thread", "daemon server type: thread or multiplex"),
+    "SERVERTYPE": ("thread", "daemon server type: thread, multiplex or asyncio"),
     "COMMTIMEOUT": (0.0, "socket timeout in seconds for both sides; 0 = none"),
     "POLLTIMEOUT": (2.0, "server loop poll interval; bounds housekeeping and shutdown"),
     "MAX_RETRIES": (0, "times a proxy retries a call after a closed connection or timeout"),

@@ -311,7 +311,11 @@ class Proxy(Generic[T]):
                 raise ConnectionClosedError(f"connection to {uri.location} lost during the handshake: "
                                             f"{reason or exc}") from None
             if reply is None:
-                hint = "" if tls is not None else " (does the daemon require TLS?)"
+                if tls is None:
+                    hint = " (does the daemon require TLS?)"
+                else:
+                    hint = (" (does the daemon require a TLS client certificate? set SSL_CLIENTCERT and "
+                            "SSL_CLIENTKEY)")
                 raise ConnectionClosedError(f"connection to {uri.location} closed during the handshake{hint}")
         except BaseException:
             net.close_quietly(sock)

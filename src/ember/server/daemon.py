@@ -7,6 +7,7 @@ message (or None): it never touches a socket. The server loops in ``threadpool``
 
 from __future__ import annotations
 
+import asyncio
 import collections.abc
 import ipaddress
 import logging
@@ -59,6 +60,8 @@ EMBER_CAPS = "EMBR"
 _CAPS_VALUE = b"1"
 # CONNECTFAIL annotation with the deny code (ASCII digits); Pyro5 clients just see the text
 DENY_ANNOTATION = "DENY"
+# both sides announce it in CONNECT/CONNECTOK when replies may come out of order (asyncio)
+MULTIPLEX_CAPS = "EMUX"
 _MARSHAL_ID = 2
 _ITER_EXCLUDED = (str, bytes, bytearray, dict, list, tuple, set, frozenset)
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None), list, tuple, dict, set, frozenset, complex})
@@ -124,8 +127,9 @@ class Daemon:
     ...     uri = daemon.register(Calc, "calc")  # PYRO:calc@127.0.0.1:<port>
     ...     daemon.request_loop()
 
-    ``servertype`` is ``"thread"`` (a worker thread per connection, pooled, the default) or
-    ``"multiplex"`` (one thread serves every connection). ``connected_socket`` serves one
+    ``servertype`` is ``"thread"`` (a worker thread per connection, pooled, the default),
+    ``"multiplex"`` (one thread serves every connection) or ``"asyncio"`` (one event loop;
+    ``async def`` methods are awaited on it, plain ones run in worker threads). ``connected_socket`` serves one
     already-connected socket (e.g. from ``socket.socketpair()``) without a handshake.
 
     ``port_range`` > 1 tries ``port``, ``port+1``, ... when the port is taken.
@@ -173,6 +177,8 @@ class Daemon:
         self.streams = StreamRegistry(cfg.ITER_STREAM_LIFETIME, cfg.ITER_STREAM_LINGER)
         self.methodcall_error_handler: Callable[[Any, str, BaseException], None] | None = None
         self._oneway_pool: ThreadPoolExecutor | None = None
+        self._aio_loop: asyncio.AbstractEventLoop | None = None  # set by the asyncio server
+        self._aio_thread: threading.Thread | None = None
         self._oneway_lock = threading.Lock()
         self._last_housekeeping = time.monotonic()
         self._closed = False
@@ -188,8 +194,8 @@ class Daemon:
         # generated object id -> last use (monotonic); only kept when transient reaping is on
         self._transient_use: dict[str, float] | None = {} if transient_max_age else None
         self.servertype = servertype or cfg.SERVERTYPE
-        if self.servertype not in ("thread", "multiplex"):
-            raise ValueError(f"unknown servertype {self.servertype!r}; use 'thread' or 'multiplex'")
+        if self.servertype not in ("thread", "multiplex", "asyncio"):
+            raise ValueError(f"unknown servertype {self.servertype!r}; use 'thread', 'multiplex' or 'asyncio'")
         self.nathost = nathost if nathost is not None else cfg.NATHOST
         self.natport = natport if natport is not None else cfg.NATPORT
         if connected_socket is not None:
@@ -200,7 +206,12 @@ class Daemon:
             from .. import net
 
             listener = net.create_server(host or cfg.HOST, port, unixsocket, reuse=cfg.SOCK_REUSE, port_range=port_range)
-            loop_class = multiplex.MultiplexServer if self.servertype == "multiplex" else threadpool.ThreadPoolServer
+            if self.servertype == "asyncio":
+                from .aio import AsyncioServer
+
+                loop_class: Any = AsyncioServer
+            else:
+                loop_class = multiplex.MultiplexServer if self.servertype == "multiplex" else threadpool.ThreadPoolServer
             try:
                 self.server = loop_class(self, listener)
             except BaseException:
@@ -517,6 +528,8 @@ class Daemon:
         if extended:
             ann = dict(ann)
             ann[EMBER_CAPS] = _CAPS_VALUE
+            if self.servertype == "asyncio" and msg.annotations.get(MULTIPLEX_CAPS) == _CAPS_VALUE:
+                ann[MULTIPLEX_CAPS] = _CAPS_VALUE  # calls on this connection may overlap
         return Message(MsgType.CONNECTOK, msg.serializer_id, 0, msg.seq, payload, ann, msg.correlation_id)
 
     def _admission(self, conn: Connection) -> tuple[int, str] | None:
@@ -567,16 +580,42 @@ class Daemon:
         ctx.correlation_id = msg.correlation_id
 
     def _invoke(self, conn: Connection, msg: Message) -> Message | None:
+        prepared = self._prepare(conn, msg, None)
+        if type(prepared) is not tuple:
+            return prepared
+        ser, ctx, obj, method, func, args, kwargs = prepared
+        oneway = msg.flags & F_ONEWAY
+        if func is None:
+            return self._batch(conn, msg, ser, obj, args, oneway)
+        if oneway:
+            self._run_oneway(func, args, kwargs, method, conn, ctx)
+            return None
+        try:
+            result = func(*args, **kwargs) if kwargs is not None else func(*args)
+            if type(result) is types.CoroutineType:
+                result = self.await_coroutine(result)
+        except Exception as exc:
+            return self._call_failed(conn, msg, ser, obj, method, exc)
+        return self._complete(conn, msg, ser, ctx, result)
+
+    def _prepare(self, conn: Connection, msg: Message, ctx: context.CallContext | None) -> Any:
+        """Decode an INVOKE and find what to call.
+
+        Returns ``(serializer, ctx, obj, method, func, args, kwargs)`` — ``func`` is None
+        for a batch, whose calls are in ``args`` — or, when there is nothing to call, the
+        reply to send (None for none). ``ctx`` None means this thread's/task's context;
+        the asyncio server passes a fresh one per call.
+        """
         try:
             ser = serializers.by_id(msg.serializer_id, conn.extended)
         except SerializeError as exc:
             log.warning("closing connection from %s: %s", conn.addr, exc)
             conn.must_close = True
             return None
-        ctx = context.get()
+        if ctx is None:
+            ctx = context.get()
         self._set_context(ctx, conn, msg)
         flags = msg.flags
-        oneway = flags & F_ONEWAY
         method = "?"
         obj = None
         try:
@@ -587,21 +626,26 @@ class Daemon:
                 object_id, method, args, kwargs = ser.loads_call(msg.data)
             obj = self._instance(object_id, conn)
             if flags & F_BATCH:
-                return self._batch(conn, msg, ser, obj, args, oneway)
-            func = self._resolve(obj, method)
-            if oneway:
-                self._run_oneway(func, args, kwargs, method, conn, ctx)
-                return None
-            result = func(*args, **kwargs) if kwargs is not None else func(*args)
+                return ser, ctx, obj, method, None, args, None
+            return ser, ctx, obj, method, self._resolve(obj, method), args, kwargs
         except Exception as exc:
-            if oneway:
+            if flags & F_ONEWAY:
                 self._report_error(conn, method, exc)
                 return None
-            if obj is not None:
-                self._maybe_callback_error(obj, method, conn, exc)
-            return self._exception_reply(msg, ser, exc)
+            return self._call_failed(conn, msg, ser, obj, method, exc)
+
+    def _call_failed(self, conn: Connection, msg: Message, ser: Any, obj: Any, method: str,
+                     exc: BaseException) -> Message:
+        if obj is not None:
+            self._maybe_callback_error(obj, method, conn, exc)
+        return self._exception_reply(msg, ser, exc)
+
+    def _complete(self, conn: Connection, msg: Message, ser: Any, ctx: context.CallContext, result: Any) -> Message:
+        """The RESULT for a method's return value (a stream for iterators and async generators)."""
         if _is_iterator(result):
             return self._stream_reply(conn, msg, ser, result)
+        if type(result) is types.AsyncGeneratorType:
+            return self._stream_reply(conn, msg, ser, _SyncIterator(result, self))
         try:
             data = ser.dumps(result)
         except Exception as exc:
@@ -612,6 +656,17 @@ class Daemon:
             if hook:
                 ann = dict(hook, **ann)
         return Message(MsgType.RESULT, msg.serializer_id, 0, msg.seq, data, ann, msg.correlation_id)
+
+    def await_coroutine(self, coro: Any) -> Any:
+        """Run a coroutine a method returned, from a worker thread: on the daemon's event
+        loop for the asyncio server, else on a private loop."""
+        loop = self._aio_loop
+        if loop is not None and loop.is_running():
+            if threading.current_thread() is self._aio_thread:
+                coro.close()
+                raise DaemonError("cannot wait for a coroutine on the daemon's own event loop thread")
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return asyncio.run(coro)
 
     def _resolve(self, obj: Any, method: str) -> Callable:
         """The callable for ``method`` on ``obj``, after the exposure checks."""
@@ -654,6 +709,8 @@ class Daemon:
                 name, args, kwargs = call
                 func = self._resolve(obj, name)
                 result = func(*args, **(kwargs or {}))
+                if type(result) is types.CoroutineType:
+                    result = self.await_coroutine(result)
                 if isinstance(result, collections.abc.Iterator) and not isinstance(result, _ITER_EXCLUDED):
                     result = list(result)  # generators inside a batch are not streamed
                 results.append(result)
@@ -703,7 +760,9 @@ class Daemon:
                     ctx: context.CallContext) -> None:
         if not self.config.ONEWAY_THREADED:
             try:
-                func(*args, **(kwargs or {}))
+                result = func(*args, **(kwargs or {}))
+                if type(result) is types.CoroutineType:
+                    self.await_coroutine(result)
             except Exception as exc:
                 self._report_error(conn, method, exc)
             return
@@ -712,7 +771,9 @@ class Daemon:
         def run() -> None:
             context.set_context(call_ctx)
             try:
-                func(*args, **(kwargs or {}))
+                result = func(*args, **(kwargs or {}))
+                if type(result) is types.CoroutineType:
+                    self.await_coroutine(result)
             except Exception as exc:
                 self._report_error(conn, method, exc)
 
@@ -755,9 +816,13 @@ class Daemon:
         sock.settimeout(timeout if blocking else 0.0)
         conn = Connection(sock, addr, cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, established, owns_socket)
         conn._timeout = timeout
+        self.connection_opened(conn)
+        return conn
+
+    def connection_opened(self, conn: Connection) -> None:
+        """Count a new connection (server loops call it for every accepted client)."""
         with self._count_lock:
             self._active_connections += 1
-        return conn
 
     def connection_closed(self, conn: Connection) -> None:
         """Release everything tied to a connection that went away (once per connection)."""
@@ -813,6 +878,12 @@ class Daemon:
 
     # ---- running -----------------------------------------------------------------------
 
+    async def serve_async(self) -> None:
+        """Serve on the running event loop until :meth:`shutdown` (``servertype="asyncio"`` only)."""
+        if self.servertype != "asyncio":
+            raise DaemonError("serve_async() needs Daemon(servertype='asyncio')")
+        await self.server.serve()
+
     def request_loop(self, loop_condition: Callable[[], bool] = lambda: True) -> None:
         """Serve until :meth:`shutdown` is called or ``loop_condition()`` returns False.
 
@@ -864,6 +935,26 @@ class Daemon:
 
     def __repr__(self) -> str:
         return f"<ember.Daemon {self.location} {self.servertype} {len(self.objects_by_id)} objects>"
+
+
+class _SyncIterator:
+    """A plain iterator over an async generator, so it can be streamed like any other."""
+
+    def __init__(self, agen: Any, daemon: Daemon) -> None:
+        self.agen = agen
+        self.daemon = daemon
+
+    def __iter__(self) -> _SyncIterator:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return self.daemon.await_coroutine(self.agen.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        self.daemon.await_coroutine(self.agen.aclose())
 
 
 _sync_locks_guard = threading.Lock()
