@@ -14,7 +14,6 @@ import time
 from typing import Any, Generic, TypeVar
 
 from .. import context, errors, net, serializers
-from ..blob import BLOB_ANNOTATION, SerializedBlob, blob_annotation
 from ..config import config
 from ..errors import (
     CommunicationError,
@@ -25,10 +24,6 @@ from ..errors import (
     TimeoutError,
 )
 from ..protocol import (
-    F_BATCH,
-    F_EXCEPTION,
-    F_ITEMSTREAM,
-    F_KEEPSERIALIZED,
     F_ONEWAY,
     Decoder,
     Message,
@@ -37,14 +32,20 @@ from ..protocol import (
 )
 from ..serializers import _classes
 from ..uri import URI
+from ._wire import (
+    HANDSHAKE_REPLY_TYPES,
+    RESULT_TYPES,
+    call_payload,
+    call_result,
+    connect_message,
+    handshake_result,
+    parse_metadata,
+)
 
 __all__ = ["Proxy", "RemoteIterator"]
 
 T = TypeVar("T")
-_EMBER_CAPS = "EMBR"
-_DENY = "DENY"
-_RESULT_TYPES = frozenset({MsgType.RESULT})
-_HANDSHAKE_REPLY_TYPES = frozenset({MsgType.CONNECTOK, MsgType.CONNECTFAIL})
+
 
 
 class _RemoteMethod:
@@ -78,6 +79,13 @@ def _tls_wrap(ctx: Any, sock: Any, uri: URI) -> Any:
     except OSError as exc:
         net.close_quietly(sock)
         raise CommunicationError(f"TLS handshake with {uri.location} failed: {exc.strerror or exc}") from None
+
+
+def closed_hint(tls: bool) -> str:
+    """Why a daemon may have closed the connection during the handshake."""
+    if not tls:
+        return " (does the daemon require TLS?)"
+    return " (does the daemon require a TLS client certificate? set SSL_CLIENTCERT and SSL_CLIENTKEY)"
 
 
 def _tls_alert(sock: Any) -> str:
@@ -274,7 +282,7 @@ class Proxy(Generic[T]):
         if self._connected_socket is not None:
             self._sock = self._connected_socket
             self._ser, self._ser_id, self._extended = ser, ser.serializer_id, False
-            self._decoder.allowed_types = _RESULT_TYPES
+            self._decoder.allowed_types = RESULT_TYPES
             meta = self._invoke_locked("Pyro.Daemon", "get_metadata", [self._pyroUri.object], {}, 0)
             self._set_metadata(meta)
             return
@@ -292,14 +300,9 @@ class Proxy(Generic[T]):
         if tls is not None:
             sock = _tls_wrap(tls, sock, uri)
         try:
-            ctx = context.peek()
-            ann = dict(ctx.annotations) if ctx is not None and ctx.annotations else {}
-            ann[_EMBER_CAPS] = b"1"
-            corr = ctx.correlation_id if ctx is not None else None
-            payload = ser.dumps({"handshake": self._handshake, "object": uri.object})
-            self._decoder.allowed_types = _HANDSHAKE_REPLY_TYPES
+            self._decoder.allowed_types = HANDSHAKE_REPLY_TYPES
             try:
-                net.send(sock, encode(Message(MsgType.CONNECT, ser.serializer_id, 0, self._seq, payload, ann, corr),
+                net.send(sock, encode(connect_message(ser, self._handshake, uri.object, self._seq),
                                       config.COMPRESSION, config.MAX_MESSAGE_SIZE))
                 reply = net.recv_message(sock, self._decoder)
             except ConnectionClosedError as exc:
@@ -311,50 +314,29 @@ class Proxy(Generic[T]):
                 raise ConnectionClosedError(f"connection to {uri.location} lost during the handshake: "
                                             f"{reason or exc}") from None
             if reply is None:
-                if tls is None:
-                    hint = " (does the daemon require TLS?)"
-                else:
-                    hint = (" (does the daemon require a TLS client certificate? set SSL_CLIENTCERT and "
-                            "SSL_CLIENTKEY)")
-                raise ConnectionClosedError(f"connection to {uri.location} closed during the handshake{hint}")
+                raise ConnectionClosedError(f"connection to {uri.location} closed during the handshake"
+                                            f"{closed_hint(tls is not None)}")
+            answer = handshake_result(reply, uri.location, ser.serializer_id)
         except BaseException:
             net.close_quietly(sock)
             raise
-        extended = reply.annotations.get(_EMBER_CAPS) == b"1"
-        rser = serializers.by_id(reply.serializer_id, extended)
-        data = rser.loads(reply.data)
-        if reply.type == MsgType.CONNECTFAIL:
-            net.close_quietly(sock)
-            deny = reply.annotations.get(_DENY)
-            if deny is not None:
-                code = int(deny) if deny.isdigit() else errors.DENY_UNSPECIFIED
-                raise ConnectionDeniedError(f"connection to {uri.location} rejected: {data}", code)
-            raise CommunicationError(f"connection to {uri.location} rejected: {data}")
         self._sock = sock
         self._bound_uri = uri
-        self._extended = extended
-        self._ser = serializers.by_id(ser.serializer_id, extended)
+        self._extended = answer.extended
+        self._ser = answer.serializer
         self._ser_id = ser.serializer_id
-        self._decoder.allowed_types = _RESULT_TYPES
-        if ctx := context.peek():
-            ctx.response_annotations = reply.annotations
-        self._handshake_response = data.get("handshake") if isinstance(data, dict) else None
-        self._set_metadata(data.get("meta") if isinstance(data, dict) else None)
+        self._decoder.allowed_types = RESULT_TYPES
+        self._handshake_response = answer.response
+        self._set_metadata(answer.meta)
         self._validate_handshake_response(self._handshake_response)
 
     def _validate_handshake_response(self, data: Any) -> None:
         """Hook: inspect the daemon's handshake answer; raise to refuse the connection."""
 
     def _set_metadata(self, meta: Any) -> None:
-        if not isinstance(meta, dict):
-            raise ProtocolError("invalid metadata from daemon")
-        self._methods = frozenset(meta.get("methods") or ())
-        self._attrs = frozenset(meta.get("attrs") or ())
-        self._oneway_server = frozenset(meta.get("oneway") or ())
+        self._methods, self._attrs, self._oneway_server = parse_metadata(meta, self._pyroUri)
         self._metadata_known = True
         self._method_cache.clear()
-        if not self._methods and not self._attrs:
-            raise PyroError(f"remote object '{self._pyroUri}' doesn't expose any methods or attributes")
 
     # ---- calls -------------------------------------------------------------------------
 
@@ -375,14 +357,6 @@ class Proxy(Generic[T]):
                         raise
                     retries -= 1
 
-    def _blob_call(self, blob: SerializedBlob, object_id: str, method: str, ann: dict | None) -> tuple:
-        """Payload and annotations of a KEEPSERIALIZED call: a received blob travels unchanged."""
-        ann = dict(ann) if ann else {}
-        ann[BLOB_ANNOTATION] = blob_annotation(blob.info, object_id, method)
-        if blob.is_blob and blob.serializer_id == self._ser_id:
-            return blob.payload, ann
-        return self._ser.dumps_call(object_id, method, blob.deserialized(), None), ann
-
     def _invoke_locked(self, object_id: str, method: str, args: Any, kwargs: dict | None, flags: int) -> Any:
         ser = self._ser
         seq = self._seq = (self._seq + 1) & 0xFFFF
@@ -392,11 +366,8 @@ class Proxy(Generic[T]):
             corr = ctx.correlation_id
         else:
             ann, corr = None, None
-        if len(args) == 1 and type(args[0]) is SerializedBlob and not kwargs:
-            data, ann = self._blob_call(args[0], object_id, method, ann)
-            flags |= F_KEEPSERIALIZED
-        else:
-            data = ser.dumps_call(object_id, method, args, kwargs)
+        data, ann, extra = call_payload(ser, object_id, method, args, kwargs, ann, self._ser_id)
+        flags |= extra
         sock = self._sock
         try:
             timeout = self._effective_timeout()
@@ -421,25 +392,10 @@ class Proxy(Generic[T]):
             raise ProtocolError(f"invalid reply sequence number {reply.seq} (expected {seq})")
         if reply.annotations and ctx is not None:
             ctx.response_annotations = reply.annotations
-        rflags = reply.flags
-        if rflags & F_ITEMSTREAM:
-            stream_id = reply.annotations.get("STRM")
-            if not stream_id:
-                raise PyroError("result of call is an iterator, but the server is not configured to allow streaming")
-            return RemoteIterator(self, stream_id.decode("ascii"))
-        result = ser.loads(reply.data)
-        if rflags & F_EXCEPTION:
-            raise result
-        if rflags & F_BATCH:
-            return _batch_results(result)
-        return result
+        return call_result(reply, ser, self._remote_iterator)
 
-
-def _batch_results(results: list) -> Any:
-    for r in results:
-        if isinstance(r, _classes.ExceptionWrapper):
-            r.raise_it()
-        yield r
+    def _remote_iterator(self, stream_id: str) -> RemoteIterator:
+        return RemoteIterator(self, stream_id)
 
 
 class RemoteIterator:
