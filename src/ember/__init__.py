@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import errors
 from .blob import SerializedBlob
 from .client import BatchProxy, Proxy
+from .client.aproxy import AsyncBatchProxy, AsyncProxy
 from .config import config
 from .context import current_context
 from .naming import locate_ns, resolve
@@ -29,6 +30,8 @@ from .uri import URI
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncBatchProxy",
+    "AsyncProxy",
     "BatchProxy",
     "Daemon",
     "Proxy",
