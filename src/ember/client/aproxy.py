@@ -219,6 +219,10 @@ class AsyncProxy:
         except asyncio.TimeoutError:
             writer.close()
             raise TimeoutError(f"handshake with {uri.location} timed out") from None
+        except OSError as exc:
+            writer.close()
+            raise ConnectionClosedError(f"connection to {uri.location} lost during the handshake: "
+                                        f"{exc.strerror or exc}") from None
         except BaseException:
             writer.close()
             raise
