@@ -76,6 +76,12 @@ def _echo(sub: argparse._SubParsersAction) -> None:
     register_cli(sub)
 
 
+def _bench(sub: argparse._SubParsersAction) -> None:
+    from .bench import register_cli
+
+    register_cli(sub)
+
+
 def _demo(sub: argparse._SubParsersAction) -> None:
     from .demo import register_cli
 
@@ -83,7 +89,7 @@ def _demo(sub: argparse._SubParsersAction) -> None:
 
 
 # one registration function per subcommand module
-_SUBCOMMANDS: list = [_ns, _nsc, _echo, _demo]
+_SUBCOMMANDS: list = [_ns, _nsc, _echo, _bench, _demo]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
