@@ -228,7 +228,8 @@ class Decoder:
     broken: the byte stream has no resynchronisation point, so the connection must close.
     """
 
-    __slots__ = ("_buf", "max_message_size", "max_annotations_size", "allowed_types", "_header", "_broken")
+    __slots__ = ("_buf", "max_message_size", "max_annotations_size", "allowed_types", "_header", "_broken",
+                 "_ready")
 
     def __init__(
         self,
@@ -242,6 +243,7 @@ class Decoder:
         self.allowed_types = allowed_types
         self._header: tuple | None = None
         self._broken: ProtocolError | None = None
+        self._ready: Message | None = None  # a message decoded straight from one chunk
 
     @property
     def buffered(self) -> int:
@@ -258,7 +260,24 @@ class Decoder:
         """Append received bytes. Validates the header as soon as enough bytes are in."""
         if self._broken is not None:
             raise self._broken
-        self._buf += data
+        buf = self._buf
+        if not buf and self._ready is None and type(data) is bytes and len(data) >= HEADER_SIZE:
+            # the common case: one chunk holding exactly one whole message, decoded without copying it around
+            self._buf = data  # type: ignore[assignment]  # read-only view for the header checks
+            try:
+                self._check_header()
+            except ProtocolError:
+                buf += data
+                raise
+            finally:
+                self._buf = buf
+            header = self._header
+            if header is not None and HEADER_SIZE + header[6] + header[7] == len(data):
+                self._header = None
+                self._ready = self._build(data, header)
+                return
+            self._header = None
+        buf += data
         if self._header is None:
             self._check_header()
 
@@ -303,13 +322,16 @@ class Decoder:
 
     def next_message(self) -> Message | None:
         """Return the next complete message, or None if more bytes are needed."""
+        ready = self._ready
+        if ready is not None:
+            self._ready = None
+            return ready
         if self._broken is not None:
             raise self._broken
         header = self._header
         if header is None:
             return None
-        mtype, ser, flags, seq, corr, _res, dlen, alen = header
-        total = HEADER_SIZE + alen + dlen
+        total = HEADER_SIZE + header[7] + header[6]
         buf = self._buf
         if len(buf) < total:
             return None
@@ -317,20 +339,29 @@ class Decoder:
             frame = bytes(buf)
             buf.clear()
         else:
-            frame = bytes(buf[:total])
+            frame = bytes(memoryview(buf)[:total])
             del buf[:total]
         self._header = None
-        try:
-            annotations = parse_annotations(memoryview(frame)[HEADER_SIZE : HEADER_SIZE + alen]) if alen else {}
-        except ProtocolError as exc:
-            raise self._fail(exc) from None
+        msg = self._build(frame, header)
+        if buf:
+            self._check_header()
+        return msg
+
+    def _build(self, frame: bytes, header: tuple) -> Message:
+        """The Message in a complete frame whose header was validated."""
+        mtype, ser, flags, seq, corr, _res, dlen, alen = header
+        if alen:
+            try:
+                annotations = parse_annotations(memoryview(frame)[HEADER_SIZE : HEADER_SIZE + alen])
+            except ProtocolError as exc:
+                raise self._fail(exc) from None
+        else:
+            annotations = {}
         data = frame[HEADER_SIZE + alen :]
         if flags & F_COMPRESSED:
             data = self._decompress(data)
             flags &= ~F_COMPRESSED
         correlation_id = uuid.UUID(bytes=corr) if flags & F_CORR_ID else None
-        if buf:
-            self._check_header()
         return Message(mtype, ser, flags, seq, data, annotations, correlation_id)
 
     def _decompress(self, data: bytes) -> bytes:

@@ -14,6 +14,7 @@ import time
 from typing import Any, Generic, TypeVar
 
 from .. import context, errors, net, serializers
+from ..blob import SerializedBlob
 from ..config import config
 from ..errors import (
     CommunicationError,
@@ -150,6 +151,7 @@ class Proxy(Generic[T]):
             self._bind()
         if name in self._methods:
             method = self._method_cache[name] = _RemoteMethod(self, name)
+            self.__dict__[name] = method  # later lookups skip __getattr__ (cleared with the metadata)
             return method
         if name in self._attrs:
             return self._invoke("__getattr__", (name,), None)
@@ -336,6 +338,8 @@ class Proxy(Generic[T]):
     def _set_metadata(self, meta: Any) -> None:
         self._methods, self._attrs, self._oneway_server = parse_metadata(meta, self._pyroUri)
         self._metadata_known = True
+        for name in self._method_cache:
+            self.__dict__.pop(name, None)
         self._method_cache.clear()
 
     # ---- calls -------------------------------------------------------------------------
@@ -366,11 +370,15 @@ class Proxy(Generic[T]):
             corr = ctx.correlation_id
         else:
             ann, corr = None, None
-        data, ann, extra = call_payload(ser, object_id, method, args, kwargs, ann, self._ser_id)
-        flags |= extra
+        if args and type(args[0]) is SerializedBlob:
+            data, ann, extra = call_payload(ser, object_id, method, args, kwargs, ann, self._ser_id)
+            flags |= extra
+        else:
+            data = ser.dumps_call(object_id, method, args, kwargs)
         sock = self._sock
         try:
-            timeout = self._effective_timeout()
+            timeout = self._timeout if self._timeout is not None else config.COMMTIMEOUT
+            timeout = timeout or None
             if timeout != sock.gettimeout():
                 sock.settimeout(timeout)
             net.send(sock, encode(Message(MsgType.INVOKE, self._ser_id, flags, seq, data, ann, corr),
@@ -392,6 +400,8 @@ class Proxy(Generic[T]):
             raise ProtocolError(f"invalid reply sequence number {reply.seq} (expected {seq})")
         if reply.annotations and ctx is not None:
             ctx.response_annotations = reply.annotations
+        if not reply.flags:
+            return ser.loads(reply.data)  # the usual plain result
         return call_result(reply, ser, self._remote_iterator)
 
     def _remote_iterator(self, stream_id: str) -> RemoteIterator:

@@ -72,6 +72,11 @@ _CONTAINERS = frozenset({dict, list, tuple})
 
 def check_call(decoded: Any) -> tuple[str, str, Any, dict | None]:
     """Validate the shape of a decoded INVOKE payload."""
+    t = type(decoded)
+    if (t is list or t is tuple) and len(decoded) == 4:
+        obj, method, args, kwargs = decoded
+        if type(obj) is str and type(method) is str and (kwargs is None or type(kwargs) is dict):
+            return obj, method, args, kwargs  # the usual shape, checked cheaply
     if not isinstance(decoded, (tuple, list)) or len(decoded) != 4:
         raise SerializeError("invalid call payload: expected (object, method, args, kwargs)")
     obj, method, args, kwargs = decoded

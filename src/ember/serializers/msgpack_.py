@@ -10,6 +10,7 @@ import array
 import datetime
 import decimal
 import struct
+import threading
 import uuid
 from typing import Any
 
@@ -72,9 +73,21 @@ class MsgpackSerializer(Serializer):
             return obj.tolist()
         return object_to_dict(obj, self.extended)
 
+    def __init__(self, extended: bool = False) -> None:
+        super().__init__(extended)
+        self._local = threading.local()  # one reusable Packer per thread (it is not thread-safe)
+
+    def _packer(self) -> msgpack.Packer:
+        packer = self._local.packer = msgpack.Packer(use_bin_type=True, default=self._default)
+        return packer
+
     def dumps(self, obj: Any) -> bytes:
         try:
-            return msgpack.packb(obj, use_bin_type=True, default=self._default)
+            packer = self._local.packer
+        except AttributeError:
+            packer = self._packer()
+        try:
+            return packer.pack(obj)
         except SerializeError:
             raise
         except Exception as exc:
@@ -94,7 +107,15 @@ class MsgpackSerializer(Serializer):
         return self.dumps((obj, method, args, kwargs))
 
     def loads_call(self, data: bytes) -> tuple[str, str, Any, dict | None]:
-        return check_call(self.loads(data))
+        try:
+            decoded = msgpack.unpackb(data, raw=False, object_hook=_object_hook, ext_hook=_ext_hook)
+        except SerializeError:
+            raise
+        except Exception as exc:
+            if _is_ember_error(exc):
+                raise
+            raise SerializeError(f"invalid msgpack data: {exc}") from None
+        return check_call(decoded)
 
 
 def _is_ember_error(exc: BaseException) -> bool:

@@ -177,6 +177,8 @@ class Daemon:
         self.streams = StreamRegistry(cfg.ITER_STREAM_LIFETIME, cfg.ITER_STREAM_LINGER)
         self.methodcall_error_handler: Callable[[Any, str, BaseException], None] | None = None
         self._oneway_pool: ThreadPoolExecutor | None = None
+        self._resolved: dict[tuple[str, str], tuple[Any, Callable]] = {}  # (object id, method) -> (obj, func)
+        self._resolved_gen = metamod.generation
         self._aio_loop: asyncio.AbstractEventLoop | None = None  # set by the asyncio server
         self._aio_thread: threading.Thread | None = None
         self._oneway_lock = threading.Lock()
@@ -340,6 +342,7 @@ class Daemon:
         except (AttributeError, TypeError):
             pass  # objects with __slots__: no auto-proxying, otherwise fine
         self.objects_by_id[object_id] = obj_or_class
+        self._resolved.clear()
         if self._transient_use is not None and generated:
             self._transient_use[object_id] = time.monotonic()
         return self.uri_for(object_id)
@@ -355,6 +358,7 @@ class Daemon:
         if self._transient_use is not None:
             self._transient_use.pop(object_id, None)
         obj = self.objects_by_id.pop(object_id, None)
+        self._resolved.clear()
         if obj is not None and getattr(obj, "_pyroDaemon", None) is self:
             try:
                 del obj._pyroDaemon
@@ -624,10 +628,24 @@ class Daemon:
                 args, kwargs = (SerializedBlob(info, msg.data, True, msg.serializer_id),), None
             else:
                 object_id, method, args, kwargs = ser.loads_call(msg.data)
+                if not flags & F_BATCH:
+                    # registered instances: the exposure checks were done once for this (object, method)
+                    cached = self._resolved.get((object_id, method))
+                    if cached is not None and self._resolved_gen == metamod.generation:
+                        transient = self._transient_use
+                        if transient is not None and object_id in transient:
+                            transient[object_id] = time.monotonic()
+                        return ser, ctx, cached[0], method, cached[1], args, kwargs
             obj = self._instance(object_id, conn)
             if flags & F_BATCH:
                 return ser, ctx, obj, method, None, args, None
-            return ser, ctx, obj, method, self._resolve(obj, method), args, kwargs
+            func = self._resolve(obj, method)
+            if not isinstance(self.objects_by_id.get(object_id), type):
+                if self._resolved_gen != metamod.generation:
+                    self._resolved.clear()
+                    self._resolved_gen = metamod.generation
+                self._resolved[(object_id, method)] = (obj, func)
+            return ser, ctx, obj, method, func, args, kwargs
         except Exception as exc:
             if flags & F_ONEWAY:
                 self._report_error(conn, method, exc)

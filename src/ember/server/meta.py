@@ -46,12 +46,18 @@ class ClassMeta:
 _cache: dict[type, ClassMeta] = {}
 
 
+# bumped whenever cached metadata is dropped, so daemons drop the methods they resolved with it
+generation = 0
+
+
 def reset_cache(cls: type | None = None) -> None:
     """Forget computed metadata (after changing a class's exposed members at run time)."""
+    global generation
     if cls is None:
         _cache.clear()
     else:
         _cache.pop(cls, None)
+    generation += 1
 
 
 def _exposed(obj: object) -> bool:
