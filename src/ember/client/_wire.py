@@ -109,8 +109,11 @@ def call_result(reply: Message, ser: Any, make_iterator: Callable[[str], Any]) -
 
 
 def batch_results(results: list) -> Iterator[Any]:
-    """Batch results in order; a failed call raises its exception when reached."""
-    for r in results:
-        if isinstance(r, _classes.ExceptionWrapper):
-            r.raise_it()
-        yield r
+    """Batch results in order; a failed call raises its exception when reached.
+
+    The daemon stops a batch at its first failure, so only the last result can be one.
+    """
+    if results and isinstance(results[-1], _classes.ExceptionWrapper):
+        yield from results[:-1]
+        results[-1].raise_it()
+    yield from results

@@ -18,7 +18,8 @@ class _BatchMethod:
         self._name = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
-        self._batch._calls.append((self._name, args, kwargs))
+        # already the wire form of one call; Ember daemons also take (name, args) without kwargs
+        self._batch._calls.append((self._name, args, kwargs) if kwargs or not self._batch._short else (self._name, args))
 
 
 class BatchProxy:
@@ -36,7 +37,8 @@ class BatchProxy:
 
     def __init__(self, proxy: Proxy) -> None:
         self._proxy = proxy
-        self._calls: list[tuple[str, tuple, dict]] = []
+        self._calls: list[tuple] = []
+        self._short = False  # record calls without empty kwargs (the daemon is Ember's)
 
     def __getattr__(self, name: str) -> _BatchMethod:
         if name.startswith("_"):
@@ -44,9 +46,12 @@ class BatchProxy:
         proxy = self._proxy
         if not proxy._metadata_known:
             proxy._bind()
+        self._short = proxy._extended
         if name not in proxy._methods:
             raise AttributeError(f"remote object '{proxy._pyroUri}' has no exposed method '{name}'")
-        return _BatchMethod(self, name)
+        method = _BatchMethod(self, name)
+        self.__dict__[name] = method  # later lookups skip __getattr__
+        return method
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -62,10 +67,13 @@ class BatchProxy:
         if not calls:
             return None if oneway else iter(())
         flags = F_BATCH | (F_ONEWAY if oneway else 0)
-        payload = [[name, list(args), kwargs] for name, args, kwargs in calls]
         proxy = self._proxy
         with proxy._lock:
             if proxy._sock is None:
                 proxy._connect()
+            # (name, args, kwargs) tuples: every serializer sends them as Pyro5 expects
+            payload = calls
+            if self._short and not proxy._extended:  # (re)connected to a non-Ember daemon since recording
+                payload = [c if len(c) == 3 else (c[0], c[1], {}) for c in calls]
             object_id = (proxy._bound_uri or proxy._pyroUri).object
             return proxy._invoke_locked(object_id, "<batch>", payload, None, flags)

@@ -722,22 +722,31 @@ class Daemon:
 
     def _batch(self, conn: Connection, msg: Message, ser: Any, obj: Any, calls: Any, oneway: int) -> Message | None:
         results: list[Any] = []
+        append = results.append
+        funcs: dict[str, Callable] = {}
         for call in calls:
             try:
-                name, args, kwargs = call
-                func = self._resolve(obj, name)
-                result = func(*args, **(kwargs or {}))
-                if type(result) is types.CoroutineType:
-                    result = self.await_coroutine(result)
-                if isinstance(result, collections.abc.Iterator) and not isinstance(result, _ITER_EXCLUDED):
-                    result = list(result)  # generators inside a batch are not streamed
-                results.append(result)
+                if len(call) == 2:  # Ember clients leave out empty kwargs
+                    name, args = call
+                    kwargs = None
+                else:
+                    name, args, kwargs = call
+                func = funcs.get(name)
+                if func is None:
+                    func = funcs[name] = self._resolve(obj, name)
+                result = func(*args, **kwargs) if kwargs else func(*args)
+                if type(result) not in _PLAIN:
+                    if type(result) is types.CoroutineType:
+                        result = self.await_coroutine(result)
+                    if isinstance(result, collections.abc.Iterator) and not isinstance(result, _ITER_EXCLUDED):
+                        result = list(result)  # generators inside a batch are not streamed
+                append(result)
             except Exception as exc:
                 if oneway:
                     self._report_error(conn, str(call[0]) if call else "?", exc)
                     return None
                 exc._pyroTraceback = format_traceback(type(exc), exc, exc.__traceback__, self.config.DETAILED_TRACEBACK)
-                results.append(_classes.ExceptionWrapper(exc))
+                append(_classes.ExceptionWrapper(exc))
                 break
         if oneway:
             return None
