@@ -115,26 +115,29 @@ class Proxy(Generic[T]):
     def __init__(self, uri: str | URI, connected_socket: Any = None, ssl_context: Any = None) -> None:
         if connected_socket is not None and isinstance(uri, str) and ":" not in uri:
             uri = URI(f"PYRO:{uri}@./u:connected-socket")
-        self._pyroUri = URI(uri)
-        self._bound_uri: URI | None = None
-        self._timeout: float | None = None
-        self._serializer: str = config.SERIALIZER
-        self._oneway: set[str] = set()
-        self._handshake: Any = "hello"
-        self._handshake_response: Any = None
-        self._max_retries: int = config.MAX_RETRIES
-        self._methods: frozenset[str] = frozenset()
-        self._attrs: frozenset[str] = frozenset()
-        self._oneway_server: frozenset[str] = frozenset()
-        self._metadata_known = False
-        self._sock: Any = None
-        self._lock = threading.RLock()
-        self._seq = 0
-        self._decoder: Decoder | None = None
-        self._extended = False
-        self._connected_socket = connected_socket
-        self._ssl_context = ssl_context
-        self._method_cache: dict[str, _RemoteMethod] = {}
+        # straight into __dict__: __setattr__ is for remote attributes and costs a call per name
+        self.__dict__.update({
+            "_pyroUri": URI(uri),
+            "_bound_uri": None,
+            "_timeout": None,
+            "_serializer": config.SERIALIZER,
+            "_oneway": set(),
+            "_handshake": "hello",
+            "_handshake_response": None,
+            "_max_retries": config.MAX_RETRIES,
+            "_methods": frozenset(),
+            "_attrs": frozenset(),
+            "_oneway_server": frozenset(),
+            "_metadata_known": False,
+            "_sock": None,
+            "_lock": threading.RLock(),
+            "_seq": 0,
+            "_decoder": None,
+            "_extended": False,
+            "_connected_socket": connected_socket,
+            "_ssl_context": ssl_context,
+            "_method_cache": {},
+        })
 
     # ---- attribute protocol ------------------------------------------------------------
 
@@ -280,7 +283,7 @@ class Proxy(Generic[T]):
     def _connect(self) -> None:
         """Open the connection and do the handshake (caller holds the lock)."""
         ser = serializers.get(self._serializer)
-        self._decoder = Decoder(config.MAX_MESSAGE_SIZE, config.MAX_ANNOTATIONS_SIZE)
+        self.__dict__["_decoder"] = Decoder(config.MAX_MESSAGE_SIZE, config.MAX_ANNOTATIONS_SIZE)
         if self._connected_socket is not None:
             self._sock = self._connected_socket
             self._ser, self._ser_id, self._extended = ser, ser.serializer_id, False
@@ -322,13 +325,9 @@ class Proxy(Generic[T]):
         except BaseException:
             net.close_quietly(sock)
             raise
-        self._sock = sock
-        self._bound_uri = uri
-        self._extended = answer.extended
-        self._ser = answer.serializer
-        self._ser_id = ser.serializer_id
+        self.__dict__.update(_sock=sock, _bound_uri=uri, _extended=answer.extended, _ser=answer.serializer,
+                             _ser_id=ser.serializer_id, _handshake_response=answer.response)
         self._decoder.allowed_types = RESULT_TYPES
-        self._handshake_response = answer.response
         self._set_metadata(answer.meta)
         self._validate_handshake_response(self._handshake_response)
 
@@ -363,7 +362,7 @@ class Proxy(Generic[T]):
 
     def _invoke_locked(self, object_id: str, method: str, args: Any, kwargs: dict | None, flags: int) -> Any:
         ser = self._ser
-        seq = self._seq = (self._seq + 1) & 0xFFFF
+        seq = self.__dict__["_seq"] = (self._seq + 1) & 0xFFFF
         ctx = context.peek()
         if ctx is not None:
             ann = ctx.annotations

@@ -39,7 +39,7 @@ class ClassMeta:
     synchronized: bool = False
 
     def as_dict(self) -> dict:
-        """The wire form (sets; serializers that lack sets send lists)."""
+        """The wire form (sets; serializers that lack sets send lists). A fresh dict each time."""
         return {"methods": set(self.methods), "oneway": set(self.oneway), "attrs": set(self.attrs)}
 
 
