@@ -258,6 +258,38 @@ def _pct(values: list[float], q: float) -> float:
 
 # ---- the cases ----------------------------------------------------------------------------------
 
+def run_threads(calls: list, clients: list, per_thread: int, seconds: float) -> tuple[int, float, list[str]]:
+    """Each call function in its own thread, all started together; (calls done, seconds, errors)."""
+    totals = [0] * len(calls)
+    errors: list[str] = []
+    barrier = threading.Barrier(len(calls) + 1)
+    stop = [0.0]
+
+    def work(i: int, call: Callable[[], Any], client: Any) -> None:
+        if hasattr(client, "_pyroClaimOwnership"):
+            client._pyroClaimOwnership()  # Pyro5 proxies belong to one thread
+        barrier.wait()
+        n = 0
+        try:
+            while n < per_thread and time.perf_counter() < stop[0]:
+                call()
+                n += 1
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+        totals[i] = n
+
+    workers = [threading.Thread(target=work, args=(i, c, cl)) for i, (c, cl) in enumerate(zip(calls, clients,
+                                                                                              strict=True))]
+    for w in workers:
+        w.start()
+    start = time.perf_counter()
+    stop[0] = start + seconds
+    barrier.wait()
+    for w in workers:
+        w.join()
+    return sum(totals), time.perf_counter() - start, errors
+
+
 class Suite:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -376,38 +408,11 @@ class Suite:
                 else:
                     clients = [rpyc_conn(server) for _ in range(nthreads)]
                     calls = [lambda c=c: c.root.add(1, 2) for c in clients]
-                totals = [0] * nthreads
-                stop = time.perf_counter() + seconds
-                barrier = threading.Barrier(nthreads + 1)
-
-                errors: list[str] = []
-
-                def work(i: int, call: Callable[[], Any], client: Any) -> None:
-                    if hasattr(client, "_pyroClaimOwnership"):
-                        client._pyroClaimOwnership()  # Pyro5 proxies belong to one thread
-                    barrier.wait()
-                    n = 0
-                    try:
-                        while n < count // nthreads and time.perf_counter() < stop:
-                            call()
-                            n += 1
-                    except Exception as exc:
-                        errors.append(f"{type(exc).__name__}: {exc}")
-                    totals[i] = n
-
-                workers = [threading.Thread(target=work, args=(i, c, cl)) for i, (c, cl) in enumerate(zip(calls, clients))]
-                for w in workers:
-                    w.start()
-                barrier.wait()
-                start = time.perf_counter()
-                stop = start + seconds
-                for w in workers:
-                    w.join()
-                elapsed = time.perf_counter() - start
+                total, elapsed, errors = run_threads(calls, clients, count // nthreads, seconds)
                 if errors:
                     print(f"  {lib}-{kind} x{nthreads}: {len(errors)} client thread(s) failed: {errors[0]}",
                           file=sys.stderr)
-                self.record(f"{nthreads} client threads", f"{lib}-{kind}", _summary(sum(totals), elapsed))
+                self.record(f"{nthreads} client threads", f"{lib}-{kind}", _summary(total, elapsed))
                 for c in clients:
                     if lib == "ember":
                         c._release()
@@ -439,13 +444,13 @@ class Suite:
         for label, payload in (("1 MB bytes echo", b"\x01" * MB), ("1 MB str echo", "é" * (MB // 2))):
             for ser in (["msgpack"] if label.endswith("bytes echo") else ["msgpack", "json"]):
                 with ember_proxy(self.server("ember", "thread"), ser) as p:
-                    r = measure(lambda p=p: p.echo(payload), count, seconds, warmup=2, latencies=False)
+                    r = measure(lambda p=p, x=payload: p.echo(x), count, seconds, warmup=2, latencies=False)
                     self.record(f"{label} MB/s", f"ember ({ser})", {"mb_per_s": round(r.rate * 2, 1)})
             best = 0.0
             for ser in SERIALIZERS:
                 try:
                     p5 = pyro5_proxy(self.server("pyro5", "thread"), ser)
-                    r = measure(lambda p5=p5: p5.echo(payload), count, seconds, warmup=2, latencies=False)
+                    r = measure(lambda p5=p5, x=payload: p5.echo(x), count, seconds, warmup=2, latencies=False)
                     p5._pyroRelease()
                 except Exception as exc:  # a serializer that cannot carry the value
                     print(f"  pyro5 {ser}: {label} failed: {type(exc).__name__}", file=sys.stderr)
@@ -455,7 +460,7 @@ class Suite:
             self.record(f"{label} MB/s", "pyro5 (best)", {"mb_per_s": round(best, 1)})
             if self.args.rpyc:
                 conn = rpyc_conn(self.server("rpyc", "threaded"))
-                r = measure(lambda: conn.root.echo(payload), count, seconds, warmup=2, latencies=False)
+                r = measure(lambda c=conn, x=payload: c.root.echo(x), count, seconds, warmup=2, latencies=False)
                 self.record(f"{label} MB/s", "rpyc", {"mb_per_s": round(r.rate * 2, 1)})
                 conn.close()
             if label.endswith("bytes echo"):

@@ -22,3 +22,36 @@ def test_async_concurrency_benchmark_runs():
     r = bench("async_concurrency.py", "--calls", "20", "--delay", "0.01", "--rounds", "1")
     assert r.returncode == 0, r.stderr
     assert "20 concurrent calls" in r.stdout
+
+
+def test_compare_suite_runs_quick(tmp_path):
+    out = tmp_path / "compare.json"
+    r = bench("compare.py", "--quick", "--placements", "pinned", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    import json
+
+    data = json.loads(out.read_text())
+    cases = data["placements"]["pinned"]
+    assert "small call (msgpack)" in cases and "batch of 1000" in cases and "8 client threads" in cases
+    assert "ember" in cases["small call (msgpack)"]["results"]
+    assert "ember/pyro5" in cases["small call (msgpack)"]["ratios"]
+    assert data["idle_connections"]["ember-multiplex"]["held"] > 0
+
+
+def test_ember_bench_command(make_daemon):
+    from .services import Calc
+
+    uri = make_daemon().register(Calc(), "calc")
+    r = subprocess.run([sys.executable, "-m", "ember.cli", "bench", str(uri), "-m", "add", "-a", "[1, 2]", "-n", "200",
+                        "--json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    result = json.loads(r.stdout)
+    assert result["calls"] == 200 and result["method"] == "add" and result["p50_us"] > 0
+    r = subprocess.run([sys.executable, "-m", "ember.cli", "bench", str(uri), "-n", "50"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and "calls/s" in r.stdout and "p99" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "ember.cli", "bench", str(uri), "-m", "nope", "-n", "5"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "no exposed" in r.stderr

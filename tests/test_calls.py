@@ -530,3 +530,25 @@ def test_unix_socket_daemon(make_daemon, servertype, tmp_path):
     assert str(uri) == f"PYRO:calc@./u:{path}"
     with ember.Proxy(uri) as p:
         assert p.add(1, 2) == 3 and list(p.generator(2)) == [0, 10]
+
+
+@pytest.mark.parametrize("serializer", ["msgpack", "marshal", "serpent", "json"])
+def test_large_payloads_both_ways(make_daemon, servertype, serializer):
+    """Messages above the large-payload threshold take the direct-buffer path on every server type."""
+    uri = make_daemon(servertype=servertype).register(Calc(), "calc")
+    big = "x" * 700_000 + "é"
+    with ember.Proxy(uri) as p:
+        p._serializer = serializer
+        assert p.add(big, "!") == big + "!"
+        assert p.add("a", "b") == "ab"  # the connection is in step afterwards
+        if serializer in ("msgpack", "marshal"):
+            blob = bytes(range(256)) * 3000
+            assert p.add(blob, b"!") == blob + b"!"
+
+    async def async_side():
+        async with ember.AsyncProxy(uri) as ap:
+            return await ap.add(big, "?")
+
+    import asyncio
+
+    assert asyncio.run(async_side()) == big + "?"

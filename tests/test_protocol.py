@@ -221,3 +221,32 @@ def test_truncated_captures_never_complete(frame, data):
     dec.feed(frame[cut:])
     if len(frame) != 96:  # M is itself a truncated capture
         assert dec.next_message() is not None
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 24, 1000, 65536, 300_000, 10**7])
+def test_large_payloads_through_feed_and_recv_target(chunk):
+    """Big payloads go to a buffer of their own, whatever the chunking; messages around them are intact."""
+    big = bytes(range(256)) * 2048  # 512 KiB, above LARGE_PAYLOAD
+    frames = [encode(Message(MsgType.INVOKE, 4, 0, 1, b"small")),
+              encode(Message(MsgType.INVOKE, 4, 0, 2, big, {"XTRA": b"ann"})),
+              encode(Message(MsgType.INVOKE, 4, 0, 3, b"after"))]
+    stream = b"".join(frames)
+    dec = Decoder()
+    got = []
+    pos = 0
+    while pos < len(stream):
+        target = dec.recv_target()
+        if target is not None and chunk % 2:  # odd chunk sizes also exercise recv_into
+            n = min(len(target), chunk, len(stream) - pos)
+            target[:n] = stream[pos:pos + n]
+            dec.received(n)
+            pos += n
+        else:
+            dec.feed(stream[pos:pos + chunk])
+            pos += chunk
+        while (msg := dec.next_message()) is not None:
+            got.append(msg)
+    assert [m.seq for m in got] == [1, 2, 3]
+    assert bytes(got[1].data) == big and got[1].annotations == {"XTRA": b"ann"}
+    assert got[0].data == b"small" and got[2].data == b"after"
+    assert dec.buffered == 0

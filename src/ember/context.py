@@ -13,7 +13,9 @@ A server method that calls other Ember objects passes its ``correlation_id`` alo
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import threading
 import uuid
 from typing import Any
 
@@ -75,6 +77,7 @@ class CallContext:
 
 
 _var: contextvars.ContextVar[CallContext] = contextvars.ContextVar("ember_call_context")
+_owners: contextvars.ContextVar[int] = contextvars.ContextVar("ember_call_context_owner")
 
 
 def get() -> CallContext:
@@ -84,6 +87,7 @@ def get() -> CallContext:
     except LookupError:
         ctx = CallContext()
         _var.set(ctx)
+        _owners.set(_owner_token())
         return ctx
 
 
@@ -93,7 +97,32 @@ def peek() -> CallContext | None:
 
 
 def set_context(ctx: CallContext) -> None:
+    """Make ``ctx`` the CallContext of the running thread/task (which then owns it)."""
     _var.set(ctx)
+    _owners.set(_owner_token())
+
+
+def _owner_token() -> int:
+    try:
+        return id(asyncio.current_task())
+    except RuntimeError:  # no event loop running in this thread
+        return threading.get_ident()
+
+
+def _owned() -> CallContext:
+    """This task's (or thread's) own CallContext, for changing it.
+
+    asyncio tasks copy the context they start in, so tasks started from one place share
+    its CallContext object; the first change a task makes gives it a copy of its own, so
+    concurrent tasks setting annotations do not see each other's.
+    """
+    ctx = _var.get(None)
+    owner = _owner_token()
+    if ctx is None or _owners.get(None) != owner:
+        ctx = ctx.copy() if ctx is not None else CallContext()
+        _var.set(ctx)
+        _owners.set(owner)
+    return ctx
 
 
 class _CurrentContext:
@@ -105,7 +134,7 @@ class _CurrentContext:
         return getattr(get(), name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(get(), name, value)
+        setattr(_owned(), name, value)
 
     def track_resource(self, resource: Any) -> None:
         get().track_resource(resource)

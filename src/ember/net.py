@@ -16,6 +16,8 @@ from typing import Any
 from .errors import CommunicationError, ConnectionClosedError, TimeoutError
 from .uri import URI
 
+_WAITALL = getattr(socket, "MSG_WAITALL", 0)
+
 __all__ = ["connect", "create_server", "set_nodelay", "bound_location", "close_quietly"]
 
 
@@ -157,8 +159,18 @@ def recv_message(sock: socket.socket, decoder: Any, bufsize: int = 65536) -> Any
     before sending any byte of it."""
     msg = decoder.next_message()
     while msg is None:
+        target = decoder.recv_target()
         try:
-            chunk = sock.recv(max(bufsize, decoder.bytes_needed()) if decoder.buffered else bufsize)
+            if target is not None:  # a large payload: straight into its own buffer, in as few wake-ups as possible
+                n = sock.recv_into(target, 0, _WAITALL if type(sock) is socket.socket and sock.gettimeout() is None
+                                   else 0)
+                if n:
+                    decoder.received(n)
+                    msg = decoder.next_message()
+                    continue
+                chunk = b""
+            else:
+                chunk = sock.recv(bufsize)
         except builtins.TimeoutError:
             raise TimeoutError("receiving timed out") from None
         except OSError as exc:
@@ -172,10 +184,33 @@ def recv_message(sock: socket.socket, decoder: Any, bufsize: int = 65536) -> Any
     return msg
 
 
-def send(sock: socket.socket, frame: bytes) -> None:
-    """Send one whole frame with a single sendall."""
+def send(sock: socket.socket, frame: Any) -> None:
+    """Send one whole frame with a single sendall (or, for a frame in parts, sendmsg)."""
+    if type(frame) is list:
+        _send_parts(sock, frame)
+        return
     try:
         sock.sendall(frame)
+    except builtins.TimeoutError:
+        raise TimeoutError("sending timed out") from None
+    except OSError as exc:
+        raise ConnectionClosedError(f"connection lost while sending: {exc.strerror or exc}") from None
+
+
+def _send_parts(sock: socket.socket, parts: list) -> None:
+    """Send a frame given as [header, payload] without joining them (large payloads)."""
+    if type(sock) is not socket.socket:  # TLS sockets have no sendmsg
+        send(sock, b"".join(parts))
+        return
+    views = [memoryview(p).cast("B") for p in parts]
+    try:
+        while views:
+            sent = sock.sendmsg(views)
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if views and sent:
+                views[0] = views[0][sent:]
     except builtins.TimeoutError:
         raise TimeoutError("sending timed out") from None
     except OSError as exc:

@@ -16,6 +16,7 @@ import struct
 import uuid
 import zlib
 from enum import IntEnum, IntFlag
+from typing import Any
 
 from .errors import MessageTooLargeError, ProtocolError
 
@@ -37,6 +38,9 @@ MAGIC = 0x4DC5
 HEADER_SIZE = 40
 PING_SERIALIZER_ID = 42
 COMPRESS_THRESHOLD = 100  # payloads up to this size are never worth compressing
+# payloads from this size on are received into a buffer of their own (a bytearray) and sent
+# without being joined to their header
+LARGE_PAYLOAD = 256 * 1024
 _TAG = b"PYRO"
 _HEADER = struct.Struct("!4sHBBHHII16sHH")
 _PREFIX = b"PYRO\x01\xf6"  # tag + version: lets a wrong peer be recognised after 6 bytes
@@ -147,12 +151,15 @@ def encode(
     msg: Message,
     compress: bool = False,
     max_message_size: int = _DEFAULT_MAX,
-) -> bytes:
+    parts: bool = False,
+) -> Any:
     """Return the whole frame (header + annotations + payload) as one bytes object.
 
     With ``compress`` the payload is zlib-compressed when it is over 100 bytes and the
     compressed form is actually smaller. Raises :class:`MessageTooLargeError` if the frame
-    would exceed ``max_message_size`` (nothing is sent).
+    would exceed ``max_message_size`` (nothing is sent). With ``parts``, a payload of
+    ``LARGE_PAYLOAD`` bytes or more is not copied behind its header: the frame comes as the
+    list ``[header and annotations, payload]``, to be sent with one ``sendmsg``.
     """
     data = msg.data
     flags = msg.flags & ~F_COMPRESSED
@@ -177,6 +184,8 @@ def encode(
         _TAG, PROTOCOL_VERSION, msg.type, msg.serializer_id, flags, msg.seq & 0xFFFF,
         len(data), len(ann), cbytes, 0, MAGIC,
     )
+    if parts and len(data) >= LARGE_PAYLOAD:
+        return [header + ann if ann else header, data]
     if ann:
         return b"".join((header, ann, data))
     return header + data
@@ -229,7 +238,7 @@ class Decoder:
     """
 
     __slots__ = ("_buf", "max_message_size", "max_annotations_size", "allowed_types", "_header", "_broken",
-                 "_ready")
+                 "_ready", "_body", "_filled", "_annotations")
 
     def __init__(
         self,
@@ -244,24 +253,68 @@ class Decoder:
         self._header: tuple | None = None
         self._broken: ProtocolError | None = None
         self._ready: Message | None = None  # a message decoded straight from one chunk
+        # a large payload is received straight into its own buffer (see recv_target)
+        self._body: bytearray | None = None
+        self._filled = 0
+        self._annotations: dict[str, bytes] = {}
 
     @property
     def buffered(self) -> int:
         """Number of bytes fed but not yet returned as messages."""
+        if self._body is not None:
+            return len(self._buf) + HEADER_SIZE + self._header[7] + self._filled  # type: ignore[index]
         return len(self._buf)
 
     def bytes_needed(self) -> int:
         """How many more bytes complete the message being read (at least 1 if unknown)."""
+        if self._body is not None:
+            return max(len(self._body) - self._filled, 1)
         if self._header is None:
             return max(HEADER_SIZE - len(self._buf), 1)
         return max(HEADER_SIZE + self._header[6] + self._header[7] - len(self._buf), 1)
+
+    def recv_target(self) -> memoryview | None:
+        """Where the rest of a large payload should be received (``sock.recv_into``), or None.
+
+        After receiving n bytes into it, call :meth:`received`. Saves copying big
+        messages through the buffer: the payload lands in the buffer it is returned in.
+        """
+        if self._body is None:
+            return None
+        return memoryview(self._body)[self._filled :]
+
+    def received(self, nbytes: int) -> None:
+        """Account for ``nbytes`` written into the :meth:`recv_target` view."""
+        self._filled += nbytes
+
+    def _start_body(self) -> None:
+        """Switch to receiving a large payload into its own buffer once header and annotations are in."""
+        header = self._header
+        assert header is not None
+        alen, dlen = header[7], header[6]
+        buf = self._buf
+        start = HEADER_SIZE + alen
+        if len(buf) < start:
+            return
+        if alen:
+            try:
+                self._annotations = parse_annotations(memoryview(buf)[HEADER_SIZE:start])
+            except ProtocolError as exc:
+                raise self._fail(exc) from None
+        else:
+            self._annotations = {}
+        body = self._body = bytearray(dlen)
+        have = min(len(buf) - start, dlen)
+        body[:have] = memoryview(buf)[start : start + have]
+        self._filled = have
+        del buf[: start + have]
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes. Validates the header as soon as enough bytes are in."""
         if self._broken is not None:
             raise self._broken
         buf = self._buf
-        if not buf and self._ready is None and type(data) is bytes and len(data) >= HEADER_SIZE:
+        if not buf and self._ready is None and self._body is None and type(data) is bytes and len(data) >= HEADER_SIZE:
             # the common case: one chunk holding exactly one whole message, decoded without copying it around
             self._buf = data  # type: ignore[assignment]  # read-only view for the header checks
             try:
@@ -277,9 +330,20 @@ class Decoder:
                 self._ready = self._build(data, header)
                 return
             self._header = None
+        body = self._body
+        if body is not None:
+            take = min(len(data), len(body) - self._filled)
+            body[self._filled : self._filled + take] = memoryview(data)[:take]
+            self._filled += take
+            if take < len(data):
+                buf += memoryview(data)[take:]
+            return
         buf += data
         if self._header is None:
             self._check_header()
+        header = self._header
+        if header is not None and header[6] >= LARGE_PAYLOAD:
+            self._start_body()
 
     def _fail(self, exc: ProtocolError) -> ProtocolError:
         self._broken = exc
@@ -331,6 +395,21 @@ class Decoder:
         header = self._header
         if header is None:
             return None
+        body = self._body
+        if body is not None:
+            if self._filled < len(body):
+                return None
+            self._body = None
+            self._header = None
+            msg = self._message(header, body, self._annotations)
+            if self._buf:
+                self._check_header()
+                if self._header is not None and self._header[6] >= LARGE_PAYLOAD:
+                    self._start_body()
+            return msg
+        if header[6] >= LARGE_PAYLOAD:
+            self._start_body()  # header and annotations completed by this feed
+            return self.next_message() if self._body is not None and self._filled == len(self._body) else None
         total = HEADER_SIZE + header[7] + header[6]
         buf = self._buf
         if len(buf) < total:
@@ -349,7 +428,7 @@ class Decoder:
 
     def _build(self, frame: bytes, header: tuple) -> Message:
         """The Message in a complete frame whose header was validated."""
-        mtype, ser, flags, seq, corr, _res, dlen, alen = header
+        alen = header[7]
         if alen:
             try:
                 annotations = parse_annotations(memoryview(frame)[HEADER_SIZE : HEADER_SIZE + alen])
@@ -357,7 +436,10 @@ class Decoder:
                 raise self._fail(exc) from None
         else:
             annotations = {}
-        data = frame[HEADER_SIZE + alen :]
+        return self._message(header, frame[HEADER_SIZE + alen :], annotations)
+
+    def _message(self, header: tuple, data: Any, annotations: dict[str, bytes]) -> Message:
+        mtype, ser, flags, seq, corr, _res, _dlen, _alen = header
         if flags & F_COMPRESSED:
             data = self._decompress(data)
             flags &= ~F_COMPRESSED

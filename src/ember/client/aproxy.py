@@ -321,15 +321,16 @@ class AsyncProxy:
         seq = self._next_seq()
         data, ann, extra = call_payload(ser, object_id, method, args, kwargs, ann, self._ser_id)
         frame = encode(Message(MsgType.INVOKE, self._ser_id, flags | extra, seq, data, ann, corr),
-                       config.COMPRESSION, config.MAX_MESSAGE_SIZE)
+                       config.COMPRESSION, config.MAX_MESSAGE_SIZE, parts=True)
+        write = writer.writelines if type(frame) is list else writer.write
         if flags & F_ONEWAY:
-            writer.write(frame)
+            write(frame)
             await _drain(writer, self._pyroUri)
             return None
         future = asyncio.get_running_loop().create_future()
         self._pending[seq] = future
         try:
-            writer.write(frame)
+            write(frame)
             await _drain(writer, self._pyroUri)
             reply = await asyncio.wait_for(future, self._effective_timeout())
         except asyncio.TimeoutError:

@@ -381,7 +381,7 @@ class Proxy(Generic[T]):
             if timeout != sock.gettimeout():
                 sock.settimeout(timeout)
             net.send(sock, encode(Message(MsgType.INVOKE, self._ser_id, flags, seq, data, ann, corr),
-                                  config.COMPRESSION, config.MAX_MESSAGE_SIZE))
+                                  config.COMPRESSION, config.MAX_MESSAGE_SIZE, parts=True))
             if flags & F_ONEWAY:
                 return None
             reply = net.recv_message(sock, self._decoder)

@@ -58,9 +58,9 @@ class AioConnection(Connection):
         except RuntimeError:
             running = None
         if running is self.loop:
-            self.writer.write(frame)
+            _write(self.writer, frame)
         else:
-            self.loop.call_soon_threadsafe(self.writer.write, frame)
+            self.loop.call_soon_threadsafe(_write, self.writer, frame)
 
     def close(self) -> None:
         if self.closed:
@@ -210,7 +210,7 @@ class AsyncioServer:
                         continue
                     reply = daemon.dispatch(conn, msg)
                     if reply is not None:
-                        writer.write(daemon.encode(reply))
+                        _write(writer, daemon.encode(reply))
                     if conn.must_close:
                         await _drain(writer)
                         return
@@ -219,7 +219,7 @@ class AsyncioServer:
             reply = daemon.connection_failed(conn, exc)
             if reply is not None:
                 with contextlib.suppress(Exception):
-                    writer.write(daemon.encode(reply))
+                    _write(writer, daemon.encode(reply))
                     await _drain(writer)
         except asyncio.CancelledError:
             raise
@@ -241,7 +241,7 @@ class AsyncioServer:
         else:
             reply = await self._call(conn, msg, prepared)
         if reply is not None and not conn.closed:
-            conn.writer.write(daemon.encode(reply))
+            _write(conn.writer, daemon.encode(reply))
             await _drain(conn.writer)
         if conn.must_close:
             conn.close()
@@ -295,3 +295,11 @@ class AsyncioServer:
 async def _drain(writer: asyncio.StreamWriter) -> None:
     with contextlib.suppress(ConnectionError, OSError):
         await writer.drain()
+
+
+def _write(writer: asyncio.StreamWriter, frame: Any) -> None:
+    """Write a frame (bytes, or [header, payload] for a large payload)."""
+    if type(frame) is list:
+        writer.writelines(frame)
+    else:
+        writer.write(frame)

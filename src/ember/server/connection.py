@@ -102,7 +102,7 @@ class Connection:
     def send(self, frame: bytes) -> None:
         with self.send_lock:
             if self.tls and self.sock.gettimeout() == 0.0:
-                _send_nonblocking_tls(self.sock, frame, self._timeout)
+                _send_nonblocking_tls(self.sock, b"".join(frame) if type(frame) is list else frame, self._timeout)
             else:
                 net.send(self.sock, frame)
 

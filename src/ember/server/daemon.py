@@ -480,9 +480,10 @@ class Daemon:
         conn.must_close = True
         return None
 
-    def encode(self, reply: Message) -> bytes:
-        """Encode a reply with this daemon's compression and size settings."""
-        return encode(reply, self.config.COMPRESSION, self.config.MAX_MESSAGE_SIZE)
+    def encode(self, reply: Message) -> Any:
+        """Encode a reply with this daemon's compression and size settings (bytes, or
+        ``[header, payload]`` for a large payload: see :func:`ember.protocol.encode`)."""
+        return encode(reply, self.config.COMPRESSION, self.config.MAX_MESSAGE_SIZE, parts=True)
 
     def connection_failed(self, conn: Connection, exc: Exception) -> Message | None:
         """The peer sent bytes that are not a valid message: log, and during the handshake
