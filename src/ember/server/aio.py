@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import logging
 import os
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -185,7 +186,11 @@ class AsyncioServer:
             except (OSError, asyncio.TimeoutError) as exc:
                 from ..tls import describe_failure
 
-                log.warning("TLS handshake with %s failed: %s", addr, describe_failure(exc))
+                if isinstance(exc, (ConnectionError, ssl.SSLEOFError)) or not str(exc):
+                    # closed before saying anything (a port probe): not worth a warning
+                    log.debug("connection from %s closed before the TLS handshake", addr)
+                else:
+                    log.warning("TLS handshake with %s failed: %s", addr, describe_failure(exc))
                 writer.close()
                 return
         conn = AioConnection(writer, addr, daemon.config)

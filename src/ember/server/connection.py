@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from .. import net
-from ..errors import CommunicationError, TimeoutError
+from ..errors import CommunicationError, ConnectionClosedError, TimeoutError
 from ..protocol import Decoder, MsgType
 
 __all__ = ["Connection"]
@@ -66,6 +66,9 @@ class Connection:
             sock.do_handshake()
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return False
+        except ssl.SSLEOFError:
+            # closed before saying anything (a port probe, e.g. the name server's autoclean): not worth a warning
+            raise ConnectionClosedError(f"connection from {self.addr} closed before the TLS handshake") from None
         except ssl.SSLError as exc:
             raise CommunicationError(f"TLS handshake with {self.addr} failed: {describe_failure(exc)}") from None
         except OSError as exc:

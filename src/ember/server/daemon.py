@@ -179,6 +179,7 @@ class Daemon:
         self._oneway_pool: ThreadPoolExecutor | None = None
         self._resolved: dict[tuple[str, str], tuple[Any, Callable]] = {}  # (object id, method) -> (obj, func)
         self._resolved_gen = metamod.generation
+        self._connectok_cache: dict[tuple, bytes] = {}
         self._aio_loop: asyncio.AbstractEventLoop | None = None  # set by the asyncio server
         self._aio_thread: threading.Thread | None = None
         self._oneway_lock = threading.Lock()
@@ -515,7 +516,7 @@ class Daemon:
             handshake = data.get("handshake")
             object_id = data["object"]
             conn.handshake = handshake
-            meta = self.metadata_for(object_id).as_dict()
+            class_meta = self.metadata_for(object_id)
         except Exception as exc:
             return self._refuse(conn, msg, ser, str(exc))
         try:
@@ -524,10 +525,19 @@ class Daemon:
         except Exception as exc:
             code = DENY_SECURITY if isinstance(exc, SecurityError) else DENY_UNSPECIFIED
             return self._deny(conn, msg, ser, code, str(exc) or type(exc).__name__)
-        try:
-            payload = serializers.by_id(msg.serializer_id, extended).dumps({"handshake": answer, "meta": meta})
-        except Exception as exc:
-            return self._refuse(conn, msg, ser, f"handshake answer cannot be serialized: {exc}")
+        # the CONNECTOK payload is the same for every client of a class when the answer is a plain string
+        key = (class_meta, msg.serializer_id, extended, answer) if answer is None or type(answer) is str else None
+        payload = self._connectok_cache.get(key) if key is not None else None
+        if payload is None:
+            try:
+                payload = serializers.by_id(msg.serializer_id, extended).dumps(
+                    {"handshake": answer, "meta": class_meta.as_dict()})
+            except Exception as exc:
+                return self._refuse(conn, msg, ser, f"handshake answer cannot be serialized: {exc}")
+            if key is not None:
+                if len(self._connectok_cache) > 256:
+                    self._connectok_cache.clear()
+                self._connectok_cache[key] = payload
         conn.establish(extended)
         ann = self.annotations()
         if extended:
@@ -661,10 +671,11 @@ class Daemon:
 
     def _complete(self, conn: Connection, msg: Message, ser: Any, ctx: context.CallContext, result: Any) -> Message:
         """The RESULT for a method's return value (a stream for iterators and async generators)."""
-        if _is_iterator(result):
-            return self._stream_reply(conn, msg, ser, result)
-        if type(result) is types.AsyncGeneratorType:
-            return self._stream_reply(conn, msg, ser, _SyncIterator(result, self))
+        if type(result) not in _PLAIN:
+            if _is_iterator(result):
+                return self._stream_reply(conn, msg, ser, result)
+            if type(result) is types.AsyncGeneratorType:
+                return self._stream_reply(conn, msg, ser, _SyncIterator(result, self))
         try:
             data = ser.dumps(result)
         except Exception as exc:

@@ -11,7 +11,7 @@ import selectors
 from typing import Any
 
 from .. import net
-from ..errors import CommunicationError, ProtocolError
+from ..errors import CommunicationError, ConnectionClosedError, ProtocolError
 from ._loop import ServerLoop, answer, report_failure
 from .connection import Connection
 
@@ -116,7 +116,7 @@ class MultiplexServer(ServerLoop):
             report_failure(daemon, conn, exc)
             self._drop(conn)
         except CommunicationError as exc:
-            if conn.tls_pending:
+            if conn.tls_pending and not isinstance(exc, ConnectionClosedError):
                 log.warning("%s", exc)
             else:
                 log.debug("connection from %s ended: %s", conn.addr, exc)
