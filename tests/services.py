@@ -163,3 +163,13 @@ class CallbackTarget:
             raise ValueError("negative")
         self.values.append(value)
         return value * 2
+
+
+def wait_for(condition, timeout=5.0):
+    """Poll ``condition()`` until it is true or ``timeout`` seconds passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()

@@ -15,7 +15,7 @@ import ember
 from ember import errors, mobile, naming
 from ember.protocol import F_COMPRESSED, Decoder, Message, MsgType, encode
 
-from .services import Calc
+from .services import Calc, wait_for
 
 # ---- certificates made for the test run (a throw-away CA) ------------------------------------
 
@@ -784,11 +784,3 @@ def test_mobile_code_is_off_by_default_and_needs_a_validator(make_daemon):
     with ember.config.override(MOBILE_CODE=True), pytest.raises(errors.SecurityError, match="needs a validator"):
         ember.Daemon()
 
-
-def wait_for(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()

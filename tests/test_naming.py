@@ -13,7 +13,7 @@ from ember import errors, naming
 from ember.naming.broadcast import REQUEST, BroadcastResponder
 from ember.naming.nameserver import NAMESERVER_NAME
 
-from .services import Calc
+from .services import Calc, wait_for
 
 
 @pytest.fixture(params=["memory", "sql"])
@@ -37,14 +37,6 @@ def calc_daemon(make_daemon):
     daemon.register(Calc, "calc")
     return daemon
 
-
-def wait_for(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 # ---- the remote interface ------------------------------------------------------------------
