@@ -21,6 +21,7 @@ from ._classes import _EXTENDED, dict_to_object, object_to_dict
 from .base import Serializer, check_call
 
 _DD = struct.Struct("dd")
+_KEEP_PACKER_BELOW = 1 << 20  # a thread keeps its Packer (and its buffer) only after messages up to 1 MiB
 _D = struct.Struct("d")
 _L = struct.Struct("l")
 
@@ -87,7 +88,10 @@ class MsgpackSerializer(Serializer):
         except AttributeError:
             packer = self._packer()
         try:
-            return packer.pack(obj)
+            data = packer.pack(obj)
+            if len(data) > _KEEP_PACKER_BELOW:
+                del self._local.packer  # its buffer grew to this size: don't keep that per thread
+            return data
         except SerializeError:
             raise
         except Exception as exc:
