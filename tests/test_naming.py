@@ -466,3 +466,19 @@ def test_serve_with_use_ns(ns_service):
             daemon.shutdown()
             t.join()
     assert "calc.served" not in ns_service.nameserver.list()
+
+
+def test_no_loopback_broadcast_address_is_not_fatal(monkeypatch):
+    """Systems without 127.255.255.255 (macOS) still get a name server, just no responder."""
+    from ember.naming import service as service_module
+
+    def unavailable(uri, host, port):
+        raise errors.CommunicationError(f"cannot bind the broadcast responder to udp {host}:{port}")
+
+    monkeypatch.setattr(service_module, "BroadcastResponder", unavailable)
+    with naming.start_ns("127.0.0.1", 0, bcport=0) as svc:
+        assert svc.broadcast is None
+        with ember.Proxy(svc.uri) as ns:
+            assert ns.count() == 1
+    with pytest.raises(errors.CommunicationError, match="cannot bind the broadcast responder"):
+        naming.start_ns("127.0.0.1", 0, bchost="127.0.0.1", bcport=0)

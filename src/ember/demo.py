@@ -66,10 +66,12 @@ def run(args: argparse.Namespace | None = None) -> int:
     print("Ember demo: name server, daemon and client in one process, all on 127.0.0.1.")
     print("The only broadcast goes to 127.255.255.255 (loopback), so nothing leaves this machine.")
     with start_ns("127.0.0.1", 0, bcport=0) as service:
-        assert service.broadcast is not None
-        bcport = service.broadcast.port
+        bcport = service.broadcast.port if service.broadcast is not None else 0
         _step(1, "Started a name server")
-        print(f"    URI {service.uri}, broadcast responder on udp 127.255.255.255:{bcport}")
+        if service.broadcast is not None:
+            print(f"    URI {service.uri}, broadcast responder on udp 127.255.255.255:{bcport}")
+        else:
+            print(f"    URI {service.uri} (this system has no loopback broadcast address: no responder)")
         with config.override(NS_HOST="127.0.0.1", NS_PORT=service.daemon.port, NS_BCPORT=bcport,
                              BROADCAST_ADDRS=["127.255.255.255"]):
             sensor = Sensor()
@@ -79,9 +81,12 @@ def run(args: argparse.Namespace | None = None) -> int:
                 _step(2, "Started a daemon serving a Sensor, published in the name server")
                 print(f"    demo.sensor --> {uri}   metadata: kind:sensor, room:lab")
 
-                found = broadcast_for_ns(bcport, ["127.255.255.255"])
-                _step(3, "Client: found the name server by UDP broadcast")
-                print(f"    GET_NSURI to 127.255.255.255:{bcport} answered {found}")
+                if bcport:
+                    found = broadcast_for_ns(bcport, ["127.255.255.255"])
+                    _step(3, "Client: found the name server by UDP broadcast")
+                    print(f"    GET_NSURI to 127.255.255.255:{bcport} answered {found}")
+                else:
+                    _step(3, "Client: broadcast discovery skipped (no loopback broadcast here); using NS_HOST/NS_PORT")
 
                 with Proxy("PYRONAME:demo.sensor") as sensor_proxy:
                     _step(4, "Client: a normal call through Proxy('PYRONAME:demo.sensor')")

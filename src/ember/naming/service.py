@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import threading
@@ -11,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from ..config import config
+from ..errors import CommunicationError
 from ..server.daemon import Daemon
 from ..uri import URI
-from .broadcast import BroadcastResponder, default_bind_host
+from .broadcast import LOOPBACK_BROADCAST, BroadcastResponder, default_bind_host
 from .nameserver import NAMESERVER_NAME, AutoCleaner, NameServer
 from .storage import Storage
 
 __all__ = ["NameServerService", "start_ns", "start_ns_loop"]
+
+log = logging.getLogger("ember.naming")
 
 
 class NameServerService:
@@ -60,11 +64,18 @@ class NameServerService:
             self.nameserver._register_self(self.uri)
             if enable_broadcast and unixsocket is None:
                 bind = bchost if bchost is not None else config.NS_BCHOST
-                if bind is None:
+                chosen = bind is None
+                if chosen:
                     bind = default_bind_host(self.daemon.host)
                 if bind is not None:
-                    self.broadcast = BroadcastResponder(self.daemon.uri_for(NAMESERVER_NAME, nat=False), bind,
-                                                        config.NS_BCPORT if bcport is None else bcport)
+                    try:
+                        self.broadcast = BroadcastResponder(self.daemon.uri_for(NAMESERVER_NAME, nat=False), bind,
+                                                            config.NS_BCPORT if bcport is None else bcport)
+                    except CommunicationError as exc:
+                        if not (chosen and bind == LOOPBACK_BROADCAST):
+                            raise
+                        # some systems (macOS) have no loopback broadcast address: serve without a responder
+                        log.warning("no broadcast responder: %s", exc)
             interval = config.NS_AUTOCLEAN if autoclean is None else autoclean
             if interval:
                 self.autocleaner = AutoCleaner(self.nameserver, interval)
