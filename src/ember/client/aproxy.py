@@ -23,7 +23,7 @@ from ..errors import (
     PyroError,
     TimeoutError,
 )
-from ..protocol import F_BATCH, F_ONEWAY, Decoder, Message, MsgType, encode
+from ..protocol import F_BATCH, F_ONEWAY, T_INVOKE, Decoder, Message, encode
 from ..uri import URI
 from ._wire import (
     HANDSHAKE_REPLY_TYPES,
@@ -320,7 +320,7 @@ class AsyncProxy:
         ser = self._ser
         seq = self._next_seq()
         data, ann, extra = call_payload(ser, object_id, method, args, kwargs, ann, self._ser_id)
-        frame = encode(Message(MsgType.INVOKE, self._ser_id, flags | extra, seq, data, ann, corr),
+        frame = encode(Message(T_INVOKE, self._ser_id, flags | extra, seq, data, ann, corr),
                        config.COMPRESSION, config.MAX_MESSAGE_SIZE, parts=True)
         write = writer.writelines if type(frame) is list else writer.write
         if flags & F_ONEWAY:

@@ -26,9 +26,9 @@ from ..errors import (
 )
 from ..protocol import (
     F_ONEWAY,
+    T_INVOKE,
     Decoder,
     Message,
-    MsgType,
     encode,
 )
 from ..serializers import _classes
@@ -380,7 +380,7 @@ class Proxy(Generic[T]):
             timeout = timeout or None
             if timeout != sock.gettimeout():
                 sock.settimeout(timeout)
-            net.send(sock, encode(Message(MsgType.INVOKE, self._ser_id, flags, seq, data, ann, corr),
+            net.send(sock, encode(Message(T_INVOKE, self._ser_id, flags, seq, data, ann, corr),
                                   config.COMPRESSION, config.MAX_MESSAGE_SIZE, parts=True))
             if flags & F_ONEWAY:
                 return None

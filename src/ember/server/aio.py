@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import context, net
 from ..errors import DaemonError, ProtocolError
-from ..protocol import F_ONEWAY, Message, MsgType
+from ..protocol import F_ONEWAY, T_INVOKE, Message
 from .connection import Connection
 
 __all__ = ["AsyncioServer", "new_event_loop"]
@@ -208,7 +208,7 @@ class AsyncioServer:
                     break
                 decoder.feed(data)
                 while (msg := decoder.next_message()) is not None:
-                    if msg.type == MsgType.INVOKE:
+                    if msg.type == T_INVOKE:
                         task = asyncio.ensure_future(self._invoke(conn, msg))
                         conn.tasks.add(task)
                         task.add_done_callback(conn.tasks.discard)

@@ -41,6 +41,8 @@ from ..protocol import (
     F_ITEMSTREAM,
     F_KEEPSERIALIZED,
     F_ONEWAY,
+    T_INVOKE,
+    T_RESULT,
     Message,
     MsgType,
     encode,
@@ -472,7 +474,7 @@ class Daemon:
         Sets ``conn.must_close`` when the connection has to be closed after the reply.
         """
         mtype = msg.type
-        if mtype == MsgType.INVOKE:
+        if mtype == T_INVOKE:
             return self._invoke(conn, msg)
         if mtype == MsgType.PING:
             return Message(MsgType.PING, msg.serializer_id, 0, msg.seq, b"pong", correlation_id=msg.correlation_id)
@@ -685,7 +687,7 @@ class Daemon:
             hook = self.annotations()
             if hook:
                 ann = dict(hook, **ann)
-        return Message(MsgType.RESULT, msg.serializer_id, 0, msg.seq, data, ann, msg.correlation_id)
+        return Message(T_RESULT, msg.serializer_id, 0, msg.seq, data, ann, msg.correlation_id)
 
     def await_coroutine(self, coro: Any) -> Any:
         """Run a coroutine a method returned, from a worker thread: on the daemon's event
