@@ -60,6 +60,13 @@ class MsgType(IntEnum):
     PING = 6
 
 
+# annotations Ember peers use to recognise each other (Pyro5 ignores them): both sides send
+# EMBR (extended value types) and EMUX (replies may come out of order) in CONNECT/CONNECTOK;
+# a daemon puts the deny code in DENY on a CONNECTFAIL
+EMBER_CAPS = "EMBR"
+MULTIPLEX_CAPS = "EMUX"
+DENY_ANNOTATION = "DENY"
+
 # the message types as plain ints, for hot paths (an enum member lookup costs ~100 ns)
 T_INVOKE = 4
 T_RESULT = 5

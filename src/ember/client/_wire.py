@@ -9,15 +9,22 @@ from typing import Any
 from .. import context, errors, serializers
 from ..blob import BLOB_ANNOTATION, SerializedBlob, blob_annotation
 from ..errors import CommunicationError, ConnectionDeniedError, ProtocolError, PyroError
-from ..protocol import F_BATCH, F_EXCEPTION, F_ITEMSTREAM, F_KEEPSERIALIZED, Message, MsgType
+from ..protocol import (
+    DENY_ANNOTATION,
+    EMBER_CAPS,
+    F_BATCH,
+    F_EXCEPTION,
+    F_ITEMSTREAM,
+    F_KEEPSERIALIZED,
+    MULTIPLEX_CAPS,
+    Message,
+    MsgType,
+)
 from ..serializers import _classes
 
 __all__ = ["EMBER_CAPS", "MULTIPLEX_CAPS", "RESULT_TYPES", "HANDSHAKE_REPLY_TYPES", "connect_message",
            "Handshake", "handshake_result", "call_payload", "call_result", "parse_metadata"]
 
-EMBER_CAPS = "EMBR"  # Ember peers: extended value types
-MULTIPLEX_CAPS = "EMUX"  # replies may come out of order (asyncio daemons)
-DENY = "DENY"
 _ON = b"1"
 RESULT_TYPES = frozenset({MsgType.RESULT})
 HANDSHAKE_REPLY_TYPES = frozenset({MsgType.CONNECTOK, MsgType.CONNECTFAIL})
@@ -53,7 +60,7 @@ def handshake_result(reply: Message, location: str | None, serializer_id: int) -
     extended = reply.annotations.get(EMBER_CAPS) == _ON
     data = serializers.by_id(reply.serializer_id, extended).loads(reply.data)
     if reply.type == MsgType.CONNECTFAIL:
-        deny = reply.annotations.get(DENY)
+        deny = reply.annotations.get(DENY_ANNOTATION)
         if deny is not None:
             code = int(deny) if deny.isdigit() else errors.DENY_UNSPECIFIED
             raise ConnectionDeniedError(f"connection to {location} rejected: {data}", code)

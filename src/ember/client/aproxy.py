@@ -34,25 +34,11 @@ from ._wire import (
     handshake_result,
     parse_metadata,
 )
+from .proxy import _RemoteMethod
 
 __all__ = ["AsyncProxy", "AsyncBatchProxy", "AsyncRemoteIterator"]
 
 _DAEMON = "Pyro.Daemon"
-
-
-class _AsyncRemoteMethod:
-    __slots__ = ("_proxy", "_name", "__name__")
-
-    def __init__(self, proxy: AsyncProxy, name: str) -> None:
-        self._proxy = proxy
-        self._name = name
-        self.__name__ = name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._proxy._call(self._name, args, kwargs)
-
-    def __repr__(self) -> str:
-        return f"<async remote method {self._name} of {self._proxy._pyroUri}>"
 
 
 class AsyncProxy:
@@ -96,7 +82,7 @@ class AsyncProxy:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
-        return _AsyncRemoteMethod(self, name)
+        return _RemoteMethod(self, name)
 
     def __repr__(self) -> str:
         state = "connected" if self._writer is not None else "not connected"
@@ -283,6 +269,8 @@ class AsyncProxy:
                                      f"use await proxy._get({method!r})")
             raise AttributeError(f"remote object '{self._pyroUri}' has no exposed method '{method}'")
         return await self._invoke(method, args, kwargs)
+
+    _call_remote = _call  # what a _RemoteMethod calls
 
     async def _invoke(self, method: str, args: Any, kwargs: dict | None, flags: int = 0,
                       object_id: str | None = None) -> Any:

@@ -50,7 +50,8 @@ T = TypeVar("T")
 
 
 class _RemoteMethod:
-    """A bound remote method: calling it performs the remote call."""
+    """A bound remote method: calling it performs the remote call (``proxy._call_remote``),
+    for both :class:`Proxy` and :class:`~ember.AsyncProxy` (whose call returns a coroutine)."""
 
     __slots__ = ("_proxy", "_name", "__name__")
 
@@ -60,7 +61,7 @@ class _RemoteMethod:
         self.__name__ = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._proxy._invoke(self._name, args, kwargs)
+        return self._proxy._call_remote(self._name, args, kwargs)
 
     def __repr__(self) -> str:
         return f"<remote method {self._name} of {self._proxy._pyroUri}>"
@@ -359,6 +360,8 @@ class Proxy(Generic[T]):
                     if retries <= 0:
                         raise
                     retries -= 1
+
+    _call_remote = _invoke  # what a _RemoteMethod calls
 
     def _invoke_locked(self, object_id: str, method: str, args: Any, kwargs: dict | None, flags: int) -> Any:
         ser = self._ser

@@ -98,28 +98,25 @@ class MsgpackSerializer(Serializer):
             raise SerializeError(f"msgpack cannot serialize: {exc}") from None
 
     def loads(self, data: bytes) -> Any:
-        try:
-            return msgpack.unpackb(data, raw=False, object_hook=_object_hook, ext_hook=_ext_hook)
-        except SerializeError:
-            raise
-        except Exception as exc:
-            if _is_ember_error(exc):
-                raise
-            raise SerializeError(f"invalid msgpack data: {exc}") from None
+        return _unpack(data)
 
     def dumps_call(self, obj: str, method: str, args: Any, kwargs: dict | None) -> bytes:
         return self.dumps((obj, method, args, kwargs))
 
     def loads_call(self, data: bytes) -> tuple[str, str, Any, dict | None]:
-        try:
-            decoded = msgpack.unpackb(data, raw=False, object_hook=_object_hook, ext_hook=_ext_hook)
-        except SerializeError:
+        return check_call(_unpack(data))
+
+
+def _unpack(data: bytes) -> Any:
+    """Decode msgpack data; anything malformed is a SerializeError (Ember's own errors pass through)."""
+    try:
+        return msgpack.unpackb(data, raw=False, object_hook=_object_hook, ext_hook=_ext_hook)
+    except SerializeError:
+        raise
+    except Exception as exc:
+        if _is_ember_error(exc):
             raise
-        except Exception as exc:
-            if _is_ember_error(exc):
-                raise
-            raise SerializeError(f"invalid msgpack data: {exc}") from None
-        return check_call(decoded)
+        raise SerializeError(f"invalid msgpack data: {exc}") from None
 
 
 def _is_ember_error(exc: BaseException) -> bool:

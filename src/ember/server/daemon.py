@@ -36,11 +36,14 @@ from ..errors import (
     format_traceback,
 )
 from ..protocol import (
+    DENY_ANNOTATION,
+    EMBER_CAPS,
     F_BATCH,
     F_EXCEPTION,
     F_ITEMSTREAM,
     F_KEEPSERIALIZED,
     F_ONEWAY,
+    MULTIPLEX_CAPS,
     T_INVOKE,
     T_RESULT,
     Message,
@@ -57,13 +60,7 @@ __all__ = ["Daemon", "DaemonObject", "DAEMON_NAME", "EMBER_CAPS", "DENY_ANNOTATI
 
 log = logging.getLogger("ember.server.daemon")
 DAEMON_NAME = "Pyro.Daemon"
-# annotation both Ember sides add to CONNECT/CONNECTOK; Pyro5 peers ignore it
-EMBER_CAPS = "EMBR"
 _CAPS_VALUE = b"1"
-# CONNECTFAIL annotation with the deny code (ASCII digits); Pyro5 clients just see the text
-DENY_ANNOTATION = "DENY"
-# both sides announce it in CONNECT/CONNECTOK when replies may come out of order (asyncio)
-MULTIPLEX_CAPS = "EMUX"
 _MARSHAL_ID = 2
 _ITER_EXCLUDED = (str, bytes, bytearray, dict, list, tuple, set, frozenset)
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None), list, tuple, dict, set, frozenset, complex})
@@ -78,9 +75,7 @@ def _is_ip_literal(host: str) -> bool:
 
 
 def _is_iterator(value: Any) -> bool:
-    t = type(value)
-    if t in _PLAIN:
-        return False
+    """True for iterators and generators (callers skip the plain types first: the cheap test)."""
     return isinstance(value, collections.abc.Iterator) and not isinstance(value, _ITER_EXCLUDED)
 
 
@@ -752,7 +747,7 @@ class Daemon:
                 if type(result) not in _PLAIN:
                     if type(result) is types.CoroutineType:
                         result = self.await_coroutine(result)
-                    if isinstance(result, collections.abc.Iterator) and not isinstance(result, _ITER_EXCLUDED):
+                    if _is_iterator(result):
                         result = list(result)  # generators inside a batch are not streamed
                 append(result)
             except Exception as exc:
@@ -799,24 +794,22 @@ class Daemon:
 
     def _run_oneway(self, func: Callable, args: Any, kwargs: Any, method: str, conn: Connection,
                     ctx: context.CallContext) -> None:
-        if not self.config.ONEWAY_THREADED:
+        def call() -> None:
             try:
                 result = func(*args, **(kwargs or {}))
                 if type(result) is types.CoroutineType:
                     self.await_coroutine(result)
             except Exception as exc:
                 self._report_error(conn, method, exc)
+
+        if not self.config.ONEWAY_THREADED:
+            call()
             return
         call_ctx = ctx.copy()
 
         def run() -> None:
             context.set_context(call_ctx)
-            try:
-                result = func(*args, **(kwargs or {}))
-                if type(result) is types.CoroutineType:
-                    self.await_coroutine(result)
-            except Exception as exc:
-                self._report_error(conn, method, exc)
+            call()
 
         pool = self._oneway_pool
         if pool is None:

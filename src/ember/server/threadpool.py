@@ -16,7 +16,7 @@ from typing import Any
 from .. import net
 from ..errors import DENY_BUSY, CommunicationError, ConnectionClosedError, ProtocolError
 from ..protocol import Message, MsgType
-from ._loop import ServerLoop, report_failure
+from ._loop import ServerLoop, answer, report_failure
 from .connection import Connection
 from .daemon import DENY_ANNOTATION
 
@@ -32,14 +32,11 @@ def serve_connection(daemon: Any, conn: Connection) -> None:
     try:
         if conn.tls_pending:
             conn.tls_handshake(daemon.config.COMMTIMEOUT or _TLS_HANDSHAKE_TIMEOUT)
-        sock, decoder, dispatch, encode = conn.sock, conn.decoder, daemon.dispatch, daemon.encode
         while not conn.closed:
-            msg = net.recv_message(sock, decoder)
+            msg = net.recv_message(conn.sock, conn.decoder)
             if msg is None:
                 break
-            reply = dispatch(conn, msg)  # what _loop.answer does, without the extra call per message
-            if reply is not None:
-                conn.send(encode(reply))
+            answer(daemon, conn, msg)
             if conn.must_close:
                 break
     except ProtocolError as exc:
