@@ -62,3 +62,10 @@ def test_by_name_example():
     out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "by_name.py")], capture_output=True, text=True,
                          timeout=30, check=True)
     assert "apples in stock: 3" in out.stdout and "pears in stock: 0" in out.stdout
+
+
+def test_asyncio_example():
+    out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "asyncio_service.py")], capture_output=True,
+                         text=True, timeout=30, check=True)
+    assert "menu: ['soup', 'pasta', 'pie']" in out.stdout and "30 dishes in" in out.stdout
+    assert "courses: ['starter', 'main', 'dessert']" in out.stdout
