@@ -590,14 +590,14 @@ def test_synchronized_behavior_serializes_concurrent_callers(make_daemon):
 def test_compression_on_and_off(make_daemon, servertype, monkeypatch):
     """Both directions compress big payloads only when COMPRESSION is on (flags seen on the wire)."""
     frames = []
-    real_send = ember.net.send
+    real_send = ember.transport.sync.send
 
     def recording_send(sock, frame):
         if frame[6] == MsgType.INVOKE:
             frames.append((frame[6], int.from_bytes(frame[8:10], "big")))  # message type, flags
         real_send(sock, frame)
 
-    monkeypatch.setattr(ember.net, "send", recording_send)  # what the proxy sends
+    monkeypatch.setattr(ember.transport.sync, "send", recording_send)  # what the proxy sends
     daemon = make_daemon(servertype=servertype)
     real_encode = daemon.encode
 
@@ -633,7 +633,7 @@ def test_compressed_replies_on_the_wire(make_daemon):
         with socket.create_connection(("127.0.0.1", daemon.port)) as s:
             dec = Decoder(10**8, 10**6)
             s.sendall(encode(Message(MsgType.CONNECT, 1, 0, 0, ser.dumps({"handshake": None, "object": "calc"}))))
-            assert ember.net.recv_message(s, dec).type == MsgType.CONNECTOK
+            assert ember.transport.sync.recv_message(s, dec).type == MsgType.CONNECTOK
             s.sendall(encode(Message(MsgType.INVOKE, 1, 0, 1, ser.dumps_call("calc", "add", ("ab" * 5000, "c"), {}))))
             raw = b""
             while len(raw) < 24:
@@ -726,10 +726,10 @@ def test_malformed_blob_annotation_is_refused(make_daemon):
     with socket.create_connection(("127.0.0.1", uri.port)) as s:
         dec = Decoder(10**8, 10**6)
         s.sendall(encode(Message(MsgType.CONNECT, 4, 0, 0, ser.dumps({"handshake": None, "object": "target"}))))
-        assert ember.net.recv_message(s, dec).type == MsgType.CONNECTOK
+        assert ember.transport.sync.recv_message(s, dec).type == MsgType.CONNECTOK
         s.sendall(encode(Message(MsgType.INVOKE, 4, 0x20, 1, ser.dumps_call("target", "accept", {}, None),
                                  {"BLBI": b"\x00garbage"})))
-        reply = ember.net.recv_message(s, dec)
+        reply = ember.transport.sync.recv_message(s, dec)
         with pytest.raises(errors.SerializeError, match="malformed BLBI"):
             raise ser.loads(reply.data)
 

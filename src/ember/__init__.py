@@ -5,29 +5,48 @@
 ... class Calc:
 ...     def add(self, a, b):
 ...         return a + b
+
+``import ember`` is the one import users need; the names below are loaded on first use
+(PEP 562), so importing a lower layer such as ``ember.protocol`` loads nothing above it.
 """
 
 from __future__ import annotations
 
-from . import errors
-from .blob import SerializedBlob
-from .client import BatchProxy, Proxy
-from .client.aproxy import AsyncBatchProxy, AsyncProxy
-from .config import config
-from .context import current_context
-from .naming import locate_ns, resolve
-from .serializers import (
-    register_class_to_dict,
-    register_dict_to_class,
-    register_type,
-    tobytes,
-    unregister_class_to_dict,
-    unregister_dict_to_class,
-)
-from .server import Daemon, behavior, callback, expose, oneway, serve
-from .uri import URI
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .config import config  # eager: the submodule ``ember.config`` must not shadow the object
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "AsyncBatchProxy": "ember.client",
+    "AsyncProxy": "ember.client",
+    "BatchProxy": "ember.client",
+    "Daemon": "ember.server",
+    "Proxy": "ember.client",
+    "SerializedBlob": "ember.serializers",
+    "URI": "ember.uri",
+    "add_client_hook": "ember.client",
+    "behavior": "ember.server",
+    "callback": "ember.server",
+    "current_context": "ember.context",
+    "expose": "ember.server",
+    "locate_ns": "ember.naming",
+    "oneway": "ember.server",
+    "register_class_to_dict": "ember.serializers",
+    "register_dict_to_class": "ember.serializers",
+    "register_type": "ember.serializers",
+    "remove_client_hook": "ember.client",
+    "resolve": "ember.naming",
+    "serve": "ember.server",
+    "tobytes": "ember.serializers",
+    "unregister_class_to_dict": "ember.serializers",
+    "unregister_dict_to_class": "ember.serializers",
+}
+_SUBMODULES = {"errors", "aio", "mobile", "naming", "serializers", "protocol", "config", "uri", "context", "client",
+               "server", "transport", "tools", "services"}
 
 __all__ = [
     "AsyncBatchProxy",
@@ -38,6 +57,7 @@ __all__ = [
     "SerializedBlob",
     "URI",
     "__version__",
+    "add_client_hook",
     "behavior",
     "callback",
     "config",
@@ -49,9 +69,43 @@ __all__ = [
     "register_class_to_dict",
     "register_dict_to_class",
     "register_type",
+    "remove_client_hook",
     "resolve",
     "serve",
     "tobytes",
     "unregister_class_to_dict",
     "unregister_dict_to_class",
 ]
+
+if TYPE_CHECKING:
+    from . import errors
+    from .client import AsyncBatchProxy, AsyncProxy, BatchProxy, Proxy, add_client_hook, remove_client_hook
+    from .context import current_context
+    from .naming import locate_ns, resolve
+    from .serializers import (
+        SerializedBlob,
+        register_class_to_dict,
+        register_dict_to_class,
+        register_type,
+        tobytes,
+        unregister_class_to_dict,
+        unregister_dict_to_class,
+    )
+    from .server import Daemon, behavior, callback, expose, oneway, serve
+    from .uri import URI
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"ember.{name}")
+    else:
+        raise AttributeError(f"module 'ember' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)

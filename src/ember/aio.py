@@ -19,7 +19,7 @@ from typing import Any
 from .client.aproxy import AsyncBatchProxy, AsyncProxy, AsyncRemoteIterator
 from .config import config
 from .errors import CommunicationError, NamingError
-from .server.aio import new_event_loop
+from .transport.aio import new_event_loop
 from .uri import URI
 
 __all__ = ["AsyncProxy", "AsyncBatchProxy", "AsyncRemoteIterator", "locate_ns", "resolve", "serve",

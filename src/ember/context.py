@@ -13,8 +13,8 @@ A server method that calls other Ember objects passes its ``correlation_id`` alo
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
+import sys
 import threading
 import uuid
 from typing import Any
@@ -103,10 +103,14 @@ def set_context(ctx: CallContext) -> None:
 
 
 def _owner_token() -> int:
-    try:
-        return id(asyncio.current_task())
-    except RuntimeError:  # no event loop running in this thread
-        return threading.get_ident()
+    # asyncio is only looked at once something imported it: without it no task can be running
+    aio = sys.modules.get("asyncio")
+    if aio is not None:
+        try:
+            return id(aio.current_task())
+        except RuntimeError:  # no event loop running in this thread
+            pass
+    return threading.get_ident()
 
 
 def _owned() -> CallContext:

@@ -6,86 +6,93 @@ flight at once and their replies are matched by sequence number, so a slow call 
 hold up a quick one; with any other daemon (Pyro5's, Ember's thread-pool or multiplex
 server), which answers in order, calls are sent one at a time. Cancelling an awaiting call
 is safe: its reply, if it still comes, is dropped, and the other calls are unaffected.
+
+It has the blocking :class:`~ember.Proxy`'s features: retries (``_max_retries``) and
+``await proxy._reconnect()``, connected sockets, ``copy.copy``, proxies as arguments and
+results (a proxy received here arrives as an ``AsyncProxy``), TLS with the same
+diagnosis of refused handshakes, and attribute syntax: ``await proxy.name`` reads an
+exposed attribute (``await proxy._set(name, value)`` writes one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
+from collections.abc import Generator
 from typing import Any
 
-from .. import net, serializers
+from .. import serializers
 from ..config import config
-from ..errors import (
-    CommunicationError,
-    ConnectionClosedError,
-    PyroError,
-    TimeoutError,
-)
-from ..protocol import F_BATCH, F_ONEWAY, T_INVOKE, Decoder, Message, encode
+from ..errors import CommunicationError, ConnectionClosedError, PyroError, TimeoutError
+from ..protocol import F_BATCH, F_ONEWAY, ClientSession
+from ..transport.aio import AsyncStream, open_stream
+from ..transport.errors import closed_hint, connect_error
 from ..uri import URI
-from ._wire import (
-    HANDSHAKE_REPLY_TYPES,
-    RESULT_TYPES,
-    call_payload,
-    call_result,
-    connect_message,
-    handshake_result,
-    parse_metadata,
-)
-from .proxy import _RemoteMethod
+from . import hooks
+from ._base import ProxyCore, receiving_flavour
 
 __all__ = ["AsyncProxy", "AsyncBatchProxy", "AsyncRemoteIterator"]
 
 _DAEMON = "Pyro.Daemon"
 
 
-class AsyncProxy:
+class _AsyncMember:
+    """``proxy.name``: call it for a remote method (a coroutine), await it for a remote attribute."""
+
+    __slots__ = ("_proxy", "_name", "__name__")
+
+    def __init__(self, proxy: AsyncProxy, name: str) -> None:
+        self._proxy = proxy
+        self._name = name
+        self.__name__ = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._proxy._call_remote(self._name, args, kwargs)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._proxy._get(self._name).__await__()
+
+    def __repr__(self) -> str:
+        return f"<remote member {self._name} of {self._proxy._pyroUri}>"
+
+
+class AsyncProxy(ProxyCore):
     """An asyncio proxy. Use it from one event loop.
 
     >>> async with ember.AsyncProxy("PYRONAME:calc") as calc:
     ...     await calc.add(1, 2)
     3
 
-    Exposed attributes: ``await proxy._get("name")`` and ``await proxy._set("name", value)``.
-    Local controls as on :class:`~ember.Proxy`: ``_timeout`` (seconds; None = config
-    ``COMMTIMEOUT``), ``_serializer``, ``_oneway``, ``_handshake``, ``_release()``,
-    ``_bind()``.
+    Exposed attributes: ``await proxy.name`` (or ``await proxy._get("name")``) and
+    ``await proxy._set("name", value)``. Local controls as on :class:`~ember.Proxy`:
+    ``_timeout`` (seconds; None = config ``COMMTIMEOUT``), ``_serializer``, ``_oneway``,
+    ``_handshake``, ``_max_retries``, ``_release()``, ``_reconnect()``, ``_bind()``.
     """
 
-    def __init__(self, uri: str | URI, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._pyroUri = URI(uri)
-        self._bound_uri: URI | None = None
-        self._ssl_context = ssl_context
-        self._timeout: float | None = None
-        self._serializer: str = config.SERIALIZER
-        self._oneway: set[str] = set()
-        self._handshake: Any = "hello"
-        self._handshake_response: Any = None
-        self._methods: frozenset[str] = frozenset()
-        self._attrs: frozenset[str] = frozenset()
-        self._oneway_server: frozenset[str] = frozenset()
-        self._metadata_known = False
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader_task: asyncio.Task | None = None
-        self._pending: dict[int, asyncio.Future] = {}
-        self._seq = 0
-        self._multiplex = False
-        self._ser: Any = None
-        self._ser_id = 0
-        self._connect_lock: asyncio.Lock | None = None
-        self._call_lock: asyncio.Lock | None = None
+    def __init__(self, uri: str | URI, ssl_context: ssl.SSLContext | None = None,
+                 connected_socket: socket.socket | None = None) -> None:
+        state = self._init_core(uri, connected_socket, ssl_context)
+        state.update(_stream=None, _reader_task=None, _multiplex=False, _connect_lock=None, _call_lock=None)
+        self.__dict__.update(state)
 
     # ---- attribute protocol ------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
-        return _RemoteMethod(self, name)
+        return _AsyncMember(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+            return
+        raise AttributeError(f"cannot set remote attribute {name!r} without awaiting: "
+                             f"use await proxy._set({name!r}, value)")
 
     def __repr__(self) -> str:
-        state = "connected" if self._writer is not None else "not connected"
+        state = "connected" if self._stream is not None else "not connected"
         return f"<ember.AsyncProxy {self._pyroUri} {state}>"
 
     async def __aenter__(self) -> AsyncProxy:
@@ -95,15 +102,28 @@ class AsyncProxy:
         await self._release()
 
     def __del__(self) -> None:
-        writer = getattr(self, "_writer", None)
-        if writer is not None:
+        stream = self.__dict__.get("_stream")
+        if stream is not None and self.__dict__.get("_connected_socket") is None:
             with contextlib.suppress(Exception):
-                writer.close()
+                stream.close()
+
+    @property
+    def _writer(self) -> asyncio.StreamWriter | None:
+        stream = self._stream
+        return stream.writer if stream is not None else None
+
+    @property
+    def _pending(self) -> dict[int, asyncio.Future]:
+        """Calls waiting for their reply, by sequence number."""
+        session = self._session
+        return session.pending if session is not None else {}
 
     async def _get(self, name: str) -> Any:
         """The value of an exposed attribute (property) of the remote object."""
         await self._bind()
         if name not in self._attrs:
+            if name in self._methods:
+                raise AttributeError(f"'{name}' is a method of remote object '{self._pyroUri}': call it")
             raise AttributeError(f"remote object '{self._pyroUri}' has no exposed attribute '{name}'")
         return await self._invoke("__getattr__", (name,), {})
 
@@ -123,31 +143,40 @@ class AsyncProxy:
 
     async def _bind(self) -> None:
         """Connect now (and fetch the metadata) instead of on first use."""
-        if self._writer is not None:
+        if self._stream is not None:
             return
         if self._connect_lock is None:
             self._connect_lock = asyncio.Lock()
         async with self._connect_lock:
-            if self._writer is None:
+            if self._stream is None:
                 await self._connect()
 
     async def _release(self) -> None:
         """Close the connection; pending calls fail with ConnectionClosedError; the next call reconnects."""
-        writer, self._writer = self._writer, None
+        stream, self._stream = self._stream, None
         task, self._reader_task = self._reader_task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-        self._fail_pending(ConnectionClosedError(f"connection to {self._pyroUri} was released"))
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+        session = self._session
+        if session is not None:
+            _fail_pending(session, ConnectionClosedError(f"connection to {self._pyroUri} was released"))
+        if stream is not None and self._connected_socket is None:
+            await stream.aclose()
 
-    def _effective_timeout(self) -> float | None:
-        t = self._timeout if self._timeout is not None else config.COMMTIMEOUT
-        return t or None
+    async def _reconnect(self, tries: int = 100_000_000, wait: float = 1.0) -> None:
+        """Release and connect again, trying up to ``tries`` times ``wait`` seconds apart
+        (for a server that restarts on a fixed object id). Raises the last error if all fail."""
+        await self._release()
+        for attempt in range(tries):
+            try:
+                await self._bind()
+                return
+            except CommunicationError:
+                if attempt == tries - 1:
+                    raise
+                await asyncio.sleep(wait)
 
     async def _resolve(self) -> URI:
         uri = self._pyroUri
@@ -157,184 +186,163 @@ class AsyncProxy:
 
         return await resolve(uri)
 
-    async def _open(self, uri: URI) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
-        tls = self._ssl_context
-        if tls is None and config.SSL:
-            from ..tls import client_context
-
-            tls = client_context(config)
-        try:
-            if uri.sockname is not None:
-                coro = asyncio.open_unix_connection(uri.sockname, ssl=tls, server_hostname="" if tls else None,
-                                                    limit=1 << 20)
-            else:
-                host = uri.host
-                coro = asyncio.open_connection(host, uri.port, ssl=tls, family=net._family_for(host or ""),
-                                               server_hostname=host if tls is not None and tls.check_hostname
-                                               else None, limit=1 << 20)
-            reader, writer = await asyncio.wait_for(coro, self._effective_timeout())
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"connecting to {uri.location} timed out") from None
-        except ssl.SSLError as exc:
-            from ..tls import describe_failure
-
-            raise CommunicationError(f"TLS handshake with {uri.location} failed: {describe_failure(exc)}") from None
-        except OSError as exc:
-            raise CommunicationError(f"cannot connect to {uri.location}: {exc.strerror or exc}") from None
-        sock = writer.get_extra_info("socket")
-        if sock is not None and config.SOCK_NODELAY:
-            net.set_nodelay(sock)
-        return reader, writer, tls is not None
+    async def _open(self, uri: URI, tls: Any) -> AsyncStream:
+        if self._connected_socket is not None:
+            try:
+                reader, writer = await asyncio.open_connection(sock=self._connected_socket, limit=1 << 20)
+            except OSError as exc:
+                raise connect_error(exc, uri.location) from None
+            return AsyncStream(reader, writer)
+        return await open_stream(uri, self._effective_timeout(), tls, config.SOCK_NODELAY)
 
     async def _connect(self) -> None:
+        session = ClientSession(serializers.get(self._serializer), config)
+        if self._connected_socket is not None:
+            self._session = session
+            self._stream = await self._open(self._pyroUri, None)
+            session.skip_handshake()
+            self._reader_task = asyncio.ensure_future(self._read_replies(self._stream, session))
+            self._set_metadata(await self._roundtrip(_DAEMON, "get_metadata", (self._pyroUri.object,), None, 0))
+            self._bound_uri = self._pyroUri
+            return
         uri = await self._resolve()
-        ser = serializers.get(self._serializer)
-        reader, writer, tls = await self._open(uri)
-        decoder = Decoder(config.MAX_MESSAGE_SIZE, config.MAX_ANNOTATIONS_SIZE, HANDSHAKE_REPLY_TYPES)
+        tls = self._tls()
+        stream = await self._open(uri, tls)
         try:
-            writer.write(encode(connect_message(ser, self._handshake, uri.object, 0, multiplex=True),
-                                config.COMPRESSION, config.MAX_MESSAGE_SIZE))
-            reply = await asyncio.wait_for(_read_message(reader, decoder), self._effective_timeout())
+            await stream.send(session.connect_frame(self._handshake, uri.object, multiplex=True), uri.location)
+            try:
+                reply = await asyncio.wait_for(stream.recv_message(session.decoder), self._effective_timeout())
+            except ConnectionClosedError as exc:
+                raise self._handshake_broke(exc, "", uri.location) from None
             if reply is None:
-                from .proxy import closed_hint
-
                 raise ConnectionClosedError(f"connection to {uri.location} closed during the handshake"
-                                            f"{closed_hint(tls)}")
-            answer = handshake_result(reply, uri.location, ser.serializer_id)
-            self._methods, self._attrs, self._oneway_server = parse_metadata(answer.meta, self._pyroUri)
+                                            f"{closed_hint(tls is not None)}")
+            answer = session.handshake(reply, uri.location)
+            self._set_metadata(answer.meta)
+            self._validate_handshake_response(answer.response)
         except asyncio.TimeoutError:
-            writer.close()
+            stream.close()
             raise TimeoutError(f"handshake with {uri.location} timed out") from None
-        except OSError as exc:
-            writer.close()
-            raise ConnectionClosedError(f"connection to {uri.location} lost during the handshake: "
-                                        f"{exc.strerror or exc}") from None
         except BaseException:
-            writer.close()
+            stream.close()
             raise
-        self._metadata_known = True
         self._bound_uri = uri
-        self._ser = answer.serializer
-        self._ser_id = ser.serializer_id
         self._multiplex = answer.multiplex
         self._handshake_response = answer.response
-        self._validate_handshake_response(answer.response)
-        decoder.allowed_types = RESULT_TYPES
-        self._writer = writer
-        self._reader_task = asyncio.ensure_future(self._read_replies(reader, decoder, writer))
+        self._session = session
+        self._stream = stream
+        self._reader_task = asyncio.ensure_future(self._read_replies(stream, session))
 
-    def _validate_handshake_response(self, data: Any) -> None:
-        """Hook: inspect the daemon's handshake answer; raise to refuse the connection."""
-
-    async def _read_replies(self, reader: asyncio.StreamReader, decoder: Decoder,
-                            writer: asyncio.StreamWriter) -> None:
+    async def _read_replies(self, stream: AsyncStream, session: ClientSession) -> None:
         """Hand every reply to the call waiting for its sequence number; fail them all when the line dies."""
         error: Exception = ConnectionClosedError(f"connection to {self._pyroUri} closed by the server")
+        pending = session.pending
         try:
             while True:
-                data = await reader.read(1 << 20)
+                data = await stream.read()
                 if not data:
                     break
-                decoder.feed(data)
-                while (msg := decoder.next_message()) is not None:
-                    future = self._pending.pop(msg.seq, None)
+                session.decoder.feed(data)
+                while (msg := session.decoder.next_message()) is not None:
+                    future = pending.pop(msg.seq, None)
                     if future is not None and not future.done():
                         future.set_result(msg)
         except asyncio.CancelledError:
             return
         except PyroError as exc:
             error = exc
-        except OSError as exc:
-            error = ConnectionClosedError(f"connection to {self._pyroUri} lost: {exc.strerror or exc}")
-        if self._writer is writer:
-            self._writer = None
+        if self._stream is stream:
+            self._stream = None
             self._reader_task = None
-            writer.close()
-        self._fail_pending(error)
-
-    def _fail_pending(self, error: Exception) -> None:
-        pending, self._pending = self._pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(error)
+            if self._connected_socket is None:
+                stream.close()
+        _fail_pending(session, error)
 
     # ---- calls -------------------------------------------------------------------------
 
     async def _call(self, method: str, args: Any, kwargs: dict | None) -> Any:
-        if not self._metadata_known or self._writer is None:
+        if not self._metadata_known or self._stream is None:
             await self._bind()
         if method not in self._methods:
             if method in self._attrs:
                 raise AttributeError(f"'{method}' is an attribute of remote object '{self._pyroUri}': "
-                                     f"use await proxy._get({method!r})")
+                                     f"use await proxy._get({method!r}) or await proxy.{method}")
             raise AttributeError(f"remote object '{self._pyroUri}' has no exposed method '{method}'")
         return await self._invoke(method, args, kwargs)
 
-    _call_remote = _call  # what a _RemoteMethod calls
+    _call_remote = _call  # what an _AsyncMember calls
 
     async def _invoke(self, method: str, args: Any, kwargs: dict | None, flags: int = 0,
                       object_id: str | None = None) -> Any:
         if method in self._oneway_server or method in self._oneway:
             flags |= F_ONEWAY
-        if self._writer is None:
-            await self._bind()
-        if object_id is None:
-            object_id = (self._bound_uri or self._pyroUri).object
-        if self._multiplex or flags & F_ONEWAY:
-            return await self._roundtrip(object_id, method, args, kwargs, flags)
-        if self._call_lock is None:
-            self._call_lock = asyncio.Lock()
-        async with self._call_lock:  # a daemon that answers in order: one call at a time
-            return await self._roundtrip(object_id, method, args, kwargs, flags)
-
-    def _next_seq(self) -> int:
-        seq = self._seq
+        retries = self._max_retries
         while True:
-            seq = (seq + 1) & 0xFFFF
-            if seq not in self._pending:
-                self._seq = seq
-                return seq
+            try:
+                if self._stream is None:
+                    await self._bind()
+                oid = object_id if object_id is not None else self._object_id()
+                if self._multiplex or flags & F_ONEWAY:
+                    return await self._roundtrip(oid, method, args, kwargs, flags)
+                if self._call_lock is None:
+                    self._call_lock = asyncio.Lock()
+                async with self._call_lock:  # a daemon that answers in order: one call at a time
+                    return await self._roundtrip(oid, method, args, kwargs, flags)
+            except ConnectionClosedError:
+                await self._release()
+                if retries <= 0:
+                    raise
+                retries -= 1
 
     async def _roundtrip(self, object_id: str, method: str, args: Any, kwargs: dict | None, flags: int) -> Any:
-        writer = self._writer
-        if writer is None:
+        stream = self._stream
+        if stream is None:
             await self._bind()
-            writer = self._writer
-            assert writer is not None
-        from .. import context
-
-        ctx = context.peek()
-        ann, corr = (ctx.annotations, ctx.correlation_id) if ctx is not None else (None, None)
-        ser = self._ser
-        seq = self._next_seq()
-        data, ann, extra = call_payload(ser, object_id, method, args, kwargs, ann, self._ser_id)
-        frame = encode(Message(T_INVOKE, self._ser_id, flags | extra, seq, data, ann, corr),
-                       config.COMPRESSION, config.MAX_MESSAGE_SIZE, parts=True)
-        write = writer.writelines if type(frame) is list else writer.write
-        if flags & F_ONEWAY:
-            write(frame)
-            await _drain(writer, self._pyroUri)
-            return None
-        future = asyncio.get_running_loop().create_future()
-        self._pending[seq] = future
+            stream = self._stream
+            assert stream is not None
+        session = self._session
+        info = self._hook_info(object_id, method, flags, F_ONEWAY) if hooks.installed else None
         try:
-            write(frame)
-            await _drain(writer, self._pyroUri)
-            reply = await asyncio.wait_for(future, self._effective_timeout())
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"call {method} to {self._pyroUri} timed out") from None
-        finally:
-            self._pending.pop(seq, None)
-        if reply.annotations and ctx is not None:
-            ctx.response_annotations = reply.annotations
-        try:
-            return call_result(reply, ser, self._remote_iterator)
-        except StopIteration as exc:
-            # StopIteration cannot leave a coroutine (PEP 479): a remote one arrives as StopAsyncIteration
-            raise StopAsyncIteration(*exc.args) from None
+            seq, frame = session.invoke_frame(object_id, method, args, kwargs, flags,
+                                              extra_annotations=info.annotations if info is not None else None)
+            if flags & F_ONEWAY:
+                await stream.send(frame, self._pyroUri)
+                result = None
+            else:
+                future = asyncio.get_running_loop().create_future()
+                session.pending[seq] = future
+                try:
+                    await stream.send(frame, self._pyroUri)
+                    reply = await asyncio.wait_for(future, self._effective_timeout())
+                except asyncio.TimeoutError:
+                    raise TimeoutError(f"call {method} to {self._pyroUri} timed out") from None
+                finally:
+                    session.pending.pop(seq, None)
+                token = receiving_flavour.set(AsyncProxy)
+                try:
+                    result = session.result(reply, seq, self._remote_iterator)
+                except StopIteration as exc:
+                    # StopIteration cannot leave a coroutine (PEP 479): a remote one arrives as StopAsyncIteration
+                    raise StopAsyncIteration(*exc.args) from None
+                finally:
+                    receiving_flavour.reset(token)
+        except BaseException as exc:
+            if info is not None:
+                hooks.after(info, None, exc)
+            raise
+        if info is not None:
+            hooks.after(info, result, None)
+        return result
 
     def _remote_iterator(self, stream_id: str) -> AsyncRemoteIterator:
         return AsyncRemoteIterator(self, stream_id)
+
+
+def _fail_pending(session: ClientSession, error: Exception) -> None:
+    pending, session.pending = session.pending, {}
+    for future in pending.values():
+        if not future.done():
+            future.set_exception(error)
 
 
 class AsyncRemoteIterator:
@@ -410,23 +418,3 @@ class AsyncBatchProxy:
         payload = [[name, list(args), kwargs] for name, args, kwargs in calls]
         flags = F_BATCH | (F_ONEWAY if oneway else 0)
         return await proxy._invoke("<batch>", payload, None, flags)
-
-
-async def _read_message(reader: asyncio.StreamReader, decoder: Decoder) -> Message | None:
-    msg = decoder.next_message()
-    while msg is None:
-        data = await reader.read(1 << 20)
-        if not data:
-            if decoder.buffered:
-                raise ConnectionClosedError("connection closed in the middle of a message")
-            return None
-        decoder.feed(data)
-        msg = decoder.next_message()
-    return msg
-
-
-async def _drain(writer: asyncio.StreamWriter, uri: URI) -> None:
-    try:
-        await writer.drain()
-    except (ConnectionError, OSError) as exc:
-        raise ConnectionClosedError(f"connection to {uri} lost while sending: {exc}") from None

@@ -17,11 +17,14 @@ from ._classes import (
     exception_to_dict,
     register_class_to_dict,
     register_dict_to_class,
+    register_object_converter,
     register_type,
     unregister_class_to_dict,
     unregister_dict_to_class,
 )
+from ._registry import by_id, get, ids, names
 from .base import Serializer
+from .blob import SerializedBlob
 from .json_ import JsonSerializer
 from .marshal_ import MarshalSerializer
 from .msgpack_ import MsgpackSerializer
@@ -34,6 +37,8 @@ __all__ = [
     "JsonSerializer",
     "MsgpackSerializer",
     "ExceptionWrapper",
+    "SerializedBlob",
+    "register_object_converter",
     "get",
     "by_id",
     "names",
@@ -46,49 +51,6 @@ __all__ = [
     "exception_to_dict",
     "tobytes",
 ]
-
-_CLASSES: list[type[Serializer]] = [SerpentSerializer, MarshalSerializer, JsonSerializer, MsgpackSerializer]
-_BY_ID: dict[tuple[int, bool], Serializer] = {}
-_BY_NAME: dict[str, int] = {}
-for _cls in _CLASSES:
-    for _ext in (False, True):
-        _BY_ID[(_cls.serializer_id, _ext)] = _cls(_ext)
-    _BY_NAME[_cls.name] = _cls.serializer_id
-
-
-def names() -> list[str]:
-    """Names of the available serializers."""
-    return list(_BY_NAME)
-
-
-def ids() -> list[int]:
-    """Wire ids of the available serializers."""
-    return [c.serializer_id for c in _CLASSES]
-
-
-def get(name: str | int, extended: bool = False) -> Serializer:
-    """The serializer with this name (``"msgpack"``) or wire id (``4``)."""
-    if isinstance(name, int):
-        return by_id(name, extended)
-    try:
-        sid = _BY_NAME[name.lower()]
-    except (KeyError, AttributeError):
-        raise SerializeError(
-            f"unknown serializer {name!r}; available: {', '.join(_BY_NAME)}"
-        ) from None
-    return _BY_ID[(sid, extended)]
-
-
-def by_id(serializer_id: int, extended: bool = False) -> Serializer:
-    """The serializer with this wire id; unknown ids raise :class:`SerializeError`."""
-    try:
-        return _BY_ID[(serializer_id, extended)]
-    except KeyError:
-        raise SerializeError(
-            f"unknown serializer id {serializer_id}; known: "
-            + ", ".join(f"{c.serializer_id}={c.name}" for c in _CLASSES)
-        ) from None
-
 
 def tobytes(obj: Any) -> bytes:
     """Bytes from a value that was bytes on the sending side.

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import errors
+from ..uri import URI
 
 ToDict = Callable[[Any], dict]
 FromDict = Callable[[str, dict], Any]
@@ -38,9 +39,21 @@ _EMBER_ERRORS = {
     if isinstance(obj, type) and issubclass(obj, errors.PyroError)
 }
 
-# Hook the server layer installs: given an object, return its proxy dict if it is an object
-# registered in a daemon (auto-proxying), else None.
-autoproxy_hook: Callable[[Any], dict | None] | None = None
+# converters asked, in order, about objects of classes without a converter of their own: each
+# returns a dict for the objects it handles and None for the rest (the server layer registers
+# one that turns objects registered in a daemon into proxies)
+_object_converters: list[Callable[[Any], dict | None]] = []
+
+
+def register_object_converter(converter: Callable[[Any], dict | None]) -> None:
+    """Ask ``converter(obj)`` about every object whose class has no converter of its own.
+
+    It returns the object's dict form, or None to pass (then the next converter, and in the
+    end the default attribute dict, is tried). Registering the same function twice has no
+    effect.
+    """
+    if converter not in _object_converters:
+        _object_converters.append(converter)
 
 
 def register_class_to_dict(cls: type, converter: ToDict) -> None:
@@ -156,10 +169,10 @@ def _make_exception(cls: type, d: dict) -> BaseException:
 
 def _unknown_to_dict(obj: Any) -> dict:
     """Fallback for unregistered objects: their attributes plus ``__class__`` (Pyro5's form)."""
-    if autoproxy_hook is not None:
-        proxied = autoproxy_hook(obj)
-        if proxied is not None:
-            return proxied
+    for converter in _object_converters:
+        converted = converter(obj)
+        if converted is not None:
+            return converted
     cls = type(obj)
     getstate = getattr(cls, "__getstate__", None)
     if getstate is not None and getstate is not getattr(object, "__getstate__", None):
@@ -333,8 +346,6 @@ register_class_to_dict(ExceptionWrapper, ExceptionWrapper.to_dict)
 
 
 def _register_uri() -> None:
-    from ..uri import URI
-
     register_class_to_dict(URI, lambda u: {"__class__": "Pyro5.core.URI", "state": u.state()})
     register_dict_to_class("Pyro5.core.URI", lambda _, d: URI.from_state(d["state"]))
     register_dict_to_class("ember.URI", lambda _, d: URI.from_state(d["state"]))

@@ -10,14 +10,17 @@ a ready ``ssl_context`` instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import ssl
 import threading
 from typing import Any
 
-from .errors import SecurityError
+from ..errors import ConnectionClosedError, SecurityError
+from .errors import describe_tls_failure, tls_error
 
-__all__ = ["server_context", "client_context", "describe_failure"]
+__all__ = ["server_context", "client_context", "describe_failure", "wrap_client", "peer_alert", "requires_client_cert",
+           "server_handshake"]
 
 _cache: dict[tuple, ssl.SSLContext] = {}
 _cache_lock = threading.Lock()
@@ -83,11 +86,54 @@ def client_context(cfg: Any, certfile: str | None = None, keyfile: str | None = 
     return ctx
 
 
-def describe_failure(exc: BaseException) -> str:
-    """A short, actionable text for a failed TLS handshake."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"the peer's certificate was not accepted ({exc.verify_message}); check SSL_CACERTS and the host name"
-    text = getattr(exc, "reason", None) or str(exc)
-    if text in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNEXPECTED_MESSAGE") or "wrong version" in str(exc):
-        return f"the peer does not speak TLS ({text}); is TLS (SSL) on at both ends?"
-    return str(exc)
+describe_failure = describe_tls_failure
+
+
+def wrap_client(ctx: ssl.SSLContext, sock: Any, host: str | None, location: str) -> ssl.SSLSocket:
+    """Do the client side of the TLS handshake on a connected socket (closing it on failure)."""
+    try:
+        return ctx.wrap_socket(sock, server_hostname=host if ctx.check_hostname else None)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            sock.close()
+        raise tls_error(exc, location) from None
+
+
+def peer_alert(sock: Any) -> str:
+    """After a TLS connection broke during the handshake: the peer's alert, if one arrived."""
+    try:
+        sock.settimeout(0.5)
+        sock.recv(1)
+    except OSError as exc:
+        return str(exc)
+    return ""
+
+
+def requires_client_cert(*texts: object) -> bool:
+    """Whether a broken handshake says the daemon wanted a client certificate."""
+    return any("CERTIFICATE_REQUIRED" in str(t) for t in texts)
+
+
+def server_handshake(sock: Any, peer: object, timeout: float | None, restore: float | None) -> bool:
+    """Advance the server side of a TLS handshake; True when done.
+
+    A blocking socket finishes it (or raises) within ``timeout`` and gets ``restore`` as its
+    timeout again; a non-blocking one returns False while it waits for the peer. Raises
+    :class:`~ember.errors.ConnectionClosedError` when the peer left before saying anything
+    (a port probe) and :class:`~ember.errors.CommunicationError` saying why otherwise.
+    """
+    blocking = sock.gettimeout() != 0.0
+    if blocking:
+        sock.settimeout(timeout)
+    try:
+        sock.do_handshake()
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return False
+    except ssl.SSLEOFError:
+        raise ConnectionClosedError(f"connection from {peer} closed before the TLS handshake") from None
+    except OSError as exc:
+        raise tls_error(exc, peer) from None
+    finally:
+        if blocking:
+            sock.settimeout(restore)
+    return True

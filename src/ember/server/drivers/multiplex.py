@@ -1,4 +1,4 @@
-"""Multiplex server: one thread serves every connection with ``selectors``.
+"""Multiplex driver: one thread serves every connection with ``selectors``.
 
 No thread per client, so it holds many idle connections cheaply; a slow method holds up
 everyone else (use the thread-pool server, or oneway calls, for long work).
@@ -6,21 +6,17 @@ everyone else (use the thread-pool server, or oneway calls, for long work).
 
 from __future__ import annotations
 
-import logging
 import selectors
 from typing import Any
 
-from .. import net
-from ..errors import CommunicationError, ConnectionClosedError, ProtocolError
-from ._loop import ServerLoop, answer, report_failure
-from .connection import Connection
+from ...transport import sync as net
+from ..session_state import Connection
+from .base import SelectorDriver
 
 __all__ = ["MultiplexServer"]
 
-log = logging.getLogger("ember.server.multiplex")
 
-
-class MultiplexServer(ServerLoop):
+class MultiplexServer(SelectorDriver):
     """Serves a listening socket (or one connected socket) from a single thread."""
 
     def __init__(self, daemon: Any, listener: Any = None, connected_socket: Any = None) -> None:
@@ -30,7 +26,7 @@ class MultiplexServer(ServerLoop):
             self.sock = None
             self.location = (None, None, None)
             # Ember never closes a socket the user handed it
-            conn = daemon.new_connection(connected_socket, "connected-socket", established=True, owns_socket=False)
+            conn = self.socket_connection(connected_socket, "connected-socket", established=True, owns_socket=False)
             self._add(conn)
             self.description = "connected socket (one connection)"
         else:
@@ -42,16 +38,18 @@ class MultiplexServer(ServerLoop):
 
     @property
     def sockets(self) -> list:
-        return [self.sock] + [c.sock for c in self.connections] if self.sock else [c.sock for c in self.connections]
+        socks = [c.stream.sock for c in self.connections]
+        return [self.sock, *socks] if self.sock else socks
 
     def _add(self, conn: Connection) -> None:
+        sock = conn.stream.sock
         try:
-            self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+            self.selector.register(sock, selectors.EVENT_READ, conn)
         except KeyError:
             # a connection closed from another thread left its (reused) fd registered
-            stale = self.selector.get_key(conn.sock.fileno()).data
+            stale = self.selector.get_key(sock.fileno()).data
             self._drop(stale)
-            self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+            self.selector.register(sock, selectors.EVENT_READ, conn)
         self.connections.add(conn)
 
     def _keep_looping(self) -> bool:
@@ -75,7 +73,7 @@ class MultiplexServer(ServerLoop):
         self.daemon.periodic()
 
     def events(self, ready: list) -> None:
-        by_sock = {c.sock: c for c in self.connections}
+        by_sock = {c.stream.sock: c for c in self.connections}
         for s in ready:
             if s is self.sock:
                 self._accept()
@@ -87,52 +85,38 @@ class MultiplexServer(ServerLoop):
         accepted = self._accept_socket()
         if accepted is not None:
             # TLS sockets are non-blocking here: a half-sent TLS record must not stall the loop
-            conn = self.daemon.new_connection(*accepted, blocking=self.daemon.ssl_context is None)
-            self._add(conn)
+            self._add(self.socket_connection(*accepted, blocking=self.daemon.ssl_context is None))
 
     def _readable(self, conn: Connection) -> None:
-        daemon = self.daemon
+        stream = conn.stream
+        session = conn.session
         try:
-            try:
-                if conn.tls_pending and not conn.tls_handshake(None):
-                    return
-                chunk = conn.recv_available()
-            except CommunicationError:
-                raise
-            except OSError as exc:
-                raise CommunicationError(str(exc)) from None
+            if stream.tls_pending and not stream.handshake_tls(None):
+                return
+            chunk = stream.recv_available()
             if chunk is None:
                 return
             if not chunk:
                 self._drop(conn)
                 return
-            conn.decoder.feed(chunk)
-            while (msg := conn.decoder.next_message()) is not None:
-                answer(daemon, conn, msg)
-                if conn.must_close:
+            session.feed(chunk)
+            while (msg := session.next_message()) is not None:
+                self.answer(conn, msg)
+                if session.must_close:
                     self._drop(conn)
                     return
-        except ProtocolError as exc:
-            report_failure(daemon, conn, exc)
-            self._drop(conn)
-        except CommunicationError as exc:
-            if conn.tls_pending and not isinstance(exc, ConnectionClosedError):
-                log.warning("%s", exc)
-            else:
-                log.debug("connection from %s ended: %s", conn.addr, exc)
-            self._drop(conn)
-        except Exception:
-            log.exception("unexpected error serving %s", conn.addr)
+        except Exception as exc:
+            self.failed(conn, exc)
             self._drop(conn)
 
     def _drop(self, conn: Connection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
             try:
-                self.selector.unregister(conn.sock)
+                self.selector.unregister(conn.stream.sock)
             except (KeyError, ValueError, OSError):
                 pass
-        self.daemon.connection_closed(conn)
+        self.close_connection(conn)
 
     def _release(self) -> None:
         for conn in list(self.connections):

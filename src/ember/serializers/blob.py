@@ -11,14 +11,12 @@ that received blob on to another proxy forwards the original bytes unchanged
 
 from __future__ import annotations
 
-import marshal
 from typing import Any
 
-from .errors import SerializeError
+from ..errors import SerializeError
+from ._registry import by_id as _by_id
 
-__all__ = ["SerializedBlob", "BLOB_ANNOTATION", "blob_annotation", "parse_blob_annotation"]
-
-BLOB_ANNOTATION = "BLBI"
+__all__ = ["SerializedBlob"]
 
 
 class SerializedBlob:
@@ -46,33 +44,11 @@ class SerializedBlob:
         """The wrapped data: decoded now if it is still serialized."""
         if not self._is_blob:
             return self._data
-        from . import serializers
-
         if self.serializer_id is None:
             raise SerializeError("serialized blob without a serializer id")
-        _obj, _method, data, _kwargs = serializers.by_id(self.serializer_id).loads_call(self._data)
+        _obj, _method, data, _kwargs = _by_id(self.serializer_id).loads_call(self._data)
         return data
 
     def __repr__(self) -> str:
         state = "serialized" if self._is_blob else "local"
         return f"<SerializedBlob {state} info={self.info!r}>"
-
-
-def blob_annotation(info: Any, object_id: str, method: str) -> bytes:
-    try:
-        return marshal.dumps((info, object_id, method))
-    except ValueError as exc:
-        raise SerializeError(f"SerializedBlob info must be marshal-serializable (plain values): {exc}") from None
-
-
-def parse_blob_annotation(raw: bytes | None) -> tuple[Any, str, str]:
-    """(info, object id, method) from a ``BLBI`` annotation; SerializeError when malformed."""
-    if raw is None:
-        raise SerializeError("KEEPSERIALIZED call without a BLBI annotation")
-    try:
-        value = marshal.loads(raw)
-    except (ValueError, EOFError, TypeError) as exc:
-        raise SerializeError(f"malformed BLBI annotation: {exc}") from None
-    if not (isinstance(value, tuple) and len(value) == 3 and isinstance(value[1], str) and isinstance(value[2], str)):
-        raise SerializeError("malformed BLBI annotation: expected (info, object id, method)")
-    return value

@@ -1,24 +1,28 @@
-"""Sockets: creating, binding and connecting them, and turning OS errors into Ember errors.
-
-This is the one boundary where ``OSError`` becomes :mod:`ember.errors`; nothing above it
-handles raw socket exceptions.
+"""Blocking sockets: creating, binding and connecting them, receiving whole messages and
+sending whole frames. OS errors become :mod:`ember.errors` through :mod:`.errors`.
 """
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import errno
 import os
+import select
 import socket
+import ssl
+import threading
 from typing import Any
 
-from .errors import CommunicationError, ConnectionClosedError, TimeoutError
-from .uri import URI
+from ..config import config
+from ..errors import CommunicationError, ConnectionClosedError, TimeoutError
+from ..uri import URI
+from .errors import connect_error, io_error
+from .tls import server_handshake
 
 _WAITALL = getattr(socket, "MSG_WAITALL", 0)
 
-__all__ = ["connect", "create_server", "set_nodelay", "bound_location", "close_quietly"]
+__all__ = ["connect", "create_server", "set_nodelay", "bound_location", "close_quietly", "recv_message", "send",
+           "SocketStream", "family_for"]
 
 
 def set_nodelay(sock: socket.socket) -> None:
@@ -28,9 +32,8 @@ def set_nodelay(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def _family_for(host: str) -> int:
-    from .config import config
-
+def family_for(host: str) -> int:
+    """The address family to resolve ``host`` in (config ``PREFER_IP_VERSION``)."""
     if ":" in host:
         return socket.AF_INET6
     if config.PREFER_IP_VERSION == 6:
@@ -56,7 +59,7 @@ def connect(uri: URI, timeout: float | None = None, nodelay: bool = True) -> soc
                 raise
         else:
             assert uri.host is not None and uri.port is not None
-            family = _family_for(uri.host)
+            family = family_for(uri.host)
             infos = socket.getaddrinfo(uri.host, uri.port, family, socket.SOCK_STREAM)
             last: OSError | None = None
             sock = None  # type: ignore[assignment]
@@ -75,10 +78,8 @@ def connect(uri: URI, timeout: float | None = None, nodelay: bool = True) -> soc
             if nodelay:
                 set_nodelay(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    except builtins.TimeoutError:
-        raise TimeoutError(f"connecting to {uri.location} timed out") from None
     except OSError as exc:
-        raise CommunicationError(f"cannot connect to {uri.location}: {exc.strerror or exc}") from None
+        raise connect_error(exc, uri.location) from None
     return sock
 
 
@@ -114,7 +115,7 @@ def create_server(
             raise CommunicationError(f"cannot bind unix socket {unixsocket!r}: {exc.strerror or exc}") from None
     else:
         host = host or "127.0.0.1"
-        family = _family_for(host)
+        family = family_for(host)
         try:
             infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
         except OSError as exc:
@@ -171,10 +172,8 @@ def recv_message(sock: socket.socket, decoder: Any, bufsize: int = 65536) -> Any
                 chunk = b""
             else:
                 chunk = sock.recv(bufsize)
-        except builtins.TimeoutError:
-            raise TimeoutError("receiving timed out") from None
         except OSError as exc:
-            raise ConnectionClosedError(f"connection lost: {exc.strerror or exc}") from None
+            raise io_error(exc) from None
         if not chunk:
             if decoder.buffered:
                 raise ConnectionClosedError("connection closed in the middle of a message")
@@ -191,10 +190,8 @@ def send(sock: socket.socket, frame: Any) -> None:
         return
     try:
         sock.sendall(frame)
-    except builtins.TimeoutError:
-        raise TimeoutError("sending timed out") from None
     except OSError as exc:
-        raise ConnectionClosedError(f"connection lost while sending: {exc.strerror or exc}") from None
+        raise io_error(exc, sending=True) from None
 
 
 def _send_parts(sock: socket.socket, parts: list) -> None:
@@ -211,7 +208,98 @@ def _send_parts(sock: socket.socket, parts: list) -> None:
                 views.pop(0)
             if views and sent:
                 views[0] = views[0][sent:]
-    except builtins.TimeoutError:
-        raise TimeoutError("sending timed out") from None
     except OSError as exc:
-        raise ConnectionClosedError(f"connection lost while sending: {exc.strerror or exc}") from None
+        raise io_error(exc, sending=True) from None
+
+
+class SocketStream:
+    """One connected socket with Ember's framing-aware receive and whole-frame send.
+
+    A blocking stream (the thread server, proxies) receives whole messages with
+    :meth:`recv_message`; a non-blocking one (the multiplex loop) reads what is there with
+    :meth:`recv_available`. Sends are serialized by a lock, so replies from several threads
+    (oneway work, streams) never interleave. TLS sockets may still owe their handshake
+    (``tls_pending``); :meth:`handshake_tls` advances it.
+    """
+
+    __slots__ = ("sock", "peer", "timeout", "owns_socket", "tls", "tls_pending", "peer_certificate", "closed",
+                 "_send_lock")
+
+    def __init__(self, sock: socket.socket, peer: Any, timeout: float | None = None, blocking: bool = True,
+                 owns_socket: bool = True) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.timeout = timeout
+        self.owns_socket = owns_socket
+        self.tls = isinstance(sock, ssl.SSLSocket)
+        self.tls_pending = self.tls
+        self.peer_certificate: dict | None = None
+        self.closed = False
+        self._send_lock = threading.Lock()
+        sock.settimeout(timeout if blocking else 0.0)
+
+    def handshake_tls(self, timeout: float | None) -> bool:
+        """Advance the server side of the TLS handshake; True when done (see :func:`.tls.server_handshake`)."""
+        if not server_handshake(self.sock, self.peer, timeout, self.timeout):
+            return False
+        self.tls_pending = False
+        self.peer_certificate = self.sock.getpeercert() or None  # type: ignore[attr-defined]
+        return True
+
+    def recv_message(self, decoder: Any) -> Any:
+        """Block until ``decoder`` yields a whole message (None: closed cleanly between messages)."""
+        return recv_message(self.sock, decoder)
+
+    def recv_available(self) -> bytes | None:
+        """The bytes readable now on a non-blocking stream (b"" = peer closed, None = nothing yet)."""
+        sock: Any = self.sock
+        try:
+            if not self.tls:
+                return sock.recv(65536)
+            try:
+                data = sock.recv(65536)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return None
+            if data:
+                pending = sock.pending()
+                if pending:
+                    data += sock.recv(pending)
+            return data
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise io_error(exc) from None
+
+    def send(self, frame: Any) -> None:
+        """Send one whole frame (bytes, or ``[header, payload]``)."""
+        with self._send_lock:
+            if self.tls and self.sock.gettimeout() == 0.0:
+                _send_nonblocking_tls(self.sock, b"".join(frame) if type(frame) is list else frame, self.timeout)
+            else:
+                send(self.sock, frame)
+
+    def close(self) -> None:
+        """Close the socket (unless it was handed in by the user). Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.owns_socket:
+            close_quietly(self.sock)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+def _send_nonblocking_tls(sock: Any, frame: bytes, timeout: float | None) -> None:
+    """sendall for a non-blocking TLS socket: waits (up to ``timeout``) while its buffer is full."""
+    view = memoryview(frame)
+    while view:
+        try:
+            sent = sock.send(view)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            if not select.select([], [sock], [], timeout or 30.0)[1]:
+                raise TimeoutError("sending timed out") from None
+            continue
+        except OSError as exc:
+            raise io_error(exc, sending=True) from None
+        view = view[sent:]

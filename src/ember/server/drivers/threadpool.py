@@ -1,8 +1,8 @@
-"""Thread-pool server: a worker thread serves each connection for its whole life.
+"""Thread-pool driver: a worker thread serves each connection for its whole life.
 
 Workers are pooled: ``THREADPOOL_SIZE_MIN`` idle ones are kept, the pool grows up to
-``THREADPOOL_SIZE``; a connection that arrives when every worker is busy is refused with
-CONNECTFAIL "no free workers".
+``THREADPOOL_SIZE``; a connection that arrives when every worker is busy is denied as too
+busy (``DENY_BUSY``, "no free workers"), so the client gets a reason.
 """
 
 from __future__ import annotations
@@ -13,48 +13,22 @@ import selectors
 import threading
 from typing import Any
 
-from .. import net
-from ..errors import DENY_BUSY, CommunicationError, ConnectionClosedError, ProtocolError
-from ..protocol import Message, MsgType
-from ._loop import ServerLoop, answer, report_failure
-from .connection import Connection
-from .daemon import DENY_ANNOTATION
+from ...errors import DENY_BUSY, PyroError
+from ...transport import sync as net
+from ..session_state import Connection
+from .base import SelectorDriver
 
-__all__ = ["ThreadPoolServer", "serve_connection"]
+__all__ = ["ThreadPoolServer"]
 
 log = logging.getLogger("ember.server.threadpool")
 _IDLE_WORKER_SECONDS = 10.0
 _TLS_HANDSHAKE_TIMEOUT = 10.0
-
-
-def serve_connection(daemon: Any, conn: Connection) -> None:
-    """Serve one connection until it closes (blocking). Used by pool workers."""
-    try:
-        if conn.tls_pending:
-            conn.tls_handshake(daemon.config.COMMTIMEOUT or _TLS_HANDSHAKE_TIMEOUT)
-        while not conn.closed:
-            msg = net.recv_message(conn.sock, conn.decoder)
-            if msg is None:
-                break
-            answer(daemon, conn, msg)
-            if conn.must_close:
-                break
-    except ProtocolError as exc:
-        report_failure(daemon, conn, exc)
-    except CommunicationError as exc:
-        if conn.tls_pending and not isinstance(exc, ConnectionClosedError):
-            log.warning("%s", exc)
-        else:
-            log.debug("connection from %s ended: %s", conn.addr, exc)
-    except Exception:
-        log.exception("unexpected error serving %s", conn.addr)
-    finally:
-        daemon.connection_closed(conn)
+_REFUSE_TIMEOUT = 2.0
 
 
 class _Pool:
-    def __init__(self, daemon: Any, min_size: int, max_size: int) -> None:
-        self.daemon = daemon
+    def __init__(self, serve: Any, min_size: int, max_size: int) -> None:
+        self.serve = serve
         self.min_size = max(0, min_size)
         self.max_size = max(1, max_size)
         self.queue: queue.Queue[Connection | None] = queue.Queue()
@@ -80,7 +54,7 @@ class _Pool:
         while conn is not None:
             with self.lock:
                 self.busy.add(conn)
-            serve_connection(self.daemon, conn)  # never raises: it logs and closes
+            self.serve(conn)  # never raises: it logs and closes
             with self.lock:
                 self.busy.discard(conn)
                 if self.closed:
@@ -88,6 +62,7 @@ class _Pool:
                     return
                 self.idle += 1
             conn = self._next()
+
     def _next(self) -> Connection | None:
         while True:
             try:
@@ -112,21 +87,40 @@ class _Pool:
             self.queue.put(None)
 
 
-class ThreadPoolServer(ServerLoop):
+class ThreadPoolServer(SelectorDriver):
     """Accepts connections and hands each to a pooled worker thread."""
 
     def __init__(self, daemon: Any, listener: Any) -> None:
         super().__init__(daemon)
-        cfg = daemon.config
+        cfg = self.config
         self.sock = listener
         self.location = net.bound_location(self.sock)
-        self.pool = _Pool(daemon, cfg.THREADPOOL_SIZE_MIN, cfg.THREADPOOL_SIZE)
+        self.pool = _Pool(self.serve_connection, cfg.THREADPOOL_SIZE_MIN, cfg.THREADPOOL_SIZE)
         self.selector.register(self.sock, selectors.EVENT_READ, "listen")
         self.description = f"thread pool ({cfg.THREADPOOL_SIZE_MIN}-{cfg.THREADPOOL_SIZE} workers)"
 
     @property
     def sockets(self) -> list:
         return [self.sock]
+
+    def serve_connection(self, conn: Connection) -> None:
+        """Serve one connection until it closes (blocking). Run by pool workers."""
+        stream = conn.stream
+        decoder = conn.session.decoder
+        try:
+            if stream.tls_pending:
+                stream.handshake_tls(self.config.COMMTIMEOUT or _TLS_HANDSHAKE_TIMEOUT)
+            while not stream.closed:
+                msg = stream.recv_message(decoder)
+                if msg is None:
+                    break
+                self.answer(conn, msg)
+                if conn.session.must_close:
+                    break
+        except Exception as exc:
+            self.failed(conn, exc)
+        finally:
+            self.close_connection(conn)
 
     def poll_once(self, timeout: float) -> None:
         if not self.running:
@@ -151,32 +145,26 @@ class ThreadPoolServer(ServerLoop):
         accepted = self._accept_socket()
         if accepted is None:
             return
-        conn = self.daemon.new_connection(*accepted)
+        conn = self.socket_connection(*accepted)
         if not self.pool.submit(conn):
             threading.Thread(target=self._refuse, args=(conn,), daemon=True).start()
 
     def _refuse(self, conn: Connection) -> None:
-        """Read the CONNECT and answer CONNECTFAIL, so the client gets a reason."""
+        """Read the CONNECT and deny it as too busy, so the client gets a reason."""
+        stream = conn.stream
         try:
-            if conn.tls_pending:
-                conn.tls_handshake(2.0)
-            conn.sock.settimeout(2.0)
-            msg = net.recv_message(conn.sock, conn.decoder)
-            seq, ser = (msg.seq, msg.serializer_id) if msg is not None else (0, 2)
-            from .. import serializers
-
-            try:
-                payload = serializers.by_id(ser).dumps("no free workers, increase server threadpool size")
-            except Exception:
-                ser, payload = 2, serializers.by_id(2).dumps("no free workers, increase server threadpool size")
+            if stream.tls_pending:
+                stream.handshake_tls(_REFUSE_TIMEOUT)
+            stream.sock.settimeout(_REFUSE_TIMEOUT)
+            msg = stream.recv_message(conn.session.decoder)
             log.warning("refused connection from %s: no free workers (THREADPOOL_SIZE %d)", conn.addr,
-                        self.daemon.config.THREADPOOL_SIZE)
-            deny = {DENY_ANNOTATION: str(DENY_BUSY).encode()}
-            conn.send(self.daemon.encode(Message(MsgType.CONNECTFAIL, ser, 0, seq, payload, deny)))
-        except Exception:
+                        self.config.THREADPOOL_SIZE)
+            reply = conn.session.refuse(msg, "no free workers, increase server threadpool size", deny_code=DENY_BUSY)
+            stream.send(self.daemon.encode(reply))
+        except (PyroError, OSError):
             pass
         finally:
-            self.daemon.connection_closed(conn)
+            self.close_connection(conn)
 
     def _release(self) -> None:
         self.pool.close()

@@ -1,4 +1,4 @@
-"""The Pyro5 wire protocol (version 502), sans-I/O.
+"""Framing of the Pyro5 wire protocol (version 502), sans-I/O.
 
 Bytes in, :class:`Message` out, and back. This module knows nothing about sockets,
 threads or event loops: the server loops and proxies feed received bytes to a
@@ -18,7 +18,7 @@ import zlib
 from enum import IntEnum, IntFlag
 from typing import Any
 
-from .errors import MessageTooLargeError, ProtocolError
+from ..errors import MessageTooLargeError, ProtocolError
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -59,13 +59,6 @@ class MsgType(IntEnum):
     RESULT = 5
     PING = 6
 
-
-# annotations Ember peers use to recognise each other (Pyro5 ignores them): both sides send
-# EMBR (extended value types) and EMUX (replies may come out of order) in CONNECT/CONNECTOK;
-# a daemon puts the deny code in DENY on a CONNECTFAIL
-EMBER_CAPS = "EMBR"
-MULTIPLEX_CAPS = "EMUX"
-DENY_ANNOTATION = "DENY"
 
 # the message types as plain ints, for hot paths (an enum member lookup costs ~100 ns)
 T_INVOKE = 4

@@ -1,0 +1,179 @@
+"""``ProxyCore``: everything both proxies share that is not sending or receiving.
+
+Options (timeout, serializer, oneway set, handshake data, retries, TLS context), the
+remote object's metadata, the oneway rule, attribute rules, copying, the handshake
+answer check, TLS client contexts, name resolution of magic URIs, the reconnect policy,
+and the ``Pyro5.client.Proxy`` dict form that proxies travel in (a received proxy is
+built in the flavour of whoever receives it: blocking for :class:`~ember.Proxy`,
+asyncio for :class:`~ember.AsyncProxy`). :class:`~ember.Proxy` and
+:class:`~ember.AsyncProxy` add only their I/O.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from typing import Any
+
+from ..config import config
+from ..errors import DENY_SECURITY, ConnectionClosedError, ConnectionDeniedError, PyroError
+from ..protocol.client import parse_metadata
+from ..transport.tls import client_context
+from ..uri import URI
+from . import hooks
+
+__all__ = ["ProxyCore", "receiving_flavour", "proxy_to_dict", "dict_to_proxy"]
+
+# the proxy class a proxy arriving in a result or argument becomes (set while an AsyncProxy,
+# or an async method on an asyncio daemon, receives); None means the blocking Proxy
+receiving_flavour: contextvars.ContextVar[type | None] = contextvars.ContextVar("ember_proxy_flavour", default=None)
+
+_OPTIONS = ("_timeout", "_serializer", "_oneway", "_handshake", "_max_retries", "_ssl_context")
+
+
+class ProxyCore:
+    """State and rules shared by both proxy classes."""
+
+    _pyroUri: URI
+    _bound_uri: URI | None
+    _timeout: float | None
+    _serializer: str
+    _oneway: set[str]
+    _handshake: Any
+    _handshake_response: Any
+    _max_retries: int
+    _methods: frozenset[str]
+    _attrs: frozenset[str]
+    _oneway_server: frozenset[str]
+    _metadata_known: bool
+    _connected_socket: Any
+    _ssl_context: Any
+    _session: Any
+
+    def _init_core(self, uri: str | URI, connected_socket: Any, ssl_context: Any) -> dict[str, Any]:
+        """The initial state (returned so the blocking proxy can set it without ``__setattr__``)."""
+        if connected_socket is not None and isinstance(uri, str) and ":" not in uri:
+            uri = URI(f"PYRO:{uri}@./u:connected-socket")
+        return {
+            "_pyroUri": URI(uri),
+            "_bound_uri": None,
+            "_timeout": None,
+            "_serializer": config.SERIALIZER,
+            "_oneway": set(),
+            "_handshake": "hello",
+            "_handshake_response": None,
+            "_max_retries": config.MAX_RETRIES,
+            "_methods": frozenset(),
+            "_attrs": frozenset(),
+            "_oneway_server": frozenset(),
+            "_metadata_known": False,
+            "_connected_socket": connected_socket,
+            "_ssl_context": ssl_context,
+            "_session": None,
+        }
+
+    # ---- options and metadata -------------------------------------------------------------
+
+    def _effective_timeout(self) -> float | None:
+        t = self._timeout if self._timeout is not None else config.COMMTIMEOUT
+        return t or None
+
+    def _is_oneway(self, method: str) -> bool:
+        return method in self._oneway_server or method in self._oneway
+
+    def _set_metadata(self, meta: Any) -> None:
+        self._methods, self._attrs, self._oneway_server = parse_metadata(meta, self._pyroUri)
+        self._metadata_known = True
+
+    def _adopt_metadata(self, methods: Any, attrs: Any, oneway: Any) -> None:
+        """Metadata known without asking (a proxy received over the wire carries it)."""
+        if methods or attrs:
+            self._methods = frozenset(methods or ())
+            self._attrs = frozenset(attrs or ())
+            self._oneway_server = frozenset(oneway or ())
+            self._metadata_known = True
+
+    def _validate_handshake_response(self, data: Any) -> None:
+        """Hook: inspect the daemon's handshake answer; raise to refuse the connection."""
+
+    def _tls(self) -> Any:
+        """The TLS client context to connect with: the proxy's own, or from config ``SSL``."""
+        if self._ssl_context is None and config.SSL:
+            return client_context(config)
+        return self._ssl_context
+
+    def _object_id(self) -> str:
+        return (self._bound_uri or self._pyroUri).object
+
+    @staticmethod
+    def _handshake_broke(exc: BaseException, alert: str, location: str) -> PyroError:
+        """The error for a connection that broke during the handshake (TLS diagnosis included)."""
+        if "CERTIFICATE_REQUIRED" in alert or "CERTIFICATE_REQUIRED" in str(exc):
+            return ConnectionDeniedError(f"connection to {location} rejected: the daemon requires a TLS "
+                                         "client certificate (set SSL_CLIENTCERT and SSL_CLIENTKEY)", DENY_SECURITY)
+        return ConnectionClosedError(f"connection to {location} lost during the handshake: {alert or exc}")
+
+    # ---- hooks ----------------------------------------------------------------------------------
+
+    def _hook_info(self, object_id: str, method: str, flags: int, oneway_flag: int) -> hooks.ClientCallInfo:
+        info = hooks.ClientCallInfo(self, self._bound_uri or self._pyroUri, object_id, method,
+                                    bool(flags & oneway_flag))
+        hooks.before(info)
+        return info
+
+    # ---- copying and equality ---------------------------------------------------------------
+
+    def _copy_options_to(self, new: ProxyCore) -> ProxyCore:
+        for name in _OPTIONS:
+            value = getattr(self, name)
+            new.__dict__[name] = set(value) if name == "_oneway" else value
+        return new
+
+    def __copy__(self) -> Any:
+        """A new proxy to the same object with the same options and a connection of its own."""
+        return self._copy_options_to(type(self)(self._pyroUri))
+
+    def _as(self, cls: type) -> Any:
+        """This proxy as another flavour (``Proxy`` ↔ ``AsyncProxy``): same URI, options and metadata."""
+        new = self._copy_options_to(cls(self._pyroUri))
+        if self._metadata_known:
+            new._adopt_metadata(self._methods, self._attrs, self._oneway_server)
+        return new
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProxyCore) and other._pyroUri == self._pyroUri
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(self._pyroUri)
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    def __getstate__(self) -> dict:
+        raise TypeError("proxies travel through Ember's serializers, not pickle")
+
+
+def proxy_to_dict(proxy: ProxyCore) -> dict:
+    """A proxy's wire form (Pyro5's ``Pyro5.client.Proxy`` dict), for either flavour."""
+    return {
+        "__class__": "Pyro5.client.Proxy",
+        "state": (str(proxy._pyroUri), tuple(proxy._oneway_server | proxy._oneway), tuple(proxy._methods),
+                  tuple(proxy._attrs), proxy._handshake, None),
+    }
+
+
+def dict_to_proxy(default: type, d: dict) -> Any:
+    """Build a received proxy, in the flavour of the receiver (see :data:`receiving_flavour`)."""
+    try:
+        uri, oneway, methods, attrs, handshake, serializer = d["state"]
+    except (KeyError, TypeError, ValueError):
+        raise PyroError("invalid serialized proxy") from None
+    cls = receiving_flavour.get() or default
+    proxy = cls(uri)
+    proxy._adopt_metadata(methods, attrs, oneway)
+    proxy._handshake = handshake
+    if serializer:
+        proxy._serializer = serializer
+    return proxy

@@ -1,0 +1,222 @@
+"""The client role of the protocol, sans-I/O: what a proxy says and how it reads answers.
+
+:class:`ClientSession` builds the CONNECT, interprets CONNECTOK/CONNECTFAIL (capabilities,
+deny codes, metadata), allocates sequence numbers and keeps the table of calls waiting for
+a reply (so replies can be matched out of order), builds INVOKE frames (SerializedBlob
+forwarding included) and turns a RESULT into a value or a raised exception. Both proxies,
+blocking and asyncio, drive one of these per connection and only move its bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .. import context, errors, serializers
+from ..config import Config
+from ..config import config as default_config
+from ..errors import CommunicationError, ConnectionDeniedError, ProtocolError, PyroError
+from ..serializers import ExceptionWrapper, SerializedBlob
+from .annotations import (
+    BLOB_ANNOTATION,
+    CAPS_ON,
+    DENY_ANNOTATION,
+    EMBER_CAPS,
+    MULTIPLEX_CAPS,
+    STREAM_ANNOTATION,
+    blob_annotation,
+)
+from .framing import F_BATCH, F_EXCEPTION, F_ITEMSTREAM, F_KEEPSERIALIZED, T_INVOKE, Decoder, Message, MsgType, encode
+from .states import CLIENT_ALLOWED, State
+
+__all__ = ["ClientSession", "Handshake", "call_result", "batch_results", "parse_metadata"]
+
+
+class Handshake:
+    """What the daemon answered to CONNECT."""
+
+    __slots__ = ("extended", "serializer", "response", "meta", "multiplex")
+
+    def __init__(self, extended: bool, serializer: Any, response: Any, meta: Any, multiplex: bool) -> None:
+        self.extended = extended
+        self.serializer = serializer
+        self.response = response
+        self.meta = meta
+        self.multiplex = multiplex
+
+
+class ClientSession:
+    """One proxy connection's protocol state.
+
+    >>> session = ClientSession(serializers.get("msgpack"))
+    >>> frame = session.connect_frame("hello", "calc")      # send it
+    >>> answer = session.handshake(reply_message, "127.0.0.1:9999")
+    >>> seq, frame = session.invoke_frame("calc", "add", (1, 2), None)
+    >>> session.result(reply_message, seq)
+    3
+    """
+
+    __slots__ = ("requested", "serializer", "serializer_id", "extended", "multiplex", "decoder", "state",
+                 "seq", "pending", "config")
+
+    def __init__(self, serializer: Any, cfg: Config | None = None) -> None:
+        cfg = cfg or default_config
+        self.requested = serializer
+        self.serializer = serializer  # the extended variant once the daemon agreed to it
+        self.serializer_id: int = serializer.serializer_id
+        self.extended = False
+        self.multiplex = False
+        self.state = State.AWAIT_CONNECT
+        self.decoder = Decoder(cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, CLIENT_ALLOWED[State.AWAIT_CONNECT])
+        self.seq = 0
+        self.pending: dict[int, Any] = {}
+        self.config = cfg  # COMPRESSION and MAX_MESSAGE_SIZE are read per message: they may change
+
+    def _enter(self, state: State) -> None:
+        self.state = state
+        self.decoder.allowed_types = CLIENT_ALLOWED[state]
+
+    @property
+    def must_close(self) -> bool:
+        """The connection broke the protocol (or was refused) and has to be closed."""
+        return self.state is State.MUST_CLOSE or self.state is State.CLOSED
+
+    # ---- handshake ----------------------------------------------------------------------
+
+    def connect_frame(self, handshake: Any, object_id: str, multiplex: bool = False) -> bytes:
+        """The CONNECT for ``object_id``, carrying the caller's annotations and Ember's capabilities."""
+        ctx = context.peek()
+        ann = dict(ctx.annotations) if ctx is not None and ctx.annotations else {}
+        ann[EMBER_CAPS] = CAPS_ON
+        if multiplex:
+            ann[MULTIPLEX_CAPS] = CAPS_ON
+        corr = ctx.correlation_id if ctx is not None else None
+        payload = self.requested.dumps({"handshake": handshake, "object": object_id})
+        msg = Message(MsgType.CONNECT, self.serializer_id, 0, self.seq, payload, ann, corr)
+        return encode(msg, self.config.COMPRESSION, self.config.MAX_MESSAGE_SIZE)
+
+    def handshake(self, reply: Message, location: str | None) -> Handshake:
+        """Interpret CONNECTOK/CONNECTFAIL; refusals raise ConnectionDeniedError/CommunicationError."""
+        extended = reply.annotations.get(EMBER_CAPS) == CAPS_ON
+        data = serializers.by_id(reply.serializer_id, extended).loads(reply.data)
+        if reply.type == MsgType.CONNECTFAIL:
+            self._enter(State.MUST_CLOSE)
+            deny = reply.annotations.get(DENY_ANNOTATION)
+            if deny is not None:
+                code = int(deny) if deny.isdigit() else errors.DENY_UNSPECIFIED
+                raise ConnectionDeniedError(f"connection to {location} rejected: {data}", code)
+            raise CommunicationError(f"connection to {location} rejected: {data}")
+        if ctx := context.peek():
+            ctx.response_annotations = reply.annotations
+        response = data.get("handshake") if isinstance(data, dict) else None
+        meta = data.get("meta") if isinstance(data, dict) else None
+        self.extended = extended
+        self.multiplex = reply.annotations.get(MULTIPLEX_CAPS) == CAPS_ON
+        self.serializer = serializers.by_id(self.serializer_id, extended)
+        self._enter(State.READY)
+        return Handshake(extended, self.serializer, response, meta, self.multiplex)
+
+    def skip_handshake(self) -> None:
+        """A connected socket has no handshake: ready for calls at once (plain values only)."""
+        self._enter(State.READY)
+
+    # ---- calls --------------------------------------------------------------------------
+
+    def next_seq(self) -> int:
+        """A sequence number not used by any call still waiting for its reply."""
+        seq = self.seq
+        pending = self.pending
+        while True:
+            seq = (seq + 1) & 0xFFFF
+            if seq not in pending:
+                self.seq = seq
+                return seq
+
+    def invoke_frame(self, object_id: str, method: str, args: Any, kwargs: dict | None, flags: int = 0,
+                     seq: int | None = None, extra_annotations: dict[str, bytes] | None = None) -> tuple[int, Any]:
+        """``(seq, frame)`` of an INVOKE with the caller's annotations and correlation id.
+
+        A lone :class:`SerializedBlob` argument travels KEEPSERIALIZED, and a received blob
+        is forwarded byte for byte. The frame is bytes, or ``[header, payload]`` for a large
+        payload (to be sent without joining them). ``extra_annotations`` (from client hooks)
+        are added to the caller's.
+        """
+        if seq is None:
+            seq = self.next_seq()
+        ctx = context.peek()
+        if ctx is not None:
+            ann, corr = ctx.annotations, ctx.correlation_id
+        else:
+            ann, corr = None, None
+        if extra_annotations:
+            ann = dict(ann, **extra_annotations) if ann else extra_annotations
+        ser = self.serializer
+        if args and type(args[0]) is SerializedBlob and len(args) == 1 and not kwargs:
+            blob = args[0]
+            ann = dict(ann) if ann else {}
+            ann[BLOB_ANNOTATION] = blob_annotation(blob.info, object_id, method)
+            flags |= F_KEEPSERIALIZED
+            if blob.is_blob and blob.serializer_id == self.serializer_id:
+                data = blob.payload
+            else:
+                data = ser.dumps_call(object_id, method, blob.deserialized(), None)
+        else:
+            data = ser.dumps_call(object_id, method, args, kwargs)
+        cfg = self.config
+        return seq, encode(Message(T_INVOKE, self.serializer_id, flags, seq, data, ann, corr),
+                           cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
+
+    def result(self, reply: Message, seq: int, make_iterator: Callable[[str], Any]) -> Any:
+        """The value of the RESULT answering call ``seq`` (raises the remote exception).
+
+        A reply for another call is a protocol error on a connection that answers in order.
+        """
+        if reply.seq != seq:
+            self._enter(State.MUST_CLOSE)
+            raise ProtocolError(f"invalid reply sequence number {reply.seq} (expected {seq})")
+        if reply.annotations:
+            ctx = context.peek()
+            if ctx is not None:
+                ctx.response_annotations = reply.annotations
+        if not reply.flags:
+            return self.serializer.loads(reply.data)  # the usual plain result
+        return call_result(reply, self.serializer, make_iterator)
+
+
+def parse_metadata(meta: Any, uri: Any) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(methods, attrs, oneway) from the daemon's metadata mapping."""
+    if not isinstance(meta, dict):
+        raise ProtocolError("invalid metadata from daemon")
+    methods = frozenset(meta.get("methods") or ())
+    attrs = frozenset(meta.get("attrs") or ())
+    if not methods and not attrs:
+        raise PyroError(f"remote object '{uri}' doesn't expose any methods or attributes")
+    return methods, attrs, frozenset(meta.get("oneway") or ())
+
+
+def call_result(reply: Message, ser: Any, make_iterator: Callable[[str], Any]) -> Any:
+    """The value of a RESULT: raises the remote exception, returns batch results as a
+    generator, and a stream as ``make_iterator(stream_id)``."""
+    rflags = reply.flags
+    if rflags & F_ITEMSTREAM:
+        stream_id = reply.annotations.get(STREAM_ANNOTATION)
+        if not stream_id:
+            raise PyroError("result of call is an iterator, but the server is not configured to allow streaming")
+        return make_iterator(stream_id.decode("ascii"))
+    result = ser.loads(reply.data)
+    if rflags & F_EXCEPTION:
+        raise result
+    if rflags & F_BATCH:
+        return batch_results(result)
+    return result
+
+
+def batch_results(results: list) -> Iterator[Any]:
+    """Batch results in order; a failed call raises its exception when reached.
+
+    The daemon stops a batch at its first failure, so only the last result can be one.
+    """
+    if results and isinstance(results[-1], ExceptionWrapper):
+        yield from results[:-1]
+        results[-1].raise_it()
+    yield from results

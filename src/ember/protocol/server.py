@@ -1,0 +1,131 @@
+"""The server role of the protocol, sans-I/O: one :class:`ServerSession` per connection.
+
+It is the one place that knows which message types a connection accepts in which state,
+how a CONNECT is accepted (CONNECTOK with the capabilities both sides have) or refused
+(CONNECTFAIL, with a ``DENY`` code when it is a denial), what a peer that broke the
+protocol is told (a marshal-encoded CONNECTFAIL while still in the handshake, as Pyro5
+does), and when the connection must close. The daemon decides *whether* to admit and
+*what* to answer; the session turns that into messages. Bytes in through :meth:`feed`,
+messages out through :meth:`next_message`.
+"""
+
+from __future__ import annotations
+
+from .. import serializers
+from ..errors import SerializeError
+from .annotations import CAPS_ON, DENY_ANNOTATION, EMBER_CAPS, MULTIPLEX_CAPS
+from .framing import Decoder, Message, MsgType
+from .states import SERVER_ALLOWED, State
+
+__all__ = ["ServerSession", "MARSHAL_ID"]
+
+MARSHAL_ID = 2  # CONNECTFAIL for a peer whose serializer is unknown goes out in marshal, as Pyro5's
+_DEFAULT_MAX = 1073741824
+
+
+class ServerSession:
+    """The daemon's protocol state for one connection.
+
+    ``established`` sessions (a connected socket, which has no handshake) start ``READY``.
+    ``extended`` is true once an Ember peer agreed to extended value types (``EMBR``).
+    """
+
+    __slots__ = ("decoder", "state", "extended")
+
+    def __init__(self, max_message_size: int = _DEFAULT_MAX, max_annotations_size: int = 1048576,
+                 established: bool = False) -> None:
+        self.state = State.READY if established else State.AWAIT_CONNECT
+        self.decoder = Decoder(max_message_size, max_annotations_size, SERVER_ALLOWED[self.state])
+        self.extended = False
+
+    def _enter(self, state: State) -> None:
+        self.state = state
+        self.decoder.allowed_types = SERVER_ALLOWED[state]
+
+    @property
+    def established(self) -> bool:
+        """The handshake is done (or there is none): calls are accepted."""
+        return self.state is State.READY
+
+    @property
+    def must_close(self) -> bool:
+        """The connection has to be closed (after sending the reply just produced, if any)."""
+        return self.state is State.MUST_CLOSE or self.state is State.CLOSED
+
+    def close_after_reply(self) -> None:
+        """Mark the connection to be closed once the current reply is sent."""
+        if self.state is not State.CLOSED:
+            self._enter(State.MUST_CLOSE)
+
+    def closed(self) -> None:
+        self._enter(State.CLOSED)
+
+    # ---- bytes in -----------------------------------------------------------------------
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes received from the peer (validated as soon as a header is in)."""
+        self.decoder.feed(data)
+
+    def next_message(self) -> Message | None:
+        """The next whole message, or None until more bytes arrive."""
+        return self.decoder.next_message()
+
+    # ---- handshake ------------------------------------------------------------------------
+
+    @staticmethod
+    def wants_extended(connect: Message) -> bool:
+        """The client announced Ember's extended value types."""
+        return connect.annotations.get(EMBER_CAPS) == CAPS_ON
+
+    def accept(self, connect: Message, payload: bytes, annotations: dict[str, bytes], pipelined: bool) -> Message:
+        """The CONNECTOK answering ``connect``; calls are accepted from now on.
+
+        ``pipelined`` says the server may answer calls out of order; it is announced
+        (``EMUX``) only to a client that asked for it.
+        """
+        extended = self.wants_extended(connect)
+        if extended:
+            annotations = dict(annotations)
+            annotations[EMBER_CAPS] = CAPS_ON
+            if pipelined and connect.annotations.get(MULTIPLEX_CAPS) == CAPS_ON:
+                annotations[MULTIPLEX_CAPS] = CAPS_ON  # calls on this connection may overlap
+        self.extended = extended
+        self._enter(State.READY)
+        return Message(MsgType.CONNECTOK, connect.serializer_id, 0, connect.seq, payload, annotations,
+                       connect.correlation_id)
+
+    def refuse(self, connect: Message | None, reason: str, annotations: dict[str, bytes] | None = None,
+               deny_code: int | None = None) -> Message:
+        """A CONNECTFAIL carrying ``reason`` (and the deny code, if any); the connection closes after it.
+
+        The reason goes out in the client's serializer when it is known, else in marshal.
+        """
+        self._enter(State.MUST_CLOSE)
+        ser_id, seq, corr = (connect.serializer_id, connect.seq, connect.correlation_id) if connect else (MARSHAL_ID,
+                                                                                                          0, None)
+        try:
+            ser = serializers.by_id(ser_id)
+        except SerializeError:
+            ser_id, ser = MARSHAL_ID, serializers.by_id(MARSHAL_ID)
+        try:
+            payload = ser.dumps(reason)
+        except SerializeError:
+            payload = ser.dumps("connection refused")
+        ann = dict(annotations) if annotations else {}
+        if deny_code is not None:
+            ann[DENY_ANNOTATION] = str(deny_code).encode()
+        return Message(MsgType.CONNECTFAIL, ser_id, 0, seq, payload, ann, corr)
+
+    def protocol_failure(self, exc: Exception) -> Message | None:
+        """The peer sent bytes that are not a valid message: the connection must close;
+        during the handshake the peer is told why (CONNECTFAIL in marshal, as Pyro5)."""
+        was_established = self.state is State.READY
+        self._enter(State.MUST_CLOSE)
+        if was_established:
+            return None
+        return Message(MsgType.CONNECTFAIL, MARSHAL_ID, 0, 0, serializers.by_id(MARSHAL_ID).dumps(str(exc)))
+
+    @staticmethod
+    def pong(ping: Message) -> Message:
+        """The answer to a PING."""
+        return Message(MsgType.PING, ping.serializer_id, 0, ping.seq, b"pong", correlation_id=ping.correlation_id)

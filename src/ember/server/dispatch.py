@@ -1,0 +1,468 @@
+"""The Dispatcher: every rule of a call, for every server type, without I/O.
+
+One per daemon. A driver hands it each decoded message: :meth:`Dispatcher.handle` answers
+a CONNECT or a PING and runs an INVOKE synchronously; the asyncio driver instead asks
+:meth:`Dispatcher.prepare` for a :class:`Call` and awaits :meth:`Call.run_async`. Both runs
+end in the same :meth:`Call.complete`/:meth:`Call.failed`, which build the reply and fire
+the daemon's hooks. Exposure, instancing, batches, streamed iterators, oneway calls and
+exception replies live here and nowhere else. What needs the driver's machinery (running a
+coroutine from a thread, scheduling oneway work) goes through the driver's public methods.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import logging
+import time
+import types
+from collections.abc import Callable
+from typing import Any
+
+from .. import context, serializers
+from ..client import AsyncProxy, Proxy
+from ..errors import PyroError, SerializeError, format_traceback
+from ..protocol import (
+    BLOB_ANNOTATION,
+    F_BATCH,
+    F_EXCEPTION,
+    F_ITEMSTREAM,
+    F_KEEPSERIALIZED,
+    F_ONEWAY,
+    STREAM_ANNOTATION,
+    T_INVOKE,
+    T_RESULT,
+    Message,
+    MsgType,
+    parse_blob_annotation,
+)
+from ..serializers import ExceptionWrapper, SerializedBlob
+from . import meta as metamod
+from .admission import Admission
+from .exposure import resolve_method
+from .hooks import CallInfo, HookList
+from .session_state import Connection, set_call_context
+from .streams import close_iterator
+
+__all__ = ["Dispatcher", "Call"]
+
+log = logging.getLogger("ember.server.dispatch")
+_ITER_EXCLUDED = (str, bytes, bytearray, dict, list, tuple, set, frozenset)
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None), list, tuple, dict, set, frozenset, complex})
+_T_PING = int(MsgType.PING)
+_T_CONNECT = int(MsgType.CONNECT)
+
+
+def _is_iterator(value: Any) -> bool:
+    """True for iterators and generators (callers skip the plain types first: the cheap test)."""
+    return isinstance(value, collections.abc.Iterator) and not isinstance(value, _ITER_EXCLUDED)
+
+
+class Dispatcher:
+    """Turns decoded messages into replies for one daemon."""
+
+    def __init__(self, daemon: Any, custom_annotations: bool = True) -> None:
+        self.daemon = daemon  # the facade: its public, overridable hooks (annotations, validate_handshake, ...)
+        self.config = daemon.config
+        self.registry = daemon.registry
+        self.streams = daemon.streams
+        self.hooks = HookList()
+        self.hooked = False  # any hooks installed (checked on the hot path)
+        self.admission = Admission(daemon)
+        self.driver: Any = None  # set by the daemon: await_coroutine(), run_oneway(), pipelined
+        self._has_annotations_hook = custom_annotations  # the daemon overrides annotations()
+
+    def add_hook(self, hook: Any) -> None:
+        self.hooks.add(hook)
+        self.hooked = True
+
+    def remove_hook(self, hook: Any) -> None:
+        self.hooks.remove(hook)
+        self.hooked = bool(self.hooks)
+
+    # ---- connections ----------------------------------------------------------------------
+
+    def connection_opened(self, conn: Connection) -> None:
+        if self.hooked:
+            self.hooks.fire("connection_opened", conn)
+
+    def connection_closed(self, conn: Connection) -> None:
+        """Release what a connection held (its streams, tracked resources, session instances)."""
+        self.streams.connection_closed(conn)
+        for resource in list(conn.tracked_resources):
+            try:
+                resource.close()
+            except Exception:
+                log.exception("error closing tracked resource %r", resource)
+        conn.tracked_resources.clear()
+        conn.instances.clear()
+        try:
+            self.daemon.client_disconnect(conn)
+        except Exception:
+            log.exception("client_disconnect hook failed")
+        if self.hooked:
+            self.hooks.fire("connection_closed", conn)
+
+    def protocol_failure(self, conn: Connection, exc: Exception) -> Message | None:
+        """The peer sent bytes that are not a valid message: log; the reply (if any) tells it why."""
+        log.warning("closing connection from %s: %s", conn.addr, exc)
+        return conn.session.protocol_failure(exc)
+
+    # ---- messages -------------------------------------------------------------------------
+
+    def handle(self, conn: Connection, msg: Message) -> Message | None:
+        """Handle one received message and return the reply, or None when there is none."""
+        mtype = msg.type
+        if mtype == T_INVOKE:
+            call = self.prepare(conn, msg, None)
+            if type(call) is not Call:
+                return call  # type: ignore[return-value]
+            return call.run_sync()
+        if mtype == _T_PING:
+            return conn.session.pong(msg)
+        if mtype == _T_CONNECT:
+            return self.admission.handshake(conn, msg, self.driver.pipelined)
+        conn.session.close_after_reply()
+        return None
+
+    def prepare(self, conn: Connection, msg: Message, ctx: context.CallContext | None) -> Call | Message | None:
+        """Decode an INVOKE and find what to call: a :class:`Call`, or the reply to send
+        right away (an exception reply, or None for none). ``ctx`` None means this
+        thread's/task's context; the asyncio driver passes a fresh one per call."""
+        try:
+            ser = serializers.by_id(msg.serializer_id, conn.session.extended)
+        except SerializeError as exc:
+            log.warning("closing connection from %s: %s", conn.addr, exc)
+            conn.session.close_after_reply()
+            return None
+        if ctx is None:
+            ctx = context.get()
+        set_call_context(ctx, conn, msg)
+        flags = msg.flags
+        method = "?"
+        obj = None
+        registry = self.registry
+        try:
+            if flags & F_KEEPSERIALIZED:
+                info, object_id, method = parse_blob_annotation(msg.annotations.get(BLOB_ANNOTATION))
+                args, kwargs = (SerializedBlob(info, msg.data, True, msg.serializer_id),), None
+            else:
+                object_id, method, args, kwargs = ser.loads_call(msg.data)
+                if not flags & F_BATCH:
+                    # registered instances: the exposure checks were done once for this (object, method)
+                    cached = registry.cached(object_id, method)
+                    if cached is not None:
+                        return Call(self, conn, msg, ser, ctx, object_id, cached[0], method, cached[1], args, kwargs)
+            obj = registry.instance(object_id, conn)
+            if flags & F_BATCH:
+                return Call(self, conn, msg, ser, ctx, object_id, obj, method, None, args, None)
+            func = resolve_method(obj, method)
+            registry.remember(object_id, method, obj, func)
+            return Call(self, conn, msg, ser, ctx, object_id, obj, method, func, args, kwargs)
+        except Exception as exc:
+            if flags & F_ONEWAY:
+                self.report_error(conn, method, exc)
+                return None
+            if obj is not None:
+                self._maybe_callback_error(obj, method, conn, exc)
+            return self.exception_reply(msg, ser, exc)
+
+    # ---- replies --------------------------------------------------------------------------
+
+    def reply_annotations(self) -> dict[str, bytes]:
+        return self.daemon.annotations()
+
+    def exception_reply(self, msg: Message, ser: Any, exc: BaseException) -> Message:
+        """The RESULT carrying a raised exception (with its traceback, as Pyro5 sends it)."""
+        if not isinstance(exc, StopIteration):
+            log.debug("call failed with %s: %s", type(exc).__name__, exc)
+        exc._pyroTraceback = format_traceback(type(exc), exc, exc.__traceback__,  # type: ignore[attr-defined]
+                                              self.config.DETAILED_TRACEBACK)
+        try:
+            data = ser.dumps(exc)
+        except Exception as ser_exc:
+            fallback = PyroError(
+                f"Error serializing exception: {ser_exc}. Original exception: {type(exc).__name__}: {exc}"
+            )
+            fallback._pyroTraceback = exc._pyroTraceback  # type: ignore[attr-defined]
+            data = ser.dumps(fallback)
+        return Message(MsgType.RESULT, msg.serializer_id, F_EXCEPTION, msg.seq, data, self.reply_annotations(),
+                       msg.correlation_id)
+
+    def stream_reply(self, conn: Connection, msg: Message, ser: Any, iterator: Any) -> Message:
+        """The RESULT announcing a streamed iterator (the client then pulls its items)."""
+        ann = dict(self.reply_annotations())
+        if self.config.ITER_STREAMING:
+            ann[STREAM_ANNOTATION] = self.streams.add(iterator, conn).encode("ascii")
+        else:
+            close_iterator(iterator)
+        # the marker exception Pyro5 sends so that clients without streaming fail loudly
+        data = ser.dumps({"__class__": "Pyro5.errors.ProtocolError", "__exception__": True,
+                          "args": ("result of call is an iterator",), "attributes": {"_pyroTraceback": None}})
+        return Message(MsgType.RESULT, msg.serializer_id, F_EXCEPTION | F_ITEMSTREAM, msg.seq, data, ann,
+                       msg.correlation_id)
+
+    def report_error(self, conn: Any, method: str, exc: BaseException, what: str = "oneway call") -> None:
+        """Hand an exception no caller will see to ``methodcall_error_handler`` (or the log)."""
+        handler = self.daemon.methodcall_error_handler
+        if handler is not None:
+            try:
+                handler(conn, method, exc)
+            except Exception:
+                log.exception("methodcall_error_handler failed")
+        else:
+            log.warning("exception in %s %s: %s: %s", what, method, type(exc).__name__, exc)
+
+    def _maybe_callback_error(self, obj: Any, method: str, conn: Connection, exc: BaseException) -> None:
+        meta = metamod.class_meta(obj if isinstance(obj, type) else type(obj))
+        if method in meta.callbacks:
+            self.report_error(conn, method, exc, "callback")
+
+    def await_coroutine(self, coro: Any) -> Any:
+        """Run a coroutine a method returned, from a worker thread (the driver knows how)."""
+        return self.driver.await_coroutine(coro)
+
+
+class Call:
+    """One decoded call, ready to run: synchronously (:meth:`run_sync`) or on an event
+    loop (:meth:`run_async`). ``func`` None means a batch, whose calls are in ``args``."""
+
+    __slots__ = ("dispatcher", "conn", "msg", "ser", "ctx", "object_id", "obj", "method", "func", "args", "kwargs",
+                 "info")
+
+    def __init__(self, dispatcher: Dispatcher, conn: Connection, msg: Message, ser: Any, ctx: context.CallContext,
+                 object_id: str, obj: Any, method: str, func: Callable | None, args: Any, kwargs: Any) -> None:
+        self.dispatcher = dispatcher
+        self.conn = conn
+        self.msg = msg
+        self.ser = ser
+        self.ctx = ctx
+        self.object_id = object_id
+        self.obj = obj
+        self.method = method
+        self.func = func
+        self.args = args
+        self.kwargs = kwargs
+        self.info: CallInfo | None = None
+
+    @property
+    def oneway(self) -> bool:
+        return bool(self.msg.flags & F_ONEWAY)
+
+    def _start_hooks(self) -> BaseException | None:
+        """Fire call_started; an exception there refuses the call (returned, to be answered)."""
+        msg = self.msg
+        info = self.info = CallInfo(self.conn, self.object_id, self.method if self.func is not None else "<batch>",
+                                    bool(msg.flags & F_ONEWAY), self.func is None, msg.correlation_id,
+                                    msg.annotations, time.perf_counter())
+        try:
+            for hook in self.dispatcher.hooks.call_started:
+                hook(info)
+        except Exception as exc:
+            return exc
+        return None
+
+    # ---- running --------------------------------------------------------------------------
+
+    def run_sync(self) -> Message | None:
+        """Run on this thread; the reply (None for oneway calls)."""
+        d = self.dispatcher
+        if d.hooked and (refused := self._start_hooks()) is not None:
+            return self.failed(refused)
+        func = self.func
+        if func is None:
+            return self.run_batch()
+        if self.msg.flags & F_ONEWAY:
+            self._schedule_oneway()
+            return None
+        args, kwargs = self.args, self.kwargs
+        try:
+            result = func(*args, **kwargs) if kwargs is not None else func(*args)
+            if type(result) is types.CoroutineType:
+                result = d.driver.await_coroutine(result)
+        except Exception as exc:
+            return self.failed(exc)
+        return self.complete(result)
+
+    async def run_async(self, run_in_thread: Callable[[Callable[[], Any]], Any]) -> Message | None:
+        """Run from an event loop: ``async def`` methods are awaited here, everything else goes
+        to a worker thread through ``run_in_thread(fn)`` (an awaitable)."""
+        d = self.dispatcher
+        func = self.func
+        if func is not None and inspect.iscoroutinefunction(func):
+            context.set_context(self.ctx)  # this task's own context
+            if d.hooked and (refused := self._start_hooks()) is not None:
+                return self.failed(refused)
+            self.args, self.kwargs = _async_flavour(self.args, self.kwargs)
+            if self.msg.flags & F_ONEWAY:
+                d.driver.spawn(self._oneway_async())
+                return None
+            args, kwargs = self.args, self.kwargs
+            try:
+                result = await (func(*args, **kwargs) if kwargs else func(*args))
+            except Exception as exc:
+                return self.failed(exc)
+            return self.complete(result)
+        if func is not None and self.msg.flags & F_ONEWAY:
+            return self.run_sync()  # schedules the work and returns at once
+        return await run_in_thread(self._run_in_thread)
+
+    def _run_in_thread(self) -> Message | None:
+        context.set_context(self.ctx)
+        return self.run_sync()
+
+    # ---- outcomes -------------------------------------------------------------------------
+
+    def complete(self, result: Any) -> Message:
+        """The RESULT for a method's return value (a stream for iterators and async generators)."""
+        d = self.dispatcher
+        msg, ser = self.msg, self.ser
+        if self.info is not None:
+            d.hooks.fire("call_finished", self.info, result)
+        if type(result) not in _PLAIN:
+            if _is_iterator(result):
+                return d.stream_reply(self.conn, msg, ser, result)
+            if type(result) is types.AsyncGeneratorType:
+                return d.stream_reply(self.conn, msg, ser, _SyncIterator(result, d))
+        try:
+            data = ser.dumps(result)
+        except Exception as exc:
+            return d.exception_reply(msg, ser, exc)
+        ann = self.ctx.response_annotations
+        if d._has_annotations_hook:
+            hook = d.reply_annotations()
+            if hook:
+                ann = dict(hook, **ann)
+        return Message(T_RESULT, msg.serializer_id, 0, msg.seq, data, ann, msg.correlation_id)
+
+    def failed(self, exc: BaseException) -> Message:
+        """The exception reply for a call that raised."""
+        d = self.dispatcher
+        if self.info is not None:
+            d.hooks.fire("call_failed", self.info, exc)
+        if self.obj is not None:
+            d._maybe_callback_error(self.obj, self.method, self.conn, exc)
+        return d.exception_reply(self.msg, self.ser, exc)
+
+    # ---- oneway ---------------------------------------------------------------------------
+
+    def _oneway_body(self) -> None:
+        d = self.dispatcher
+        func = self.func
+        assert func is not None
+        try:
+            result = func(*self.args, **(self.kwargs or {}))
+            if type(result) is types.CoroutineType:
+                d.driver.await_coroutine(result)
+        except Exception as exc:
+            self._oneway_failed(exc)
+        else:
+            if self.info is not None:
+                d.hooks.fire("call_finished", self.info, None)
+
+    def _oneway_failed(self, exc: BaseException) -> None:
+        if self.info is not None:
+            self.dispatcher.hooks.fire("call_failed", self.info, exc)
+        self.dispatcher.report_error(self.conn, self.method, exc)
+
+    def _schedule_oneway(self) -> None:
+        d = self.dispatcher
+        if not d.config.ONEWAY_THREADED:
+            self._oneway_body()
+            return
+        call_ctx = self.ctx.copy()
+
+        def run() -> None:
+            context.set_context(call_ctx)
+            self._oneway_body()
+
+        d.driver.run_oneway(run)
+
+    async def _oneway_async(self) -> None:
+        func = self.func
+        assert func is not None
+        try:
+            await (func(*self.args, **self.kwargs) if self.kwargs else func(*self.args))
+        except Exception as exc:
+            self._oneway_failed(exc)
+        else:
+            if self.info is not None:
+                self.dispatcher.hooks.fire("call_finished", self.info, None)
+
+    # ---- batches --------------------------------------------------------------------------
+
+    def run_batch(self) -> Message | None:
+        """Run every call of a batch in order; stop at the first failure."""
+        d = self.dispatcher
+        msg, ser, obj = self.msg, self.ser, self.obj
+        oneway = msg.flags & F_ONEWAY
+        results: list[Any] = []
+        append = results.append
+        funcs: dict[str, Callable] = {}
+        for call in self.args:
+            try:
+                if len(call) == 2:  # Ember clients leave out empty kwargs
+                    name, args = call
+                    kwargs = None
+                else:
+                    name, args, kwargs = call
+                func = funcs.get(name)
+                if func is None:
+                    func = funcs[name] = resolve_method(obj, name)
+                result = func(*args, **kwargs) if kwargs else func(*args)
+                if type(result) not in _PLAIN:
+                    if type(result) is types.CoroutineType:
+                        result = d.driver.await_coroutine(result)
+                    if _is_iterator(result):
+                        result = list(result)  # generators inside a batch are not streamed
+                append(result)
+            except Exception as exc:
+                if self.info is not None:
+                    d.hooks.fire("call_failed", self.info, exc)
+                if oneway:
+                    d.report_error(self.conn, str(call[0]) if call else "?", exc)
+                    return None
+                exc._pyroTraceback = format_traceback(type(exc), exc, exc.__traceback__,  # type: ignore[attr-defined]
+                                                      d.config.DETAILED_TRACEBACK)
+                append(ExceptionWrapper(exc))
+                break
+        else:
+            if self.info is not None:
+                d.hooks.fire("call_finished", self.info, results)
+        if oneway:
+            return None
+        try:
+            data = ser.dumps(results)
+        except Exception as exc:
+            return d.exception_reply(msg, ser, exc)
+        return Message(MsgType.RESULT, msg.serializer_id, F_BATCH, msg.seq, data, d.reply_annotations(),
+                       msg.correlation_id)
+
+
+def _async_flavour(args: Any, kwargs: Any) -> tuple[Any, Any]:
+    """Proxies passed to an ``async def`` method arrive as :class:`~ember.AsyncProxy`."""
+    if any(isinstance(a, Proxy) for a in args):
+        args = [a._as(AsyncProxy) if isinstance(a, Proxy) else a for a in args]
+    if kwargs and any(isinstance(v, Proxy) for v in kwargs.values()):
+        kwargs = {k: v._as(AsyncProxy) if isinstance(v, Proxy) else v for k, v in kwargs.items()}
+    return args, kwargs
+
+
+class _SyncIterator:
+    """A plain iterator over an async generator, so it can be streamed like any other."""
+
+    def __init__(self, agen: Any, dispatcher: Dispatcher) -> None:
+        self.agen = agen
+        self.dispatcher = dispatcher
+
+    def __iter__(self) -> _SyncIterator:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return self.dispatcher.await_coroutine(self.agen.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        self.dispatcher.await_coroutine(self.agen.aclose())

@@ -1,0 +1,225 @@
+"""asyncio driver: one event loop serves every connection (``Daemon(servertype="asyncio")``).
+
+Each call runs in its own task, so one connection can have many calls in flight (Ember's
+``AsyncProxy`` multiplexes them by sequence number; the reply of a quick call does not wait
+for a slow one). ``async def`` methods are awaited on the loop; plain methods run in a
+worker thread pool (``THREADPOOL_SIZE`` threads) so they never block it. Every rule of calls
+stays in the dispatcher (``Call.run_async``): this module only moves bytes and schedules work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ... import context
+from ...errors import DaemonError
+from ...protocol import T_INVOKE, Message
+from ...transport import sync as net
+from ...transport.aio import AsyncStream, new_event_loop
+from ...transport.errors import tls_error
+from ..dispatch import Call
+from ..session_state import Connection
+from .base import BaseDriver, remove_listener
+
+__all__ = ["AsyncioServer", "new_event_loop"]
+
+log = logging.getLogger("ember.server.aio")
+_MANUAL_TLS = hasattr(asyncio.StreamWriter, "start_tls")  # Python 3.11+
+
+
+class AsyncioServer(BaseDriver):
+    """Serves a listening socket from an asyncio event loop."""
+
+    description = "asyncio (one event loop, worker threads for plain methods)"
+    pipelined = True
+
+    def __init__(self, daemon: Any, listener: Any) -> None:
+        super().__init__(daemon)
+        self.sock = listener
+        self.location = net.bound_location(listener)
+        self.connections: set[Connection] = set()
+        self.running = True
+        self.event_loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
+        self._done = threading.Event()
+        self._serving = False
+        self._background: set[asyncio.Task] = set()
+        self.executor = ThreadPoolExecutor(max_workers=max(4, self.config.THREADPOOL_SIZE),
+                                           thread_name_prefix="ember-aio-worker")
+
+    @property
+    def sockets(self) -> list:
+        return [self.sock]
+
+    def poll_once(self, timeout: float) -> None:
+        raise DaemonError("the asyncio server runs its own event loop: use request_loop(), start() "
+                          "or 'await daemon.serve_async()'")
+
+    events = poll_once
+
+    # ---- work the dispatcher hands over -------------------------------------------------------
+
+    def await_coroutine(self, coro: Any) -> Any:
+        """Run a coroutine on the daemon's loop from a worker thread."""
+        loop = self.event_loop
+        if loop is not None and loop.is_running():
+            if threading.current_thread() is self._loop_thread:
+                coro.close()
+                raise DaemonError("cannot wait for a coroutine on the daemon's own event loop thread")
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return asyncio.run(coro)
+
+    def spawn(self, coro: Any) -> None:
+        """Run a coroutine in the background on the loop (oneway ``async def`` calls)."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def send_now(self, conn: Connection, frame: Any) -> None:
+        conn.stream.write_threadsafe(frame)
+
+    async def _in_thread(self, work: Callable[[], Any]) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, work)
+
+    # ---- running ------------------------------------------------------------------------
+
+    def loop(self, condition: Any) -> None:
+        """Run a new event loop in this thread until shut down (``Daemon.request_loop``)."""
+        loop = new_event_loop()
+        try:
+            loop.run_until_complete(self.serve(condition))
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def serve(self, condition: Any = lambda: True) -> None:
+        """Serve on the running event loop until shut down or ``condition()`` is false."""
+        if self._serving:
+            raise DaemonError("this daemon is already serving")
+        self._serving = True
+        self.event_loop = asyncio.get_running_loop()
+        self._loop_thread = threading.current_thread()
+        self._stop = asyncio.Event()
+        server = None
+        try:
+            if not self.running:
+                return
+            self.sock.setblocking(False)
+            # TLS handshakes are done per connection (start_tls, Python 3.11+) so failures get logged
+            ssl_at_accept = self.daemon.ssl_context if not _MANUAL_TLS else None
+            server = await asyncio.start_server(self._client, sock=self.sock, ssl=ssl_at_accept, limit=1 << 20)
+            poll = self.config.POLLTIMEOUT
+            while self.running and condition():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), poll)
+                self.daemon.periodic()
+        finally:
+            self.running = False
+            if server is not None:
+                server.close()
+            for task in list(self._background):
+                task.cancel()
+            for conn in list(self.connections):
+                for task in list(conn.tasks):
+                    task.cancel()
+                conn.close()
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(server.wait_closed(), 5)
+            self._cleanup()
+            self._done.set()
+
+    def shutdown(self) -> None:
+        """Stop serving (from any thread); waits for the loop to finish unless called on it."""
+        self.running = False
+        loop, stop = self.event_loop, self._stop
+        if loop is None or stop is None or loop.is_closed():
+            if not self._serving:
+                self._cleanup()
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(stop.set)
+        if threading.current_thread() is not self._loop_thread:
+            self._done.wait(10)
+
+    def _cleanup(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._stop_oneway()
+        remove_listener(self.sock, self.location)
+
+    # ---- one connection -------------------------------------------------------------------
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        addr = writer.get_extra_info("peername")
+        sock = writer.get_extra_info("socket")
+        if sock is not None and self.config.SOCK_NODELAY:
+            net.set_nodelay(sock)
+        tls = self.daemon.ssl_context
+        if tls is not None and _MANUAL_TLS:
+            try:
+                await writer.start_tls(tls, ssl_handshake_timeout=self.config.COMMTIMEOUT or 10.0)
+            except (OSError, asyncio.TimeoutError) as exc:
+                if isinstance(exc, (ConnectionError, ssl.SSLEOFError)) or not str(exc):
+                    # closed before saying anything (a port probe): not worth a warning
+                    log.debug("connection from %s closed before the TLS handshake", addr)
+                else:
+                    log.warning("%s", tls_error(exc, addr))
+                writer.close()
+                return
+        stream = AsyncStream(reader, writer, addr)
+        conn = self.open_connection(stream, addr)
+        self.connections.add(conn)
+        session = conn.session
+        try:
+            while not stream.closed:
+                data = await stream.read(65536)
+                if not data:
+                    break
+                session.feed(data)
+                while (msg := session.next_message()) is not None:
+                    if msg.type == T_INVOKE:
+                        task = asyncio.ensure_future(self._invoke(conn, msg))
+                        conn.tasks.add(task)
+                        task.add_done_callback(conn.tasks.discard)
+                        continue
+                    reply = self.dispatcher.handle(conn, msg)
+                    if reply is not None:
+                        stream.write(self.daemon.encode(reply))
+                    if session.must_close:
+                        await _drain(stream)
+                        return
+                await _drain(stream)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failed(conn, exc)
+            await _drain(stream)
+        finally:
+            for task in list(conn.tasks):
+                task.cancel()
+            self.connections.discard(conn)
+            self.close_connection(conn)
+
+    async def _invoke(self, conn: Connection, msg: Message) -> None:
+        call = self.dispatcher.prepare(conn, msg, context.CallContext())
+        reply = await call.run_async(self._in_thread) if type(call) is Call else call
+        stream = conn.stream
+        if reply is not None and not stream.closed:
+            stream.write(self.daemon.encode(reply))
+            await _drain(stream)
+        if conn.session.must_close:
+            conn.close()
+
+
+async def _drain(stream: AsyncStream) -> None:
+    with contextlib.suppress(Exception):
+        await stream.drain()

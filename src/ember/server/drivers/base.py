@@ -1,0 +1,264 @@
+"""What every server driver shares: the driver interface, connection bookkeeping, the one
+per-connection failure policy, oneway scheduling, and for the selector-based drivers the
+wake-up socket pair, accepting with back-off, and a shutdown that lets the loop's own
+thread clean up.
+
+A driver only moves bytes between transport streams and the daemon's
+:class:`~ember.server.dispatch.Dispatcher`, and schedules work; every rule of the protocol
+and of calls lives in the sessions and the dispatcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from ...errors import CommunicationError, ConnectionClosedError, DaemonError, ProtocolError
+from ...protocol import Message, ServerSession
+from ...transport import sync as net
+from ..session_state import Connection
+
+__all__ = ["Driver", "BaseDriver", "SelectorDriver"]
+
+log = logging.getLogger("ember.server")
+
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+class Driver(Protocol):
+    """What the daemon needs of a server driver (register new ones with
+    :func:`ember.server.drivers.register_driver`)."""
+
+    description: str
+    location: tuple  # (host, port, unix socket path)
+    pipelined: bool  # may answer the calls of one connection out of order (announced as EMUX)
+
+    @property
+    def sockets(self) -> list: ...
+
+    def loop(self, condition: Callable[[], bool]) -> None: ...
+
+    def poll_once(self, timeout: float) -> None: ...
+
+    def events(self, ready: list) -> None: ...
+
+    async def serve(self, condition: Callable[[], bool] = ...) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def await_coroutine(self, coro: Any) -> Any: ...
+
+    def run_oneway(self, work: Callable[[], None]) -> None: ...
+
+    def spawn(self, coro: Any) -> None: ...
+
+
+class BaseDriver:
+    """Connection bookkeeping, the failure policy and oneway scheduling, for every driver."""
+
+    description = "?"
+    pipelined = False
+    location: tuple = (None, None, None)
+
+    def __init__(self, daemon: Any) -> None:
+        self.daemon = daemon
+        self.dispatcher = daemon.dispatcher
+        self.config = daemon.config
+        self._oneway_pool: ThreadPoolExecutor | None = None
+        self._oneway_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+
+    # ---- connections ------------------------------------------------------------------------
+
+    def open_connection(self, stream: Any, addr: Any, established: bool = False) -> Connection:
+        """A new connection over ``stream``: counted, and announced to the hooks."""
+        cfg = self.config
+        conn = Connection(stream, addr, ServerSession(cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, established))
+        self.dispatcher.admission.opened()
+        self.dispatcher.connection_opened(conn)
+        return conn
+
+    def socket_connection(self, sock: socket.socket, addr: Any, established: bool = False, owns_socket: bool = True,
+                          blocking: bool = True) -> Connection:
+        """:meth:`open_connection` for an accepted socket (wrapped in TLS when the daemon serves TLS)."""
+        ctx = self.daemon.ssl_context
+        if ctx is not None and not established:
+            sock = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        stream = net.SocketStream(sock, addr, self.config.COMMTIMEOUT or None, blocking, owns_socket)
+        return self.open_connection(stream, addr, established)
+
+    def close_connection(self, conn: Connection) -> None:
+        """Release everything tied to a connection that went away (once per connection)."""
+        with self._count_lock:
+            if conn.released:
+                return
+            conn.released = True
+        self.dispatcher.admission.closed()
+        conn.close()
+        conn.session.closed()
+        self.dispatcher.connection_closed(conn)
+
+    def answer(self, conn: Connection, msg: Message) -> None:
+        """Dispatch one message and send its reply, if it has one."""
+        reply = self.dispatcher.handle(conn, msg)
+        if reply is not None:
+            conn.stream.send(self.daemon.encode(reply))
+
+    def send_now(self, conn: Connection, frame: Any) -> None:
+        """Send a frame on this driver's kind of stream without waiting for an event loop."""
+        conn.stream.send(frame)
+
+    def failed(self, conn: Connection, exc: BaseException) -> None:
+        """The one failure policy for a connection's I/O: what is logged, what the peer is told."""
+        if isinstance(exc, ProtocolError):
+            reply = self.dispatcher.protocol_failure(conn, exc)
+            if reply is not None:
+                with contextlib.suppress(CommunicationError):
+                    self.send_now(conn, self.daemon.encode(reply))
+        elif isinstance(exc, CommunicationError):
+            if getattr(conn.stream, "tls_pending", False) and not isinstance(exc, ConnectionClosedError):
+                log.warning("%s", exc)
+            else:
+                log.debug("connection from %s ended: %s", conn.addr, exc)
+        else:
+            log.error("unexpected error serving %s", conn.addr, exc_info=exc)
+
+    # ---- work the dispatcher hands over ------------------------------------------------------
+
+    def await_coroutine(self, coro: Any) -> Any:
+        """Run a coroutine a plain method returned, from a worker thread: on a private loop."""
+        return asyncio.run(coro)
+
+    def run_oneway(self, work: Callable[[], None]) -> None:
+        """Run oneway work without holding up the connection (a shared worker pool)."""
+        pool = self._oneway_pool
+        if pool is None:
+            with self._oneway_lock:
+                if self._oneway_pool is None:
+                    self._oneway_pool = ThreadPoolExecutor(max_workers=max(4, self.config.THREADPOOL_SIZE),
+                                                           thread_name_prefix="ember-oneway")
+                pool = self._oneway_pool
+        pool.submit(work)
+
+    def spawn(self, coro: Any) -> None:
+        coro.close()
+        raise DaemonError(f"{self.description} server cannot run coroutines in the background")
+
+    async def serve(self, condition: Callable[[], bool] = lambda: True) -> None:
+        raise DaemonError("serve_async() needs Daemon(servertype='asyncio')")
+
+    def _stop_oneway(self) -> None:
+        if self._oneway_pool is not None:
+            self._oneway_pool.shutdown(wait=False)
+
+
+class SelectorDriver(BaseDriver):
+    """Base of the selector-driven drivers. Subclasses implement ``poll_once`` and ``_release``."""
+
+    sock: socket.socket | None
+
+    def __init__(self, daemon: Any) -> None:
+        super().__init__(daemon)
+        self.nodelay = self.config.SOCK_NODELAY
+        self.selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self.running = True
+        self._looping: threading.Event | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._cleaned = False
+
+    def poll_once(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def events(self, ready: list) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Close what the subclass owns (connections, workers)."""
+
+    def _keep_looping(self) -> bool:
+        return True
+
+    def loop(self, condition: Callable[[], bool]) -> None:
+        """Serve until shut down or ``condition()`` is false; clean up when shut down."""
+        poll = self.config.POLLTIMEOUT
+        self._looping = threading.Event()
+        self._loop_thread = threading.current_thread()
+        try:
+            while self.running and condition() and self._keep_looping():
+                try:
+                    self.poll_once(poll)
+                except Exception:  # the loop serves everyone: never let one failure end it
+                    log.exception("error in the server loop")
+        finally:
+            looping, self._looping = self._looping, None
+            if not self.running:
+                self._cleanup()
+            looping.set()
+
+    def _accept_socket(self) -> tuple[socket.socket, Any] | None:
+        """Accept one client socket; on fd/memory exhaustion log and back off instead of failing."""
+        assert self.sock is not None
+        try:
+            csock, addr = self.sock.accept()
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno in _OUT_OF_RESOURCES:
+                log.warning("accept failed (%s); backing off", exc.strerror)
+                time.sleep(0.1)
+            return None
+        csock.setblocking(True)
+        if self.nodelay:
+            net.set_nodelay(csock)
+        return csock, addr
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_r.recv(512)
+
+    def shutdown(self) -> None:
+        """Stop the loop; the loop's thread cleans up (or this one, if no loop runs)."""
+        self.running = False
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"!")
+        looping = self._looping
+        if looping is not None:
+            if threading.current_thread() is self._loop_thread:
+                return  # the loop cleans up when it returns
+            if looping.wait(timeout=10):
+                return
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._cleaned:
+            return
+        self._cleaned = True
+        self._release()
+        self._stop_oneway()
+        with contextlib.suppress(Exception):
+            self.selector.close()
+        if self.sock is not None:
+            remove_listener(self.sock, self.location)
+        self._wake_r.close()
+        self._wake_w.close()
+
+
+def remove_listener(sock: socket.socket, location: tuple) -> None:
+    """Close a listening socket and remove its unix socket file, if it has one."""
+    net.close_quietly(sock)
+    path = location[2]
+    if path and not path.startswith("\0"):
+        with contextlib.suppress(OSError):
+            os.remove(path)

@@ -1,0 +1,158 @@
+"""The daemon's object registry: object ids, instancing modes and transient reaping.
+
+Objects (or classes, instantiated per their ``@behavior``) live under an object id. A
+class is instantiated once per connection (``session``, the default), once per daemon
+(``single``) or once per call (``percall``). Objects registered without an id may be
+reaped when unused for ``transient_max_age`` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import DaemonError
+from . import meta as metamod
+
+__all__ = ["Registry"]
+
+
+class Registry:
+    """Objects by id, for one daemon (``owner``, set on registered objects as ``_pyroDaemon``)."""
+
+    def __init__(self, owner: Any, transient_max_age: float | None = None) -> None:
+        self.owner = owner
+        self.objects_by_id: dict[str, Any] = {}
+        self._single_instances: dict[type, Any] = {}
+        self._single_lock = threading.Lock()
+        # (object id, method) -> (obj, func): exposure checks done once per registered instance
+        self._resolved: dict[tuple[str, str], tuple[Any, Callable]] = {}
+        self._resolved_gen = metamod.generation
+        self.transient_max_age = transient_max_age
+        # generated object id -> last use (monotonic); only kept when transient reaping is on
+        self._transient_use: dict[str, float] | None = {} if transient_max_age else None
+
+    def __len__(self) -> int:
+        return len(self.objects_by_id)
+
+    def add(self, obj_or_class: Any, object_id: str | None, force: bool) -> str:
+        """Register and return the object id (generated as ``obj_<hex>`` when None)."""
+        # the registration marks live in the object's (or class's) own __dict__: an
+        # instance of a registered class is not itself registered
+        own = getattr(obj_or_class, "__dict__", {})
+        generated = object_id is None
+        if object_id is None:
+            object_id = own.get("_pyroId") if not force else None
+            if not object_id or object_id in self.objects_by_id:
+                object_id = "obj_" + uuid.uuid4().hex
+        if not isinstance(object_id, str) or not object_id or any(c.isspace() for c in object_id):
+            raise DaemonError(f"invalid object id {object_id!r}: must be a non-empty string without whitespace")
+        if not force:
+            if object_id in self.objects_by_id:
+                raise DaemonError(f"object id {object_id!r} is already registered")
+            if own.get("_pyroDaemon") is self.owner and self.objects_by_id.get(own.get("_pyroId")) is obj_or_class:
+                raise DaemonError(f"object already registered as {own['_pyroId']!r}")
+        self._mark(obj_or_class, object_id)
+        self.objects_by_id[object_id] = obj_or_class
+        self._resolved.clear()
+        if self._transient_use is not None and generated:
+            self._transient_use[object_id] = time.monotonic()
+        return object_id
+
+    def _mark(self, obj: Any, object_id: str) -> None:
+        try:
+            obj._pyroId = object_id
+            obj._pyroDaemon = self.owner
+        except (AttributeError, TypeError):
+            pass  # objects with __slots__: no auto-proxying, otherwise fine
+
+    def remove(self, object_id: str) -> Any:
+        """Unregister; returns the object (None if it was not registered)."""
+        if self._transient_use is not None:
+            self._transient_use.pop(object_id, None)
+        obj = self.objects_by_id.pop(object_id, None)
+        self._resolved.clear()
+        if obj is not None and getattr(obj, "_pyroDaemon", None) is self.owner:
+            try:
+                del obj._pyroDaemon
+                del obj._pyroId
+            except AttributeError:
+                pass
+        return obj
+
+    def metadata_for(self, object_id: str) -> metamod.ClassMeta:
+        """The exposure metadata of a registered object's class."""
+        try:
+            obj = self.objects_by_id[object_id]
+        except (KeyError, TypeError):
+            raise DaemonError("unknown object") from None
+        return metamod.class_meta(obj if isinstance(obj, type) else type(obj))
+
+    # ---- calls ----------------------------------------------------------------------------
+
+    def cached(self, object_id: str, method: str) -> tuple[Any, Callable] | None:
+        """``(obj, func)`` resolved before for this registered instance, or None."""
+        found = self._resolved.get((object_id, method))
+        if found is None or self._resolved_gen != metamod.generation:
+            return None
+        transient = self._transient_use
+        if transient is not None and object_id in transient:
+            transient[object_id] = time.monotonic()
+        return found
+
+    def remember(self, object_id: str, method: str, obj: Any, func: Callable) -> None:
+        """Cache a resolved method of a registered instance (not of per-call/session classes)."""
+        if isinstance(self.objects_by_id.get(object_id), type):
+            return
+        if self._resolved_gen != metamod.generation:
+            self._resolved.clear()
+            self._resolved_gen = metamod.generation
+        self._resolved[(object_id, method)] = (obj, func)
+
+    def instance(self, object_id: str, conn: Any) -> Any:
+        """The object serving a call on ``object_id`` for connection ``conn``."""
+        try:
+            obj = self.objects_by_id[object_id]
+        except (KeyError, TypeError):
+            raise DaemonError("unknown object") from None
+        transient = self._transient_use
+        if transient is not None and object_id in transient:
+            transient[object_id] = time.monotonic()
+        if not isinstance(obj, type):
+            return obj
+        mode, creator = getattr(obj, "_pyroInstancing", ("session", None))
+        if mode == "session":
+            inst = conn.instances.get(obj)
+            if inst is None:
+                inst = conn.instances[obj] = self._create(obj, creator, object_id)
+            return inst
+        if mode == "single":
+            inst = self._single_instances.get(obj)
+            if inst is None:
+                with self._single_lock:
+                    inst = self._single_instances.get(obj)
+                    if inst is None:
+                        inst = self._single_instances[obj] = self._create(obj, creator, object_id)
+            return inst
+        return self._create(obj, creator, object_id)
+
+    def _create(self, cls: type, creator: Callable | None, object_id: str) -> Any:
+        inst = creator(cls) if creator is not None else cls()
+        self._mark(inst, object_id)
+        return inst
+
+    # ---- transients -----------------------------------------------------------------------
+
+    @property
+    def reaps(self) -> bool:
+        return bool(self._transient_use)
+
+    def idle_transients(self, now: float) -> list[str]:
+        """Ids of objects registered without an id and unused for ``transient_max_age`` seconds."""
+        if not self._transient_use:
+            return []
+        age = self.transient_max_age or 0.0
+        return [oid for oid, used in list(self._transient_use.items()) if now - used > age]

@@ -1,0 +1,78 @@
+"""The daemon's view of one client connection: session state without any socket.
+
+A :class:`Connection` is what methods see as ``current_context.client``: the peer's
+address, the handshake data it sent, its TLS certificate, a ``storage`` dict for the
+application, its session-mode object instances and the resources to close when it goes.
+Its wire state is a :class:`~ember.protocol.ServerSession`; the bytes themselves are moved
+by the server driver through a transport stream (``conn.stream``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..context import CallContext
+from ..protocol import Message, ServerSession
+
+__all__ = ["Connection", "set_call_context"]
+
+
+class Connection:
+    """One client connection's state.
+
+    ``storage`` is a dict for the application (per-connection state, what Pyro 3 called
+    thread-local storage); ``instances`` holds the session-mode objects of this client.
+    """
+
+    def __init__(self, stream: Any, addr: Any, session: ServerSession) -> None:
+        self.stream = stream  # the driver's transport (SocketStream, AsyncStream); never used by dispatch
+        self.addr = addr
+        self.session = session
+        self.instances: dict[type, Any] = {}
+        self.tracked_resources: set[Any] = set()
+        self.storage: dict[str, Any] = {}
+        self.handshake: Any = None
+        self.released = False  # the daemon has run its connection_closed cleanup
+        self.established_at: float | None = None
+        self.tasks: set[Any] = set()  # asyncio driver: calls in flight on this connection
+
+    @property
+    def extended(self) -> bool:
+        return self.session.extended
+
+    @property
+    def established(self) -> bool:
+        return self.session.established
+
+    @property
+    def must_close(self) -> bool:
+        return self.session.must_close
+
+    @property
+    def peer_certificate(self) -> dict | None:
+        """The client's TLS certificate (mutual TLS), or None."""
+        return getattr(self.stream, "peer_certificate", None)
+
+    @property
+    def closed(self) -> bool:
+        return self.stream is None or self.stream.closed
+
+    def close(self) -> None:
+        """Close the transport (idempotent)."""
+        if self.stream is not None:
+            self.stream.close()
+
+    def __repr__(self) -> str:
+        return f"<Connection from {self.addr}{' closed' if self.closed else ''}>"
+
+
+def set_call_context(ctx: CallContext, conn: Connection, msg: Message) -> None:
+    """Fill the call context of the thread/task serving ``msg``."""
+    ctx.client = conn
+    ctx.client_sock_addr = conn.addr
+    ctx.seq = msg.seq
+    ctx.msg_flags = msg.flags
+    ctx.serializer_id = msg.serializer_id
+    ctx.annotations = msg.annotations
+    ctx.response_annotations = {}
+    ctx.correlation_id = msg.correlation_id
