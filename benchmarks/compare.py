@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import ember  # noqa: E402
-from ember.bench import measure  # noqa: E402
+from ember.tools.bench import Result, measure, percentile  # noqa: E402
 
 SERIALIZERS = ["msgpack", "serpent", "json", "marshal"]
 MB = 1 << 20
@@ -245,14 +245,10 @@ def raw_asyncio_rate(server: Server, count: int, seconds: float) -> dict:
 
 
 def _summary(calls: int, seconds: float, lat: list[float] | None = None) -> dict:
-    from ember.bench import Result
-
     return Result(calls, seconds, lat or []).summary()
 
 
 def _pct(values: list[float], q: float) -> float:
-    from ember.bench import percentile
-
     return percentile(sorted(values), q)
 
 

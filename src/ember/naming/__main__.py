@@ -1,67 +1,8 @@
-"""``ember ns`` / ``python -m ember.naming``: run a name server (the options of Pyro5's ``pyro5-ns``)."""
+"""``python -m ember.naming``: the ``ember ns`` command (:mod:`ember.tools.ns`) under its old name."""
 
-from __future__ import annotations
-
-import argparse
 import sys
-from typing import Any
 
-__all__ = ["build_parser", "run", "main", "register_cli"]
-
-
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    from ..config import config
-
-    parser = parser or argparse.ArgumentParser(prog="python -m ember.naming", description="Run Ember's name server.")
-    parser.add_argument("-n", "--host", default=None, help=f"address to bind to (default {config.HOST})")
-    parser.add_argument("-p", "--port", type=int, default=None,
-                        help=f"TCP port (default NS_PORT = {config.NS_PORT}; 0 = any free port)")
-    parser.add_argument("-u", "--unixsocket", help="bind to this unix domain socket instead of TCP")
-    parser.add_argument("-s", "--storage", default=None,
-                        help="'memory' (default) or 'sql:FILE' (SQLite, survives restarts)")
-    parser.add_argument("--bchost", default=None, help="broadcast responder bind address")
-    parser.add_argument("--bcport", type=int, default=None,
-                        help=f"broadcast responder UDP port (default NS_BCPORT = {config.NS_BCPORT}; 0 = any)")
-    parser.add_argument("--nathost", default=None, help="external host name published in the URI (NAT)")
-    parser.add_argument("--natport", type=int, default=None, help="external port published in the URI (NAT)")
-    parser.add_argument("-x", "--nobc", action="store_true", help="don't start a broadcast responder")
-    parser.add_argument("--uri-file", default=None, metavar="PATH",
-                        help="write the name server URI to this file (removed at exit); see NS_URI_FILE")
-    parser.add_argument("--autoclean", type=float, default=None, metavar="SECONDS",
-                        help="remove registrations whose daemon stopped answering (default NS_AUTOCLEAN; 0 = off)")
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    from ..cli import serve_until_stopped, stop_on_sigterm
-    from ..errors import PyroError
-    from .service import NameServerService
-
-    try:
-        service = NameServerService(
-            args.host, args.port, unixsocket=args.unixsocket, storage=args.storage,
-            enable_broadcast=not args.nobc, bchost=args.bchost, bcport=args.bcport,
-            nathost=args.nathost, natport=args.natport, autoclean=args.autoclean, uri_file=args.uri_file)
-    except (PyroError, ValueError) as exc:
-        print(f"ember ns: error: {exc}", file=sys.stderr)
-        return 1
-    stop_on_sigterm(service.shutdown)
-    print(service.describe())
-    print("Press Ctrl-C (or send SIGTERM) to stop.", flush=True)
-    serve_until_stopped(service.request_loop, service.shutdown)
-    print("Name server stopped.", flush=True)
-    return 0
-
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser("ns", help="run a name server (same options as pyro5-ns)")
-    build_parser(p)
-    p.set_defaults(func=run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
-
+from ..tools.cli import run_subcommand
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_subcommand("ns", prog="python -m ember.naming"))

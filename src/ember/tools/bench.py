@@ -1,4 +1,4 @@
-"""Measuring calls: the loop behind ``ember bench`` and ``benchmarks/compare.py``.
+"""``ember bench`` and the measuring loop behind it and ``benchmarks/compare.py``.
 
 Every measurement is bounded by a count *and* a time, so it ends on a slow server too.
 Latencies are taken per call with ``time.perf_counter``; rates count completed calls.
@@ -14,7 +14,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Result", "measure", "percentile", "register_cli", "run_cli"]
+from ..client import Proxy
+from ..errors import PyroError
+from ..uri import URI
+
+__all__ = ["Result", "add_arguments", "measure", "percentile", "run"]
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -89,8 +93,7 @@ def measure(call: Callable[[], Any], count: int, max_seconds: float, warmup: int
 
 # ---- ember bench -----------------------------------------------------------------------------
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="ember bench", description="Measure calls to your server.")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("uri", help="the object to call (PYRO:, PYRONAME:, PYROMETA:)")
     parser.add_argument("-m", "--method", default="ping",
                         help="method to call (default: ping on the daemon object, which any daemon has)")
@@ -99,13 +102,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("-t", "--seconds", type=float, default=10.0, help="or after this many seconds (default 10)")
     parser.add_argument("-s", "--serializer", default=None, help="msgpack, serpent, json or marshal")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    return parser
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    from . import URI, Proxy
-    from .errors import PyroError
-
+def run(args: argparse.Namespace) -> int:
     try:
         call_args = json.loads(args.args)
         if not isinstance(call_args, list):
@@ -145,8 +144,3 @@ def run_cli(args: argparse.Namespace) -> int:
               f"min {summary['min_us']:.0f} us, max {summary['max_us']:.0f} us")
     return 0
 
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser("bench", help="measure calls/s and latency of a method of your server")
-    build_parser(p)
-    p.set_defaults(func=run_cli)

@@ -7,18 +7,17 @@ network), so nothing leaves the machine. Prints each step and exits 0.
 from __future__ import annotations
 
 import argparse
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
-from . import errors
-from .client import BatchProxy, Proxy
-from .config import config
-from .server import Daemon, expose, oneway
+from ..client import BatchProxy, Proxy
+from ..config import config
+from ..errors import remote_traceback
+from ..naming import broadcast_for_ns, start_ns
+from ..server import Daemon, expose, oneway
 
-__all__ = ["Sensor", "run", "main", "register_cli"]
+__all__ = ["Sensor", "add_arguments", "run"]
 
 
 @expose
@@ -59,10 +58,12 @@ def _step(number: int, text: str) -> None:
     print(f"\n[{number}] {text}")
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo takes no arguments."""
+
+
 def run(args: argparse.Namespace | None = None) -> int:
     """Run the demo; returns the exit code."""
-    from .naming import broadcast_for_ns, start_ns
-
     print("Ember demo: name server, daemon and client in one process, all on 127.0.0.1.")
     print("The only broadcast goes to 127.255.255.255 (loopback), so nothing leaves this machine.")
     with start_ns("127.0.0.1", 0, bcport=0) as service:
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace | None = None) -> int:
                     except ValueError as exc:
                         print(f"    caught ValueError: {exc}")
                         print("    remote traceback (last lines):")
-                        for line in errors.remote_traceback(exc).rstrip().splitlines()[-3:]:
+                        for line in remote_traceback(exc).rstrip().splitlines()[-3:]:
                             print(f"      | {line}")
 
                     _step(6, "Client: a oneway call (returns at once, runs on the server)")
@@ -126,16 +127,3 @@ def run(args: argparse.Namespace | None = None) -> int:
     print("\nDemo finished.")
     return 0
 
-
-def register_cli(sub: Any) -> None:
-    p = sub.add_parser("demo", help="run a name server, a daemon and a client on loopback and show what happens")
-    p.set_defaults(func=run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="ember demo", description=__doc__).parse_args(argv)
-    return run()
-
-
-if __name__ == "__main__":
-    sys.exit(main())
