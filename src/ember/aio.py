@@ -19,6 +19,7 @@ from typing import Any
 from .client.aproxy import AsyncBatchProxy, AsyncProxy, AsyncRemoteIterator
 from .config import config
 from .errors import CommunicationError, NamingError
+from .server import Daemon
 from .transport.aio import new_event_loop
 from .uri import URI
 
@@ -101,8 +102,6 @@ async def resolve(uri: str | URI) -> URI:
 async def serve(objects: dict[Any, str | None], host: str | None = None, port: int = 0, use_ns: bool = False,
                 verbose: bool = True) -> None:
     """Like :func:`ember.serve`, on the running event loop with an asyncio daemon."""
-    from .server import Daemon
-
     daemon = Daemon(host=host, port=port, servertype="asyncio")
     if use_ns:
         daemon.use_name_server(True)

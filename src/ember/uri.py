@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .config import config
 from .errors import InvalidURIError
 
 __all__ = ["URI", "PROTOCOLS"]
@@ -104,8 +105,6 @@ class URI:
             return
         host, port = _parse_hostport(location, text, required_port=False)
         if port is None:
-            from .config import config
-
             port = config.NS_PORT
         self._set(protocol, obj, None, host, port)
 

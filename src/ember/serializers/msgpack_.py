@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from ..errors import SerializeError
+from ..errors import PyroError, SerializeError
 from ._classes import _EXTENDED, dict_to_object, object_to_dict
 from .base import Serializer, check_call
 
@@ -120,6 +120,4 @@ def _unpack(data: bytes) -> Any:
 
 
 def _is_ember_error(exc: BaseException) -> bool:
-    from ..errors import PyroError
-
     return isinstance(exc, PyroError)

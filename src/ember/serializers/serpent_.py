@@ -10,6 +10,7 @@ from typing import Any
 
 import serpent
 
+from ..config import config
 from ..errors import PyroError, SerializeError
 from ._classes import _EXTENDED, object_to_dict, to_dict_converter
 from .base import Serializer, check_call, walk_classes
@@ -69,8 +70,6 @@ class SerpentSerializer(Serializer):
     def dumps(self, obj: Any) -> bytes:
         bytes_repr = self.bytes_repr
         if bytes_repr is None:
-            from ..config import config
-
             bytes_repr = config.SERPENT_BYTES_REPR
         try:
             return _EmberSerpent(self.extended, bytes_repr).serialize(obj)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .meta import reset_cache
+
 __all__ = ["expose", "oneway", "behavior", "callback", "INSTANCE_MODES"]
 
 T = TypeVar("T")
@@ -84,8 +86,6 @@ def behavior(
             raise TypeError("@behavior decorates a class")
         cls._pyroInstancing = (instance_mode, instance_creator)  # type: ignore[attr-defined]
         cls._pyroSynchronized = synchronized  # type: ignore[attr-defined]
-        from .meta import reset_cache
-
         reset_cache(cls)
         return cls
 
