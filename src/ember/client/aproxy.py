@@ -35,6 +35,7 @@ from ._wire import (
     parse_metadata,
 )
 from .proxy import _RemoteMethod
+from .resolve import aresolve
 
 __all__ = ["AsyncProxy", "AsyncBatchProxy", "AsyncRemoteIterator"]
 
@@ -153,9 +154,7 @@ class AsyncProxy:
         uri = self._pyroUri
         if uri.protocol == "PYRO":
             return uri
-        from ..aio import resolve
-
-        return await resolve(uri)
+        return await aresolve(uri, AsyncProxy)
 
     async def _open(self, uri: URI) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
         tls = self._ssl_context

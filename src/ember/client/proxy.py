@@ -42,6 +42,7 @@ from ._wire import (
     handshake_result,
     parse_metadata,
 )
+from .resolve import resolve as resolve_uri
 
 __all__ = ["Proxy", "RemoteIterator"]
 
@@ -277,9 +278,7 @@ class Proxy(Generic[T]):
         uri = self._pyroUri
         if uri.protocol == "PYRO":
             return uri
-        from ..naming import resolve
-
-        return resolve(uri)
+        return resolve_uri(uri, Proxy)
 
     def _connect(self) -> None:
         """Open the connection and do the handshake (caller holds the lock)."""
