@@ -10,8 +10,8 @@ import pytest
 
 import ember
 from ember import errors, naming
-from ember.naming.broadcast import REQUEST, BroadcastResponder
 from ember.naming.nameserver import NAMESERVER_NAME
+from ember.naming.responder import REQUEST, BroadcastResponder
 
 from .services import Calc, wait_for
 

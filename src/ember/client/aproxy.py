@@ -32,6 +32,7 @@ from ..transport.errors import closed_hint, connect_error
 from ..uri import URI
 from . import hooks
 from ._base import ProxyCore, receiving_flavour
+from .resolve import aresolve
 
 __all__ = ["AsyncProxy", "AsyncBatchProxy", "AsyncRemoteIterator"]
 
@@ -182,9 +183,7 @@ class AsyncProxy(ProxyCore):
         uri = self._pyroUri
         if uri.protocol == "PYRO":
             return uri
-        from ..aio import resolve
-
-        return await resolve(uri)
+        return await aresolve(uri, AsyncProxy)
 
     async def _open(self, uri: URI, tls: Any) -> AsyncStream:
         if self._connected_socket is not None:

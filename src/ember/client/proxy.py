@@ -23,6 +23,7 @@ from ..transport.tls import peer_alert, wrap_client
 from ..uri import URI
 from . import hooks
 from ._base import ProxyCore
+from .resolve import resolve as resolve_uri
 
 __all__ = ["Proxy", "RemoteIterator"]
 
@@ -174,9 +175,7 @@ class Proxy(ProxyCore, Generic[T]):
         uri = self._pyroUri
         if uri.protocol == "PYRO":
             return uri
-        from ..naming import resolve
-
-        return resolve(uri)
+        return resolve_uri(uri, Proxy)
 
     def _connect(self) -> None:
         """Open the connection and do the handshake (caller holds the lock)."""

@@ -7,21 +7,28 @@
 
 from __future__ import annotations
 
-from .broadcast import BroadcastResponder
-from .locate import broadcast_for_ns, locate_ns, resolve
+from .locate import abroadcast_for_ns, alocate_ns, aresolve, broadcast_for_ns, locate_ns, resolve
 from .nameserver import NAMESERVER_NAME, AutoCleaner, NameServer
+from .responder import BroadcastResponder
 from .service import NameServerService, start_ns, start_ns_loop
-from .storage import MemoryStorage, SqlStorage, Storage, open_storage
+from .storage import Leases, Storage, Watch, open_storage
+from .storage.memory import MemoryStorage
+from .storage.sqlite import SqlStorage
 
 __all__ = [
     "AutoCleaner",
     "BroadcastResponder",
+    "Leases",
     "MemoryStorage",
     "NAMESERVER_NAME",
     "NameServer",
     "NameServerService",
     "SqlStorage",
     "Storage",
+    "Watch",
+    "abroadcast_for_ns",
+    "alocate_ns",
+    "aresolve",
     "broadcast_for_ns",
     "locate_ns",
     "open_storage",

@@ -15,8 +15,8 @@ from ..config import config
 from ..errors import CommunicationError
 from ..server.daemon import Daemon
 from ..uri import URI
-from .broadcast import LOOPBACK_BROADCAST, BroadcastResponder, default_bind_host
 from .nameserver import NAMESERVER_NAME, AutoCleaner, NameServer
+from .responder import LOOPBACK_BROADCAST, BroadcastResponder, default_bind_host
 from .storage import Storage
 
 __all__ = ["NameServerService", "start_ns", "start_ns_loop"]

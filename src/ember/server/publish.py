@@ -13,7 +13,7 @@ import logging
 from typing import Any, Protocol, runtime_checkable
 
 from ..client import Proxy
-from ..client.resolve import locate_ns_proxy
+from ..client.resolve import find_ns
 from ..errors import PyroError
 from ..uri import URI
 
@@ -45,7 +45,7 @@ class ProxyPublisher:
     def proxy(self) -> Any:
         """The name server proxy (connected on first use)."""
         if self._proxy is None:
-            self._proxy = locate_ns_proxy(Proxy) if self.spec is True else Proxy(self.spec)
+            self._proxy = find_ns(proxy_class=Proxy) if self.spec is True else Proxy(self.spec)
         return self._proxy
 
     def publish(self, name: str, uri: URI, metadata: Any) -> None:

@@ -1,9 +1,8 @@
-"""Where a name server keeps its registrations: in memory, or in an SQLite file.
+"""The ``sqlite`` back-end: registrations in an SQLite file that survive restarts.
 
-Both back-ends implement the small :class:`Storage` interface. Filtering (prefix, regex,
-metadata) is the name server's job; storage only keeps ``name -> (uri, metadata)`` safely
-under concurrent use, and (for SQLite) durably: one transaction per change, in WAL mode,
-so a registration that was acknowledged survives a crash or ``kill -9``.
+One transaction per change, in WAL mode with ``synchronous=FULL``, so a registration that
+was acknowledged survives a crash or ``kill -9``. Specs: ``sqlite:PATH``, ``sql:PATH``
+(Ember 0.1's spelling) or a bare file path.
 """
 
 from __future__ import annotations
@@ -14,95 +13,10 @@ import sqlite3
 import threading
 from collections.abc import Iterable
 
-from ..errors import NamingError
+from ...errors import NamingError
+from . import Entry, Storage
 
-__all__ = ["Storage", "MemoryStorage", "SqlStorage", "open_storage"]
-
-Entry = tuple[str, frozenset[str]]
-
-
-class Storage:
-    """The interface every back-end implements. Every method is thread-safe."""
-
-    description = "abstract"
-
-    def get(self, name: str) -> Entry | None:
-        """The (uri, metadata) of ``name``, or None."""
-        raise NotImplementedError
-
-    def put(self, name: str, uri: str, metadata: frozenset[str]) -> None:
-        """Add or replace a registration."""
-        raise NotImplementedError
-
-    def put_if_absent(self, name: str, uri: str, metadata: frozenset[str]) -> bool:
-        """Add a registration unless the name exists; True when it was added."""
-        raise NotImplementedError
-
-    def set_metadata(self, name: str, metadata: frozenset[str]) -> bool:
-        """Replace the metadata of an existing name; False when the name is unknown."""
-        raise NotImplementedError
-
-    def remove(self, names: Iterable[str]) -> int:
-        """Remove the given names; returns how many existed."""
-        raise NotImplementedError
-
-    def items(self) -> dict[str, Entry]:
-        """A snapshot of every registration."""
-        raise NotImplementedError
-
-    def count(self) -> int:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release files and connections (idempotent)."""
-
-
-class MemoryStorage(Storage):
-    """Registrations in a dict; gone when the process ends. The default."""
-
-    description = "memory"
-
-    def __init__(self) -> None:
-        self._data: dict[str, Entry] = {}
-        self._lock = threading.Lock()
-
-    def get(self, name: str) -> Entry | None:
-        return self._data.get(name)
-
-    def put(self, name: str, uri: str, metadata: frozenset[str]) -> None:
-        with self._lock:
-            self._data[name] = (uri, metadata)
-
-    def put_if_absent(self, name: str, uri: str, metadata: frozenset[str]) -> bool:
-        with self._lock:
-            if name in self._data:
-                return False
-            self._data[name] = (uri, metadata)
-            return True
-
-    def set_metadata(self, name: str, metadata: frozenset[str]) -> bool:
-        with self._lock:
-            entry = self._data.get(name)
-            if entry is None:
-                return False
-            self._data[name] = (entry[0], metadata)
-            return True
-
-    def remove(self, names: Iterable[str]) -> int:
-        removed = 0
-        with self._lock:
-            for name in names:
-                if self._data.pop(name, None) is not None:
-                    removed += 1
-        return removed
-
-    def items(self) -> dict[str, Entry]:
-        with self._lock:
-            return dict(self._data)
-
-    def count(self) -> int:
-        return len(self._data)
-
+__all__ = ["SqlStorage"]
 
 _SCHEMA_VERSION = 1
 
@@ -114,6 +28,14 @@ class SqlStorage(Storage):
     returned, its change is on disk. A file that is not an SQLite database (or one of
     another schema) raises :class:`NamingError` at start-up naming the file.
     """
+
+    @classmethod
+    def from_spec(cls, spec: str) -> SqlStorage:
+        """The back-end for ``sqlite:PATH`` or ``sql:PATH`` (the ``ember.naming.storage`` entry point)."""
+        path = spec.partition(":")[2]
+        if not path:
+            raise NamingError(f"name server storage {spec!r} names no file: use 'sqlite:PATH'")
+        return cls(path)
 
     def __init__(self, path: str) -> None:
         self.path = os.fspath(path)
@@ -222,12 +144,3 @@ class SqlStorage(Storage):
             self._db.close()
 
 
-def open_storage(spec: str | Storage | None) -> Storage:
-    """A storage back-end from a spec: ``None``/``"memory"`` or ``"sql:PATH"``."""
-    if isinstance(spec, Storage):
-        return spec
-    if spec is None or spec == "memory":
-        return MemoryStorage()
-    if isinstance(spec, str) and spec.startswith("sql:") and len(spec) > 4:
-        return SqlStorage(spec[4:])
-    raise NamingError(f"unknown name server storage {spec!r}: use 'memory' or 'sql:PATH'")

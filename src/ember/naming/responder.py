@@ -4,7 +4,7 @@ A client that knows nothing sends the 9 bytes ``GET_NSURI`` to a broadcast addre
 port ``NS_BCPORT`` (9091); the responder replies to the sender with the URI string
 (ISO-8859-1). When the name server listens on every interface (``0.0.0.0``), the reply
 carries the address of the interface that routes back to the asker, so the client gets
-an address it can reach.
+an address it can reach. The datagrams themselves are :mod:`ember.transport.udp`'s.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ import selectors
 import socket
 import threading
 
+from ..transport import udp
+from ..transport.udp import REQUEST
 from ..uri import URI
 
-__all__ = ["BroadcastResponder", "REQUEST", "default_bind_host", "is_loopback"]
+__all__ = ["BroadcastResponder", "LOOPBACK_BROADCAST", "REQUEST", "default_bind_host", "is_loopback"]
 
 log = logging.getLogger("ember.naming.broadcast")
-REQUEST = b"GET_NSURI"
 LOOPBACK_BROADCAST = "127.255.255.255"
 _ANY = ("", "0.0.0.0")
 
@@ -48,18 +49,7 @@ class BroadcastResponder:
 
     def __init__(self, ns_uri: URI | str, host: str = "", port: int = 9091) -> None:
         self.ns_uri = URI(ns_uri)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        with contextlib.suppress(OSError):
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        try:
-            self.sock.bind((host, port))
-        except OSError as exc:
-            self.sock.close()
-            from ..errors import CommunicationError
-
-            raise CommunicationError(f"cannot bind the broadcast responder to udp {host or '*'}:{port}: "
-                                     f"{exc.strerror or exc}") from None
+        self.sock = udp.responder_socket(host, port)
         self.host, self.port = self.sock.getsockname()[:2]
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread = threading.Thread(target=self._run, name=f"ember-ns-broadcast-{self.port}", daemon=True)
@@ -77,22 +67,18 @@ class BroadcastResponder:
         """The URI this requester should use, as bytes."""
         uri = self.ns_uri
         if uri.host in _ANY or uri.host == "::":
-            with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                probe.connect(requester[:2])
-                local = probe.getsockname()[0]
+            local = udp.local_address_towards(requester)
+            if local is not None:
                 uri = URI(f"PYRO:{uri.object}@{local}:{uri.port}")
-        return str(uri).encode("iso-8859-1")
+        return udp.encode_answer(uri)
 
     def handle(self) -> None:
         """Answer one pending datagram (anything but ``GET_NSURI`` is ignored)."""
-        try:
-            data, addr = self.sock.recvfrom(100)
-        except OSError:
-            return
-        if data != REQUEST:
+        addr = udp.receive_request(self.sock)
+        if addr is None:
             return
         try:
-            self.sock.sendto(self.reply_for(addr), addr)
+            udp.send_answer(self.sock, addr, self.reply_for(addr))
         except OSError as exc:
             log.warning("cannot answer broadcast from %s: %s", addr, exc)
 
