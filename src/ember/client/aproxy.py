@@ -28,7 +28,7 @@ from ..config import config
 from ..errors import CommunicationError, ConnectionClosedError, PyroError, TimeoutError
 from ..protocol import F_BATCH, F_ONEWAY, ClientSession
 from ..transport.aio import AsyncStream, open_stream
-from ..transport.errors import closed_hint, connect_error
+from ..transport.errors import closed_hint
 from ..uri import URI
 from . import hooks
 from ._base import ProxyCore, receiving_flavour
@@ -186,13 +186,7 @@ class AsyncProxy(ProxyCore):
         return await aresolve(uri, AsyncProxy)
 
     async def _open(self, uri: URI, tls: Any) -> AsyncStream:
-        if self._connected_socket is not None:
-            try:
-                reader, writer = await asyncio.open_connection(sock=self._connected_socket, limit=1 << 20)
-            except OSError as exc:
-                raise connect_error(exc, uri.location) from None
-            return AsyncStream(reader, writer)
-        return await open_stream(uri, self._effective_timeout(), tls, config.SOCK_NODELAY)
+        return await open_stream(uri, self._effective_timeout(), tls, config.SOCK_NODELAY, self._connected_socket)
 
     async def _connect(self) -> None:
         session = ClientSession(serializers.get(self._serializer), config)

@@ -121,10 +121,13 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 async def open_stream(uri: URI, timeout: float | None, tls: ssl.SSLContext | None = None,
-                      nodelay: bool = True) -> AsyncStream:
-    """Connect to the location of a ``PYRO:`` URI (TCP or unix socket, TLS when ``tls``)."""
+                      nodelay: bool = True, sock: Any = None) -> AsyncStream:
+    """Connect to the location of a ``PYRO:`` URI (TCP or unix socket, TLS when ``tls``),
+    or wrap ``sock``, a socket that is already connected."""
     try:
-        if uri.sockname is not None:
+        if sock is not None:
+            coro = asyncio.open_connection(sock=sock, limit=_LIMIT)
+        elif uri.sockname is not None:
             coro = asyncio.open_unix_connection(uri.sockname, ssl=tls, server_hostname="" if tls else None,
                                                 limit=_LIMIT)
         else:
@@ -135,7 +138,7 @@ async def open_stream(uri: URI, timeout: float | None, tls: ssl.SSLContext | Non
         reader, writer = await asyncio.wait_for(coro, timeout)
     except (OSError, asyncio.TimeoutError) as exc:
         raise connect_error(exc, uri.location) from None
-    sock = writer.get_extra_info("socket")
-    if sock is not None and nodelay:
-        set_nodelay(sock)
+    tcp = writer.get_extra_info("socket")
+    if tcp is not None and nodelay:
+        set_nodelay(tcp)
     return AsyncStream(reader, writer)
