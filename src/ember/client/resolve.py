@@ -316,19 +316,8 @@ async def aresolve(uri: str | URI, proxy_class: type) -> URI:
 def find_ns(host: str | None = None, port: int | None = None, broadcast: bool = True, *, proxy_class: type,
             bcport: int | None = None, broadcast_addrs: list[str] | None = None,
             uri_file: str | Path | None = None) -> Any:
-    """A bound ``proxy_class`` proxy to a running name server, found the first way that works.
-
-    With ``host`` (a host name, an IP address, or ``./u:path`` for a unix socket) only
-    that address (port ``port`` or ``NS_PORT``) is tried. Without it, in order:
-
-    1. the configured ``NS_HOST`` : ``port`` or ``NS_PORT``;
-    2. UDP broadcast (unless ``broadcast=False`` or ``PREFER_IP_VERSION`` is 6) to
-       ``broadcast_addrs`` or ``BROADCAST_ADDRS`` on ``bcport`` or ``NS_BCPORT``;
-    3. the URI written in ``uri_file`` or ``NS_URI_FILE`` (see ``ember ns --uri-file``).
-
-    Each connection must succeed within 3 s (or ``COMMTIMEOUT``). Raises
-    :class:`NamingError` listing everything it tried and why each failed.
-    """
+    """A bound ``proxy_class`` proxy to a running name server, found the first way that works
+    (the plan :func:`ember.naming.locate_ns` documents)."""
     return _run(_locate_plan(host, port, broadcast, bcport, broadcast_addrs, uri_file), proxy_class)
 
 

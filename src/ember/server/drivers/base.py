@@ -163,7 +163,8 @@ class BaseDriver:
 
 
 class SelectorDriver(BaseDriver):
-    """Base of the selector-driven drivers. Subclasses implement ``poll_once`` and ``_release``."""
+    """Base of the selector-driven drivers. Subclasses implement ``_accept``, ``_ready``,
+    ``events`` and ``_release``."""
 
     sock: socket.socket | None
 
@@ -179,6 +180,28 @@ class SelectorDriver(BaseDriver):
         self._cleaned = False
 
     def poll_once(self, timeout: float) -> None:
+        """One pass: wait up to ``timeout`` for sockets, serve what is ready, do housekeeping."""
+        if not self.running:
+            return
+        try:
+            events = self.selector.select(timeout)
+        except (OSError, ValueError):
+            return  # closed under us during shutdown
+        for key, _ in events:
+            data = key.data
+            if data is None:
+                self._drain_wake()
+            elif data == "listen":
+                self._accept()
+            else:
+                self._ready(data)
+        self.daemon.periodic()
+
+    def _accept(self) -> None:
+        raise NotImplementedError
+
+    def _ready(self, data: Any) -> None:
+        """A registered socket other than the listener is readable (``data`` as registered)."""
         raise NotImplementedError
 
     def events(self, ready: list) -> None:

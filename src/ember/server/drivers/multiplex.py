@@ -55,22 +55,8 @@ class MultiplexServer(SelectorDriver):
     def _keep_looping(self) -> bool:
         return self.sock is not None or bool(self.connections)  # the one connected socket may be gone
 
-    def poll_once(self, timeout: float) -> None:
-        if not self.running:
-            return
-        try:
-            events = self.selector.select(timeout)
-        except (OSError, ValueError):
-            return
-        for key, _ in events:
-            data = key.data
-            if data is None:
-                self._drain_wake()
-            elif data == "listen":
-                self._accept()
-            else:
-                self._readable(data)
-        self.daemon.periodic()
+    def _ready(self, data: Any) -> None:
+        self._readable(data)
 
     def events(self, ready: list) -> None:
         by_sock = {c.stream.sock: c for c in self.connections}

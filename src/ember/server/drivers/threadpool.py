@@ -122,20 +122,6 @@ class ThreadPoolServer(SelectorDriver):
         finally:
             self.close_connection(conn)
 
-    def poll_once(self, timeout: float) -> None:
-        if not self.running:
-            return
-        try:
-            events = self.selector.select(timeout)
-        except (OSError, ValueError):
-            return  # closed under us during shutdown
-        for key, _ in events:
-            if key.data is None:
-                self._drain_wake()
-            else:
-                self._accept()
-        self.daemon.periodic()
-
     def events(self, ready: list) -> None:
         if self.sock in ready:
             self._accept()
