@@ -152,7 +152,7 @@ class URI:
     def __repr__(self) -> str:
         return f"<ember.URI {str(self)!r}>"
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: Any) -> bool:
         if isinstance(other, URI):
             return self.state() == other.state()
         return NotImplemented

@@ -105,7 +105,7 @@ class ProxyCore:
         return (self._bound_uri or self._pyroUri).object
 
     @staticmethod
-    def _handshake_broke(exc: BaseException, alert: str, location: str) -> PyroError:
+    def _handshake_broke(exc: BaseException, alert: str, location: object) -> PyroError:
         """The error for a connection that broke during the handshake (TLS diagnosis included)."""
         if "CERTIFICATE_REQUIRED" in alert or "CERTIFICATE_REQUIRED" in str(exc):
             return ConnectionDeniedError(f"connection to {location} rejected: the daemon requires a TLS "
@@ -130,7 +130,8 @@ class ProxyCore:
 
     def __copy__(self) -> Any:
         """A new proxy to the same object with the same options and a connection of its own."""
-        return self._copy_options_to(type(self)(self._pyroUri))
+        cls: Any = type(self)
+        return self._copy_options_to(cls(self._pyroUri))
 
     def _as(self, cls: type) -> Any:
         """This proxy as another flavour (``Proxy`` ↔ ``AsyncProxy``): same URI, options and metadata."""

@@ -72,6 +72,12 @@ class AsyncProxy(ProxyCore):
     ``_handshake``, ``_max_retries``, ``_release()``, ``_reconnect()``, ``_bind()``.
     """
 
+    _stream: AsyncStream | None
+    _reader_task: asyncio.Task | None
+    _multiplex: bool
+    _connect_lock: asyncio.Lock | None
+    _call_lock: asyncio.Lock | None
+
     def __init__(self, uri: str | URI, ssl_context: ssl.SSLContext | None = None,
                  connected_socket: socket.socket | None = None) -> None:
         state = self._init_core(uri, connected_socket, ssl_context)

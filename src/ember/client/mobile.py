@@ -34,7 +34,7 @@ def ship(target: Any, module: types.ModuleType | str, source: str | None = None)
     else:
         uri = Proxy(URI(target))._resolve()
     try:
-        with Proxy(f"PYRO:{MOBILE_CODE_NAME}@{uri.location}") as receiver:
+        with Proxy[Any](f"PYRO:{MOBILE_CODE_NAME}@{uri.location}") as receiver:
             return receiver.install(name, source)
     except CommunicationError as exc:
         if "unknown object" in str(exc):

@@ -61,6 +61,10 @@ class Proxy(ProxyCore, Generic[T]):
     ``_max_retries``, ``_release()``, ``_reconnect()``, ``_bind()``.
     """
 
+    _sock: Any
+    _lock: Any
+    _method_cache: dict[str, _RemoteMethod]
+
     def __init__(self, uri: str | URI, connected_socket: Any = None, ssl_context: Any = None) -> None:
         # straight into __dict__: __setattr__ is for remote attributes and costs a call per name
         state = self._init_core(uri, connected_socket, ssl_context)

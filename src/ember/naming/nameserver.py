@@ -216,7 +216,7 @@ def _probe(uri: URI, timeout: float) -> bool:
                 s.settimeout(timeout)
                 s.connect(uri.sockname)
             return True
-        with socket.create_connection((uri.host, uri.port), timeout=timeout):
+        with socket.create_connection((uri.host, uri.port or 0), timeout=timeout):
             return True
     except OSError:
         return False

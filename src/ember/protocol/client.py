@@ -156,8 +156,9 @@ class ClientSession:
             ann = dict(ann) if ann else {}
             ann[BLOB_ANNOTATION] = blob_annotation(blob.info, object_id, method)
             flags |= F_KEEPSERIALIZED
-            if blob.is_blob and blob.serializer_id == self.serializer_id:
-                data = blob.payload
+            payload = blob.payload
+            if payload is not None and blob.serializer_id == self.serializer_id:
+                data = payload
             else:
                 data = ser.dumps_call(object_id, method, blob.deserialized(), None)
         else:

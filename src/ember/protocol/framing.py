@@ -475,7 +475,7 @@ class Decoder:
 
 def decode(frame: bytes, **limits: int) -> Message:
     """Decode exactly one whole frame (convenience for tests and tools)."""
-    dec = Decoder(**limits)
+    dec = Decoder(limits.get("max_message_size", _DEFAULT_MAX), limits.get("max_annotations_size", 1048576))
     dec.feed(frame)
     msg = dec.next_message()
     if msg is None:

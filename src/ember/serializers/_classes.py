@@ -152,7 +152,7 @@ def exception_to_dict(exc: BaseException, name: str | None = None) -> dict:
     return {"__class__": name, "__exception__": True, "args": exc.args, "attributes": attributes}
 
 
-def _make_exception(cls: type, d: dict) -> BaseException:
+def _make_exception(cls: type[BaseException], d: dict) -> BaseException:
     args = d.get("args") or ()
     try:
         exc = cls(*args)

@@ -443,7 +443,7 @@ def _autoproxy(obj: Any) -> dict | None:
     daemon = getattr(obj, "_pyroDaemon", None)
     if not isinstance(daemon, Daemon) or isinstance(obj, (type, types.FunctionType)):
         return None
-    object_id = getattr(obj, "_pyroId", None)
+    object_id = getattr(obj, "_pyroId", "")
     if daemon.objects_by_id.get(object_id) is not obj:
         return None
     meta = metamod.class_meta(type(obj))

@@ -25,16 +25,16 @@ def expose(target: T) -> T:
     """
     if isinstance(target, property):
         if target.fget is not None:
-            target.fget._pyroExposed = True  # type: ignore[attr-defined]
+            setattr(target.fget, "_pyroExposed", True)
         if target.fset is not None:
-            target.fset._pyroExposed = True  # type: ignore[attr-defined]
+            setattr(target.fset, "_pyroExposed", True)
         return target
     if isinstance(target, (staticmethod, classmethod)):
-        target.__func__._pyroExposed = True  # type: ignore[attr-defined]
+        setattr(target.__func__, "_pyroExposed", True)
         return target
     if isinstance(target, type) or callable(target):
         try:
-            target._pyroExposed = True  # type: ignore[attr-defined]
+            setattr(target, "_pyroExposed", True)
         except AttributeError:
             raise TypeError(f"cannot expose {target!r}") from None
         return target

@@ -65,6 +65,12 @@ _POINTS = ("connection_opened", "connection_closed", "call_started", "call_finis
 class HookList:
     """The hooks of one daemon, bound per hook point so that firing costs nothing when empty."""
 
+    connection_opened: tuple
+    connection_closed: tuple
+    call_started: tuple
+    call_finished: tuple
+    call_failed: tuple
+
     def __init__(self) -> None:
         self.hooks: list[Any] = []
         for point in _POINTS:

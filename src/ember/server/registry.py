@@ -53,7 +53,7 @@ class Registry:
         if not force:
             if object_id in self.objects_by_id:
                 raise DaemonError(f"object id {object_id!r} is already registered")
-            if own.get("_pyroDaemon") is self.owner and self.objects_by_id.get(own.get("_pyroId")) is obj_or_class:
+            if own.get("_pyroDaemon") is self.owner and self.objects_by_id.get(own.get("_pyroId", "")) is obj_or_class:
                 raise DaemonError(f"object already registered as {own['_pyroId']!r}")
         self._mark(obj_or_class, object_id)
         self.objects_by_id[object_id] = obj_or_class

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     uri = URI(args.uri)
     if args.method == "ping" and uri.protocol == "PYRO" and uri.object != "Pyro.Daemon":
         uri = URI(f"PYRO:Pyro.Daemon@{uri.location}")
-    proxy = Proxy(uri)
+    proxy: Proxy[Any] = Proxy(uri)
     if args.serializer:
         proxy._serializer = args.serializer
     tty = sys.stderr.isatty()

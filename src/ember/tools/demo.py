@@ -10,6 +10,7 @@ import argparse
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from ..client import BatchProxy, Proxy
 from ..config import config
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace | None = None) -> int:
                 else:
                     _step(3, "Client: broadcast discovery skipped (no loopback broadcast here); using NS_HOST/NS_PORT")
 
-                with Proxy("PYRONAME:demo.sensor") as sensor_proxy:
+                with Proxy[Any]("PYRONAME:demo.sensor") as sensor_proxy:
                     _step(4, "Client: a normal call through Proxy('PYRONAME:demo.sensor')")
                     print(f"    sensor.read(3) = {sensor_proxy.read(3)}")
                     print(f"    (the name resolved to {sensor_proxy._bound_uri})")
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace | None = None) -> int:
                     _step(8, "Client: a generator streamed item by item")
                     print(f"    samples(4) -> {[value for value in sensor_proxy.samples(4)]}")
 
-                with Proxy("PYROMETA:kind:sensor") as by_meta:
+                with Proxy[Any]("PYROMETA:kind:sensor") as by_meta:
                     _step(9, "Client: found by metadata with Proxy('PYROMETA:kind:sensor')")
                     print(f"    read(0) = {by_meta.read(0)}")
             _step(10, "Shut down the daemon (its name was removed from the name server) and the name server")

@@ -30,7 +30,7 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, builtins.TimeoutError) or type(exc).__name__ == "TimeoutError"
 
 
-def connect_error(exc: BaseException, location: str) -> CommunicationError:
+def connect_error(exc: BaseException, location: object) -> CommunicationError:
     """Opening a connection to ``location`` failed."""
     if _is_timeout(exc):
         return TimeoutError(f"connecting to {location} timed out")

@@ -62,19 +62,20 @@ def connect(uri: URI, timeout: float | None = None, nodelay: bool = True) -> soc
             family = family_for(uri.host)
             infos = socket.getaddrinfo(uri.host, uri.port, family, socket.SOCK_STREAM)
             last: OSError | None = None
-            sock = None  # type: ignore[assignment]
+            found: socket.socket | None = None
             for fam, stype, proto, _canon, addr in infos:
                 s = socket.socket(fam, stype, proto)
                 s.settimeout(timeout)
                 try:
                     s.connect(addr)
-                    sock = s
+                    found = s
                     break
                 except OSError as exc:
                     s.close()
                     last = exc
-            if sock is None:
+            if found is None:
                 raise last or OSError(f"no address for {uri.host}")
+            sock = found
             if nodelay:
                 set_nodelay(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

@@ -89,7 +89,7 @@ def client_context(cfg: Any, certfile: str | None = None, keyfile: str | None = 
 describe_failure = describe_tls_failure
 
 
-def wrap_client(ctx: ssl.SSLContext, sock: Any, host: str | None, location: str) -> ssl.SSLSocket:
+def wrap_client(ctx: ssl.SSLContext, sock: Any, host: str | None, location: object) -> ssl.SSLSocket:
     """Do the client side of the TLS handshake on a connected socket (closing it on failure)."""
     try:
         return ctx.wrap_socket(sock, server_hostname=host if ctx.check_hostname else None)

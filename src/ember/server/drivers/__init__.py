@@ -20,7 +20,7 @@ from .threadpool import ThreadPoolServer
 __all__ = ["AsyncioServer", "BaseDriver", "Driver", "MultiplexServer", "SelectorDriver", "ThreadPoolServer",
            "driver_factory", "driver_names", "register_driver"]
 
-_DRIVERS: dict[str, Callable[[Any, Any], Driver]] = {
+_DRIVERS: dict[str, Callable[[Any, Any], Any]] = {
     "thread": ThreadPoolServer,
     "multiplex": MultiplexServer,
     "asyncio": AsyncioServer,

@@ -166,7 +166,7 @@ class AsyncioServer(BaseDriver):
         tls = self.daemon.ssl_context
         if tls is not None and _MANUAL_TLS:
             try:
-                await writer.start_tls(tls, ssl_handshake_timeout=self.config.COMMTIMEOUT or 10.0)
+                await writer.start_tls(tls, ssl_handshake_timeout=self.config.COMMTIMEOUT or 10.0)  # type: ignore[attr-defined]
             except (OSError, asyncio.TimeoutError) as exc:
                 if isinstance(exc, (ConnectionError, ssl.SSLEOFError)) or not str(exc):
                     # closed before saying anything (a port probe): not worth a warning
