@@ -238,8 +238,10 @@ class Decoder:
     >>> msg = dec.next_message()   # None until a whole message is buffered
 
     ``allowed_types`` (a set of message type numbers, or None for any) rejects a message of
-    another type as soon as its header is in. Once an error was raised the decoder is
-    broken: the byte stream has no resynchronisation point, so the connection must close.
+    another type as soon as its header is in; one that arrived together with earlier messages
+    is judged once those were taken, so a state change they caused applies to it. Once an
+    error was raised the decoder is broken: the byte stream has no resynchronisation point,
+    so the connection must close.
     """
 
     __slots__ = ("_buf", "max_message_size", "max_annotations_size", "allowed_types", "_header", "_broken",
@@ -399,19 +401,21 @@ class Decoder:
             raise self._broken
         header = self._header
         if header is None:
-            return None
+            if not self._buf:
+                return None
+            # bytes of the next message came with the one taken before: its header is checked
+            # now, against the types allowed in the state that message led to
+            self._check_header()
+            header = self._header
+            if header is None:
+                return None
         body = self._body
         if body is not None:
             if self._filled < len(body):
                 return None
             self._body = None
             self._header = None
-            msg = self._message(header, body, self._annotations)
-            if self._buf:
-                self._check_header()
-                if self._header is not None and self._header[6] >= LARGE_PAYLOAD:
-                    self._start_body()
-            return msg
+            return self._message(header, body, self._annotations)
         if header[6] >= LARGE_PAYLOAD:
             self._start_body()  # header and annotations completed by this feed
             return self.next_message() if self._body is not None and self._filled == len(self._body) else None
@@ -426,10 +430,7 @@ class Decoder:
             frame = bytes(memoryview(buf)[:total])
             del buf[:total]
         self._header = None
-        msg = self._build(frame, header)
-        if buf:
-            self._check_header()
-        return msg
+        return self._build(frame, header)
 
     def _build(self, frame: bytes, header: tuple) -> Message:
         """The Message in a complete frame whose header was validated."""
