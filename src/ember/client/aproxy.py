@@ -32,6 +32,7 @@ from ..transport.errors import closed_hint
 from ..uri import URI
 from . import hooks
 from ._base import ProxyCore, receiving_flavour
+from .hooks import installed as _hooks
 from .resolve import aresolve
 
 __all__ = ["AsyncProxy", "AsyncBatchProxy", "AsyncRemoteIterator"]
@@ -300,7 +301,7 @@ class AsyncProxy(ProxyCore):
             stream = self._stream
             assert stream is not None
         session = self._session
-        info = self._hook_info(object_id, method, flags, F_ONEWAY) if hooks.installed else None
+        info = self._hook_info(object_id, method, flags, F_ONEWAY) if _hooks else None
         try:
             seq, frame = session.invoke_frame(object_id, method, args, kwargs, flags,
                                               extra_annotations=info.annotations if info is not None else None)

@@ -23,6 +23,7 @@ from ..transport.tls import peer_alert, wrap_client
 from ..uri import URI
 from . import hooks
 from ._base import ProxyCore
+from .hooks import installed as _hooks
 from .resolve import resolve as resolve_uri
 
 __all__ = ["Proxy", "RemoteIterator"]
@@ -249,7 +250,7 @@ class Proxy(ProxyCore, Generic[T]):
     _call_remote = _invoke  # what a _RemoteMethod calls
 
     def _invoke_locked(self, object_id: str, method: str, args: Any, kwargs: dict | None, flags: int) -> Any:
-        if hooks.installed:
+        if _hooks:
             return self._invoke_hooked(object_id, method, args, kwargs, flags)
         session = self._session
         seq, frame = session.invoke_frame(object_id, method, args, kwargs, flags)

@@ -31,6 +31,8 @@ from .states import CLIENT_ALLOWED, State
 
 __all__ = ["ClientSession", "Handshake", "call_result", "batch_results", "parse_metadata"]
 
+_peek = context.peek  # the call path reads the caller's context on every call
+
 
 class Handshake:
     """What the daemon answered to CONNECT."""
@@ -57,7 +59,7 @@ class ClientSession:
     """
 
     __slots__ = ("requested", "serializer", "serializer_id", "extended", "multiplex", "decoder", "state",
-                 "seq", "pending", "config")
+                 "seq", "pending", "config", "must_close")
 
     def __init__(self, serializer: Any, cfg: Config | None = None) -> None:
         cfg = cfg or default_config
@@ -67,6 +69,7 @@ class ClientSession:
         self.extended = False
         self.multiplex = False
         self.state = State.AWAIT_CONNECT
+        self.must_close = False  # the connection broke the protocol (or was refused) and has to be closed
         self.decoder = Decoder(cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, CLIENT_ALLOWED[State.AWAIT_CONNECT])
         self.seq = 0
         self.pending: dict[int, Any] = {}
@@ -75,11 +78,7 @@ class ClientSession:
     def _enter(self, state: State) -> None:
         self.state = state
         self.decoder.allowed_types = CLIENT_ALLOWED[state]
-
-    @property
-    def must_close(self) -> bool:
-        """The connection broke the protocol (or was refused) and has to be closed."""
-        return self.state is State.MUST_CLOSE or self.state is State.CLOSED
+        self.must_close = state is State.MUST_CLOSE or state is State.CLOSED
 
     # ---- handshake ----------------------------------------------------------------------
 
@@ -142,8 +141,11 @@ class ClientSession:
         are added to the caller's.
         """
         if seq is None:
-            seq = self.next_seq()
-        ctx = context.peek()
+            if self.pending:
+                seq = self.next_seq()
+            else:  # nothing in flight (a blocking proxy): the next number is free
+                seq = self.seq = (self.seq + 1) & 0xFFFF
+        ctx = _peek()
         if ctx is not None:
             ann, corr = ctx.annotations, ctx.correlation_id
         else:
@@ -176,7 +178,7 @@ class ClientSession:
             self._enter(State.MUST_CLOSE)
             raise ProtocolError(f"invalid reply sequence number {reply.seq} (expected {seq})")
         if reply.annotations:
-            ctx = context.peek()
+            ctx = _peek()
             if ctx is not None:
                 ctx.response_annotations = reply.annotations
         if not reply.flags:

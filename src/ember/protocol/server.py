@@ -30,27 +30,26 @@ class ServerSession:
     ``extended`` is true once an Ember peer agreed to extended value types (``EMBR``).
     """
 
-    __slots__ = ("decoder", "state", "extended")
+    __slots__ = ("decoder", "state", "extended", "must_close")
 
     def __init__(self, max_message_size: int = _DEFAULT_MAX, max_annotations_size: int = 1048576,
                  established: bool = False) -> None:
         self.state = State.READY if established else State.AWAIT_CONNECT
         self.decoder = Decoder(max_message_size, max_annotations_size, SERVER_ALLOWED[self.state])
         self.extended = False
+        # the connection has to be closed (after sending the reply just produced, if any);
+        # a plain attribute, read after every message
+        self.must_close = False
 
     def _enter(self, state: State) -> None:
         self.state = state
         self.decoder.allowed_types = SERVER_ALLOWED[state]
+        self.must_close = state is State.MUST_CLOSE or state is State.CLOSED
 
     @property
     def established(self) -> bool:
         """The handshake is done (or there is none): calls are accepted."""
         return self.state is State.READY
-
-    @property
-    def must_close(self) -> bool:
-        """The connection has to be closed (after sending the reply just produced, if any)."""
-        return self.state is State.MUST_CLOSE or self.state is State.CLOSED
 
     def close_after_reply(self) -> None:
         """Mark the connection to be closed once the current reply is sent."""

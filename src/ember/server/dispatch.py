@@ -150,8 +150,10 @@ class Dispatcher:
                 object_id, method, args, kwargs = ser.loads_call(msg.data)
                 if not flags & F_BATCH:
                     # registered instances: the exposure checks were done once for this (object, method)
-                    cached = registry.cached(object_id, method)
-                    if cached is not None:
+                    cached = registry.resolved.get((object_id, method))
+                    if cached is not None and registry.resolved_gen == metamod.generation:
+                        if registry.reaping:
+                            registry.touch(object_id)
                         return Call(self, conn, msg, ser, ctx, object_id, cached[0], method, cached[1], args, kwargs)
             obj = registry.instance(object_id, conn)
             if flags & F_BATCH:

@@ -29,11 +29,13 @@ class Registry:
         self._single_instances: dict[type, Any] = {}
         self._single_lock = threading.Lock()
         # (object id, method) -> (obj, func): exposure checks done once per registered instance
-        self._resolved: dict[tuple[str, str], tuple[Any, Callable]] = {}
-        self._resolved_gen = metamod.generation
+        # (read directly by the dispatcher's hot path; valid while ``resolved_gen`` is current)
+        self.resolved: dict[tuple[str, str], tuple[Any, Callable]] = {}
+        self.resolved_gen = metamod.generation
         self.transient_max_age = transient_max_age
         # generated object id -> last use (monotonic); only kept when transient reaping is on
         self._transient_use: dict[str, float] | None = {} if transient_max_age else None
+        self.reaping = self._transient_use is not None  # cheap to test on every call
 
     def __len__(self) -> int:
         return len(self.objects_by_id)
@@ -57,7 +59,7 @@ class Registry:
                 raise DaemonError(f"object already registered as {own['_pyroId']!r}")
         self._mark(obj_or_class, object_id)
         self.objects_by_id[object_id] = obj_or_class
-        self._resolved.clear()
+        self.resolved.clear()
         if self._transient_use is not None and generated:
             self._transient_use[object_id] = time.monotonic()
         return object_id
@@ -74,7 +76,7 @@ class Registry:
         if self._transient_use is not None:
             self._transient_use.pop(object_id, None)
         obj = self.objects_by_id.pop(object_id, None)
-        self._resolved.clear()
+        self.resolved.clear()
         if obj is not None and getattr(obj, "_pyroDaemon", None) is self.owner:
             try:
                 del obj._pyroDaemon
@@ -93,24 +95,20 @@ class Registry:
 
     # ---- calls ----------------------------------------------------------------------------
 
-    def cached(self, object_id: str, method: str) -> tuple[Any, Callable] | None:
-        """``(obj, func)`` resolved before for this registered instance, or None."""
-        found = self._resolved.get((object_id, method))
-        if found is None or self._resolved_gen != metamod.generation:
-            return None
+    def touch(self, object_id: str) -> None:
+        """Note a use of a transient object (one registered without an id)."""
         transient = self._transient_use
         if transient is not None and object_id in transient:
             transient[object_id] = time.monotonic()
-        return found
 
     def remember(self, object_id: str, method: str, obj: Any, func: Callable) -> None:
         """Cache a resolved method of a registered instance (not of per-call/session classes)."""
         if isinstance(self.objects_by_id.get(object_id), type):
             return
-        if self._resolved_gen != metamod.generation:
-            self._resolved.clear()
-            self._resolved_gen = metamod.generation
-        self._resolved[(object_id, method)] = (obj, func)
+        if self.resolved_gen != metamod.generation:
+            self.resolved.clear()
+            self.resolved_gen = metamod.generation
+        self.resolved[(object_id, method)] = (obj, func)
 
     def instance(self, object_id: str, conn: Any) -> Any:
         """The object serving a call on ``object_id`` for connection ``conn``."""

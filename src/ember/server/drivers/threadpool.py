@@ -106,16 +106,19 @@ class ThreadPoolServer(SelectorDriver):
     def serve_connection(self, conn: Connection) -> None:
         """Serve one connection until it closes (blocking). Run by pool workers."""
         stream = conn.stream
-        decoder = conn.session.decoder
+        session = conn.session
+        decoder = session.decoder
+        recv, sock = net.recv_message, stream.sock
         try:
             if stream.tls_pending:
                 stream.handshake_tls(self.config.COMMTIMEOUT or _TLS_HANDSHAKE_TIMEOUT)
+                sock = stream.sock
             while not stream.closed:
-                msg = stream.recv_message(decoder)
+                msg = recv(sock, decoder)
                 if msg is None:
                     break
                 self.answer(conn, msg)
-                if conn.session.must_close:
+                if session.must_close:
                     break
         except Exception as exc:
             self.failed(conn, exc)
