@@ -443,10 +443,15 @@ class Call:
 
 def _async_flavour(args: Any, kwargs: Any) -> tuple[Any, Any]:
     """Proxies passed to an ``async def`` method arrive as :class:`~ember.AsyncProxy`."""
-    if any(isinstance(a, Proxy) for a in args):
-        args = [a._as(AsyncProxy) if isinstance(a, Proxy) else a for a in args]
-    if kwargs and any(isinstance(v, Proxy) for v in kwargs.values()):
-        kwargs = {k: v._as(AsyncProxy) if isinstance(v, Proxy) else v for k, v in kwargs.items()}
+    for a in args:  # a plain loop: the common case (no proxy) costs a few type checks
+        if isinstance(a, Proxy):
+            args = [x._as(AsyncProxy) if isinstance(x, Proxy) else x for x in args]
+            break
+    if kwargs:
+        for v in kwargs.values():
+            if isinstance(v, Proxy):
+                kwargs = {k: x._as(AsyncProxy) if isinstance(x, Proxy) else x for k, x in kwargs.items()}
+                break
     return args, kwargs
 
 
