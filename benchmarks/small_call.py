@@ -17,13 +17,13 @@ import time
 SERVER = r"""
 import sys
 kind, serializer = sys.argv[1], sys.argv[2]
-if kind == "ember":
+if kind.startswith("ember"):
     import ember
     @ember.expose
     class Calc:
         def add(self, a, b):
             return a + b
-    d = ember.Daemon(servertype="thread")
+    d = ember.Daemon(servertype="thread", statistics=kind == "ember-stats")
     print(d.register(Calc(), "calc"), flush=True)
     d.request_loop()
 else:
@@ -48,7 +48,7 @@ def start(kind: str, serializer: str, cpu: int | None) -> tuple[subprocess.Popen
 
 
 def measure(kind: str, uri: str, serializer: str, calls: int) -> float:
-    if kind == "ember":
+    if kind.startswith("ember"):
         import ember
 
         proxy = ember.Proxy(uri)
@@ -79,15 +79,18 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--serializer", default="msgpack")
     ap.add_argument("--pin", action="store_true", help="pin client and servers to CPU 0")
+    ap.add_argument("--statistics", action="store_true",
+                    help="also measure an Ember daemon with statistics on (ember-stats), interleaved")
     args = ap.parse_args()
+    kinds = ("ember", "pyro5", "ember-stats") if args.statistics else ("ember", "pyro5")
     cpu = 0 if args.pin else None
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    servers = {kind: start(kind, args.serializer, cpu) for kind in ("ember", "pyro5")}
-    results: dict[str, list[float]] = {"ember": [], "pyro5": []}
+    servers = {kind: start(kind, args.serializer, cpu) for kind in kinds}
+    results: dict[str, list[float]] = {kind: [] for kind in kinds}
     try:
         for _ in range(args.rounds):
-            for kind in ("ember", "pyro5"):
+            for kind in kinds:
                 results[kind].append(measure(kind, servers[kind][1], args.serializer, args.calls))
     finally:
         for proc, _ in servers.values():
@@ -98,8 +101,10 @@ def main() -> None:
     placement = "pinned to one CPU" if args.pin else "scheduler placement"
     print(f"small call add(1, 2), {args.serializer}, {placement}")
     for kind, value in med.items():
-        print(f"  {kind:6s} {value:10.0f} calls/s  (rounds: {', '.join(f'{v:.0f}' for v in results[kind])})")
+        print(f"  {kind:11s} {value:10.0f} calls/s  (rounds: {', '.join(f'{v:.0f}' for v in results[kind])})")
     print(f"  ratio Ember/Pyro5: {med['ember'] / med['pyro5']:.2f}")
+    if args.statistics:
+        print(f"  ratio Ember with statistics / without: {med['ember-stats'] / med['ember']:.3f}")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "ITER_STREAM_LIFETIME": (0.0, "max age of a stream in seconds; 0 = unlimited"),
     "ITER_STREAM_LINGER": (30.0, "seconds a stream outlives its connection"),
     "ONEWAY_THREADED": (True, "run oneway calls in their own thread"),
+    "STATISTICS": (False, "daemons count calls, errors, latencies and bytes (daemon.statistics())"),
     "LOGFILE": ("ember.log", "log file used when PYRO_LOGLEVEL is set"),
     "LOGLEVEL": (None, "log level; logging is set up only when this is set"),
     "LOGWIRE": (False, "log every wire message at debug level"),

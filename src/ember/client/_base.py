@@ -17,6 +17,7 @@ from typing import Any
 from ..config import config
 from ..errors import DENY_SECURITY, ConnectionClosedError, ConnectionDeniedError, PyroError
 from ..protocol.client import parse_metadata
+from ..transport.errors import closed_hint
 from ..transport.tls import client_context
 from ..uri import URI
 from . import hooks
@@ -105,12 +106,17 @@ class ProxyCore:
         return (self._bound_uri or self._pyroUri).object
 
     @staticmethod
-    def _handshake_broke(exc: BaseException, alert: str, location: object) -> PyroError:
-        """The error for a connection that broke during the handshake (TLS diagnosis included)."""
+    def _handshake_broke(exc: BaseException, alert: str, location: object, tls: bool = False) -> PyroError:
+        """The error for a connection that broke during the handshake (TLS diagnosis included).
+
+        With TLS the daemon's alert says when it wanted a client certificate; asyncio may lose
+        that alert (a write fails first), and then the message says what to check.
+        """
         if "CERTIFICATE_REQUIRED" in alert or "CERTIFICATE_REQUIRED" in str(exc):
             return ConnectionDeniedError(f"connection to {location} rejected: the daemon requires a TLS "
                                          "client certificate (set SSL_CLIENTCERT and SSL_CLIENTKEY)", DENY_SECURITY)
-        return ConnectionClosedError(f"connection to {location} lost during the handshake: {alert or exc}")
+        hint = closed_hint(True) if tls else ""
+        return ConnectionClosedError(f"connection to {location} lost during the handshake: {alert or exc}{hint}")
 
     # ---- hooks ----------------------------------------------------------------------------------
 

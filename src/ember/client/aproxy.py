@@ -209,11 +209,12 @@ class AsyncProxy(ProxyCore):
         tls = self._tls()
         stream = await self._open(uri, tls)
         try:
-            await stream.send(session.connect_frame(self._handshake, uri.object, multiplex=True), uri.location)
             try:
+                await stream.send(session.connect_frame(self._handshake, uri.object, multiplex=True), uri.location)
                 reply = await asyncio.wait_for(stream.recv_message(session.decoder), self._effective_timeout())
             except ConnectionClosedError as exc:
-                raise self._handshake_broke(exc, "", uri.location) from None
+                alert = await stream.peer_alert() if tls is not None else ""
+                raise self._handshake_broke(exc, alert, uri.location, tls is not None) from None
             if reply is None:
                 raise ConnectionClosedError(f"connection to {uri.location} closed during the handshake"
                                             f"{closed_hint(tls is not None)}")

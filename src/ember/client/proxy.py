@@ -205,7 +205,8 @@ class Proxy(ProxyCore, Generic[T]):
                 net.send(sock, session.connect_frame(self._handshake, uri.object))
                 reply = net.recv_message(sock, session.decoder)
             except ConnectionClosedError as exc:
-                raise self._handshake_broke(exc, peer_alert(sock) if tls is not None else "", uri.location) from None
+                raise self._handshake_broke(exc, peer_alert(sock) if tls is not None else "", uri.location,
+                                            tls is not None) from None
             if reply is None:
                 raise ConnectionClosedError(f"connection to {uri.location} closed during the handshake"
                                             f"{closed_hint(tls is not None)}")

@@ -36,6 +36,7 @@ from .mobile import MOBILE_CODE_NAME, MobileCodeReceiver
 from .publish import publisher_for
 from .registry import Registry
 from .session_state import Connection
+from .statistics import Statistics
 from .streams import StreamRegistry
 
 __all__ = ["Daemon", "DaemonObject", "DAEMON_NAME"]
@@ -136,6 +137,7 @@ class Daemon:
         port_range: int = 1,
         publish_hostname: bool = False,
         mobile_code: Callable[[str, str, Any], bool] | None = None,
+        statistics: bool | None = None,
     ) -> None:
         self.config = cfg = config or global_config
         serializers.register_object_converter(_autoproxy)
@@ -168,6 +170,10 @@ class Daemon:
                 raise
             self.host, self.port, self.unixsocket = self.server.location
         self.dispatcher.driver = self.server
+        self._statistics: Statistics | None = None
+        if statistics or (statistics is None and cfg.STATISTICS):
+            self._statistics = Statistics()
+            self.dispatcher.stats = self._statistics
         self._published_host = self.host
         if publish_hostname and self.host is not None:
             given = host or cfg.HOST
@@ -336,6 +342,17 @@ class Daemon:
         """Remove a hook installed with :meth:`add_hook`."""
         self.dispatcher.remove_hook(hook)
 
+    def statistics(self) -> dict[str, Any]:
+        """What this daemon did: ``calls``, ``errors``, ``in_flight``, ``bytes_in``/``bytes_out``
+        (whole messages: header, annotations, payload), ``connections`` (open, total), and
+        per ``object.method`` the calls, errors and latency percentiles in milliseconds (of
+        the last 1,000 calls of each). Needs ``Daemon(statistics=True)`` or config ``STATISTICS``.
+        """
+        if self._statistics is None:
+            raise DaemonError("statistics are off: create the daemon with Daemon(statistics=True) "
+                              "or set the config item STATISTICS (PYRO_STATISTICS=1)")
+        return self._statistics.snapshot()
+
     # ---- messages (I/O-free) -------------------------------------------------------------
 
     def dispatch(self, conn: Connection, msg: Message) -> Message | None:
@@ -345,7 +362,10 @@ class Daemon:
     def encode(self, reply: Message) -> Any:
         """Encode a reply with this daemon's compression and size settings (bytes, or
         ``[header, payload]`` for a large payload: see :func:`ember.protocol.encode`)."""
-        return encode(reply, self.config.COMPRESSION, self.config.MAX_MESSAGE_SIZE, parts=True)
+        frame = encode(reply, self.config.COMPRESSION, self.config.MAX_MESSAGE_SIZE, parts=True)
+        if self._statistics is not None:
+            self._statistics.sent(len(frame) if type(frame) is not list else sum(map(len, frame)))
+        return frame
 
     def await_coroutine(self, coro: Any) -> Any:
         """Run a coroutine a method returned, from a worker thread: on the daemon's event

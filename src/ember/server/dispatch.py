@@ -17,6 +17,7 @@ import logging
 import time
 import types
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 from .. import context, serializers
@@ -29,6 +30,7 @@ from ..protocol import (
     F_ITEMSTREAM,
     F_KEEPSERIALIZED,
     F_ONEWAY,
+    HEADER_SIZE,
     STREAM_ANNOTATION,
     T_INVOKE,
     T_RESULT,
@@ -42,6 +44,7 @@ from .admission import Admission
 from .exposure import resolve_method
 from .hooks import CallInfo, HookList
 from .session_state import Connection, set_call_context
+from .statistics import Statistics
 from .streams import close_iterator
 
 __all__ = ["Dispatcher", "Call"]
@@ -71,6 +74,7 @@ class Dispatcher:
         self.admission = Admission(daemon)
         self.driver: Any = None  # set by the daemon: await_coroutine(), run_oneway(), pipelined
         self._has_annotations_hook = custom_annotations  # the daemon overrides annotations()
+        self.stats: Statistics | None = None  # set by the daemon when it keeps statistics
 
     def add_hook(self, hook: Any) -> None:
         self.hooks.add(hook)
@@ -83,6 +87,8 @@ class Dispatcher:
     # ---- connections ----------------------------------------------------------------------
 
     def connection_opened(self, conn: Connection) -> None:
+        if self.stats is not None:
+            self.stats.opened()
         if self.hooked:
             self.hooks.fire("connection_opened", conn)
 
@@ -100,6 +106,8 @@ class Dispatcher:
             self.daemon.client_disconnect(conn)
         except Exception:
             log.exception("client_disconnect hook failed")
+        if self.stats is not None:
+            self.stats.closed()
         if self.hooked:
             self.hooks.fire("connection_closed", conn)
 
@@ -118,6 +126,8 @@ class Dispatcher:
             if type(call) is not Call:
                 return call  # type: ignore[return-value]
             return call.run_sync()
+        if self.stats is not None:
+            self.stats.received(message_size(msg))
         if mtype == _T_PING:
             return conn.session.pong(msg)
         if mtype == _T_CONNECT:
@@ -129,6 +139,9 @@ class Dispatcher:
         """Decode an INVOKE and find what to call: a :class:`Call`, or the reply to send
         right away (an exception reply, or None for none). ``ctx`` None means this
         thread's/task's context; the asyncio driver passes a fresh one per call."""
+        stats = self.stats
+        if stats is not None:
+            stats.received(message_size(msg))
         try:
             ser = serializers.by_id(msg.serializer_id, conn.session.extended)
         except SerializeError as exc:
@@ -154,13 +167,22 @@ class Dispatcher:
                     if cached is not None and registry.resolved_gen == metamod.generation:
                         if registry.reaping:
                             registry.touch(object_id)
-                        return Call(self, conn, msg, ser, ctx, object_id, cached[0], method, cached[1], args, kwargs)
+                        call = Call(self, conn, msg, ser, ctx, object_id, cached[0], method, cached[1], args, kwargs)
+                        if stats is not None:
+                            call.t0 = perf_counter()
+                            next(stats.calls_started)
+                        return call
             obj = registry.instance(object_id, conn)
             if flags & F_BATCH:
-                return Call(self, conn, msg, ser, ctx, object_id, obj, method, None, args, None)
-            func = resolve_method(obj, method)
-            registry.remember(object_id, method, obj, func)
-            return Call(self, conn, msg, ser, ctx, object_id, obj, method, func, args, kwargs)
+                call = Call(self, conn, msg, ser, ctx, object_id, obj, "<batch>", None, args, None)
+            else:
+                func = resolve_method(obj, method)
+                registry.remember(object_id, method, obj, func)
+                call = Call(self, conn, msg, ser, ctx, object_id, obj, method, func, args, kwargs)
+            if stats is not None:
+                call.t0 = perf_counter()
+                next(stats.calls_started)
+            return call
         except Exception as exc:
             if flags & F_ONEWAY:
                 self.report_error(conn, method, exc)
@@ -225,12 +247,18 @@ class Dispatcher:
         return self.driver.await_coroutine(coro)
 
 
+def message_size(msg: Message) -> int:
+    """A received message's size: header, annotation chunks and payload."""
+    ann = msg.annotations
+    return HEADER_SIZE + len(msg.data) + (sum(8 + len(v) for v in ann.values()) if ann else 0)
+
+
 class Call:
     """One decoded call, ready to run: synchronously (:meth:`run_sync`) or on an event
     loop (:meth:`run_async`). ``func`` None means a batch, whose calls are in ``args``."""
 
     __slots__ = ("dispatcher", "conn", "msg", "ser", "ctx", "object_id", "obj", "method", "func", "args", "kwargs",
-                 "info")
+                 "info", "t0")
 
     def __init__(self, dispatcher: Dispatcher, conn: Connection, msg: Message, ser: Any, ctx: context.CallContext,
                  object_id: str, obj: Any, method: str, func: Callable | None, args: Any, kwargs: Any) -> None:
@@ -246,6 +274,7 @@ class Call:
         self.args = args
         self.kwargs = kwargs
         self.info: CallInfo | None = None
+        self.t0 = 0.0  # when statistics are kept: time.perf_counter() at the start
 
     @property
     def oneway(self) -> bool:
@@ -254,7 +283,7 @@ class Call:
     def _start_hooks(self) -> BaseException | None:
         """Fire call_started; an exception there refuses the call (returned, to be answered)."""
         msg = self.msg
-        info = self.info = CallInfo(self.conn, self.object_id, self.method if self.func is not None else "<batch>",
+        info = self.info = CallInfo(self.conn, self.object_id, self.method,
                                     bool(msg.flags & F_ONEWAY), self.func is None, msg.correlation_id,
                                     msg.annotations, time.perf_counter())
         try:
@@ -321,6 +350,8 @@ class Call:
         msg, ser = self.msg, self.ser
         if self.info is not None:
             d.hooks.fire("call_finished", self.info, result)
+        if d.stats is not None:
+            d.stats.record(self.object_id, self.method, self.t0, False)
         if type(result) not in _PLAIN:
             if _is_iterator(result):
                 return d.stream_reply(self.conn, msg, ser, result)
@@ -342,6 +373,8 @@ class Call:
         d = self.dispatcher
         if self.info is not None:
             d.hooks.fire("call_failed", self.info, exc)
+        if d.stats is not None:
+            d.stats.record(self.object_id, self.method, self.t0, True)
         if self.obj is not None:
             d._maybe_callback_error(self.obj, self.method, self.conn, exc)
         return d.exception_reply(self.msg, self.ser, exc)
@@ -359,13 +392,22 @@ class Call:
         except Exception as exc:
             self._oneway_failed(exc)
         else:
-            if self.info is not None:
-                d.hooks.fire("call_finished", self.info, None)
+            self._oneway_done()
+
+    def _oneway_done(self) -> None:
+        d = self.dispatcher
+        if self.info is not None:
+            d.hooks.fire("call_finished", self.info, None)
+        if d.stats is not None:
+            d.stats.record(self.object_id, self.method, self.t0, False)
 
     def _oneway_failed(self, exc: BaseException) -> None:
+        d = self.dispatcher
         if self.info is not None:
-            self.dispatcher.hooks.fire("call_failed", self.info, exc)
-        self.dispatcher.report_error(self.conn, self.method, exc)
+            d.hooks.fire("call_failed", self.info, exc)
+        if d.stats is not None:
+            d.stats.record(self.object_id, self.method, self.t0, True)
+        d.report_error(self.conn, self.method, exc)
 
     def _schedule_oneway(self) -> None:
         d = self.dispatcher
@@ -388,8 +430,7 @@ class Call:
         except Exception as exc:
             self._oneway_failed(exc)
         else:
-            if self.info is not None:
-                self.dispatcher.hooks.fire("call_finished", self.info, None)
+            self._oneway_done()
 
     # ---- batches --------------------------------------------------------------------------
 
@@ -421,6 +462,8 @@ class Call:
             except Exception as exc:
                 if self.info is not None:
                     d.hooks.fire("call_failed", self.info, exc)
+                if d.stats is not None:
+                    d.stats.record(self.object_id, self.method, self.t0, True)
                 if oneway:
                     d.report_error(self.conn, str(call[0]) if call else "?", exc)
                     return None
@@ -431,6 +474,8 @@ class Call:
         else:
             if self.info is not None:
                 d.hooks.fire("call_finished", self.info, results)
+            if d.stats is not None:
+                d.stats.record(self.object_id, self.method, self.t0, False)
         if oneway:
             return None
         try:

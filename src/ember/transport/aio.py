@@ -69,6 +69,14 @@ class AsyncStream:
             msg = decoder.next_message()
         return msg
 
+    async def peer_alert(self) -> str:
+        """After a TLS connection broke during the handshake: the peer's alert, if one arrived."""
+        try:
+            await asyncio.wait_for(self.reader.read(1), 0.5)
+        except (OSError, asyncio.TimeoutError) as exc:
+            return str(exc)
+        return ""
+
     def write(self, frame: Any) -> None:
         """Queue one whole frame (bytes, or ``[header, payload]``)."""
         if type(frame) is list:
