@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 from typing import Any
 
+from .. import context
 from ..config import config
 from ..errors import DENY_SECURITY, ConnectionClosedError, ConnectionDeniedError, PyroError
 from ..protocol.client import parse_metadata
@@ -121,8 +122,9 @@ class ProxyCore:
     # ---- hooks ----------------------------------------------------------------------------------
 
     def _hook_info(self, object_id: str, method: str, flags: int, oneway_flag: int) -> hooks.ClientCallInfo:
+        ctx = context.peek()
         info = hooks.ClientCallInfo(self, self._bound_uri or self._pyroUri, object_id, method,
-                                    bool(flags & oneway_flag))
+                                    bool(flags & oneway_flag), ctx.correlation_id if ctx is not None else None)
         hooks.before(info)
         return info
 

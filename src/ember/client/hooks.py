@@ -24,14 +24,16 @@ installed: list[Any] = []  # the hooks, in the order they were added (read on ev
 class ClientCallInfo:
     """One call as a client hook sees it."""
 
-    __slots__ = ("proxy", "uri", "object_id", "method", "oneway", "annotations", "state")
+    __slots__ = ("proxy", "uri", "object_id", "method", "oneway", "annotations", "state", "correlation_id")
 
-    def __init__(self, proxy: Any, uri: Any, object_id: str, method: str, oneway: bool) -> None:
+    def __init__(self, proxy: Any, uri: Any, object_id: str, method: str, oneway: bool,
+                 correlation_id: Any = None) -> None:
         self.proxy = proxy
         self.uri = uri  # the URI connected to (host and port of the server)
         self.object_id = object_id
         self.method = method
         self.oneway = oneway
+        self.correlation_id = correlation_id  # the caller's current_context.correlation_id
         self.annotations: dict[str, bytes] = {}  # added to the call's message
         self.state: dict[str, Any] = {}  # for the hook: carry data from before_call to after_call
 

@@ -32,6 +32,7 @@ from . import meta as metamod
 from .dispatch import Dispatcher
 from .drivers import driver_factory
 from .drivers.multiplex import MultiplexServer
+from .hooks import default_hooks
 from .mobile import MOBILE_CODE_NAME, MobileCodeReceiver
 from .publish import publisher_for
 from .registry import Registry
@@ -170,6 +171,8 @@ class Daemon:
                 raise
             self.host, self.port, self.unixsocket = self.server.location
         self.dispatcher.driver = self.server
+        for hook in default_hooks:
+            self.add_hook(hook)
         self._statistics: Statistics | None = None
         if statistics or (statistics is None and cfg.STATISTICS):
             self._statistics = Statistics()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-__all__ = ["ServerHook", "CallInfo", "HookList"]
+__all__ = ["ServerHook", "CallInfo", "HookList", "add_default_hook", "remove_default_hook", "default_hooks"]
 
 log = logging.getLogger("ember.server.hooks")
 
@@ -60,6 +60,21 @@ class ServerHook(Protocol):
 
 
 _POINTS = ("connection_opened", "connection_closed", "call_started", "call_finished", "call_failed")
+
+
+default_hooks: list[Any] = []  # installed in every daemon created from now on (e.g. by ember.otel.instrument())
+
+
+def add_default_hook(hook: Any) -> None:
+    """Install ``hook`` in every :class:`~ember.Daemon` created after this call."""
+    if hook not in default_hooks:
+        default_hooks.append(hook)
+
+
+def remove_default_hook(hook: Any) -> None:
+    """Stop installing ``hook`` in new daemons (daemons that have it keep it)."""
+    if hook in default_hooks:
+        default_hooks.remove(hook)
 
 
 class HookList:

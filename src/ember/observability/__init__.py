@@ -1,0 +1,1 @@
+"""Adapters that connect Ember's call hooks to observability systems (optional extras)."""
