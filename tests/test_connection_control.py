@@ -644,8 +644,8 @@ def test_compression_on_and_off(make_daemon, servertype, monkeypatch):
     daemon = make_daemon(servertype=servertype)
     real_encode = daemon.encode
 
-    def recording_encode(reply):  # what the daemon sends, whatever its server type
-        frame = real_encode(reply)
+    def recording_encode(reply, *session):  # what the daemon sends, whatever its server type
+        frame = real_encode(reply, *session)
         frames.append((frame[6], int.from_bytes(frame[8:10], "big")))
         return frame
 

@@ -220,7 +220,7 @@ class AsyncioServer(BaseDriver):
                         continue
                     reply = self.dispatcher.handle(conn, msg)
                     if reply is not None:
-                        stream.write(self.daemon.encode(reply))
+                        stream.write(self.daemon.encode(reply, session))
                     if session.must_close:
                         await _drain(stream)
                         return
@@ -241,7 +241,7 @@ class AsyncioServer(BaseDriver):
         reply = await call.run_async(self._in_thread) if type(call) is Call else call
         stream = conn.stream
         if reply is not None and not stream.closed:
-            stream.write(self.daemon.encode(reply))
+            stream.write(self.daemon.encode(reply, conn.session))
             await _drain(stream)
         if conn.session.must_close:
             conn.close()
