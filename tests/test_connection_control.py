@@ -4,6 +4,7 @@ import datetime
 import logging
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -113,6 +114,48 @@ def test_plain_client_against_tls_daemon(make_daemon, servertype, server_cert, c
         assert wait_for(lambda: any("TLS handshake with" in r.getMessage() for r in caplog.records), 15)
     assert good.add(2, 2) == 4  # the other client is unaffected
     good._release()
+
+
+TLS_SHUTDOWN_SCRIPT = """
+import logging, socket, ssl, sys, warnings
+import ember
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+warnings.simplefilter("always")
+ca, server = sys.argv[1], sys.argv[2]
+sctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+sctx.load_cert_chain(server)
+cctx = ssl.create_default_context(cafile=ca)
+
+@ember.expose
+class Calc:
+    def add(self, a, b):
+        return a + b
+
+daemon = ember.Daemon(servertype="asyncio", ssl_context=sctx)
+uri = daemon.register(Calc, "calc")
+daemon.start()
+proxies = [ember.Proxy(uri, ssl_context=cctx) for _ in range(3)]
+assert [p.add(1, 2) for p in proxies] == [3, 3, 3]
+idle = socket.create_connection((daemon.host, daemon.port)) if sys.argv[3] == "idle" else None
+daemon.shutdown()
+if idle is not None:
+    idle.close()
+print("down", flush=True)
+"""
+
+
+@pytest.mark.parametrize("also", ["", "idle"])
+def test_tls_asyncio_daemon_shutdown_with_clients_connected_leaves_no_pending_task(tls_files, also):
+    # issue 14.11: the connections' tasks were left pending on TLS streams (a graceful TLS
+    # close waits for the peer's answer, which a stopping loop never gets) and destroyed with
+    # the loop: "Task was destroyed but it is pending" (at exit, or at once for a connection
+    # still in its TLS handshake: "idle")
+    proc = subprocess.run([sys.executable, "-c", TLS_SHUTDOWN_SCRIPT, tls_files["ca"], tls_files["server"], also],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "down\n"
+    assert "destroyed but it is pending" not in proc.stderr
+    assert "Warning" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
 
 
 def test_tls_client_against_plain_daemon(make_daemon, ca):
@@ -601,8 +644,8 @@ def test_compression_on_and_off(make_daemon, servertype, monkeypatch):
     daemon = make_daemon(servertype=servertype)
     real_encode = daemon.encode
 
-    def recording_encode(reply):  # what the daemon sends, whatever its server type
-        frame = real_encode(reply)
+    def recording_encode(reply, *session):  # what the daemon sends, whatever its server type
+        frame = real_encode(reply, *session)
         frames.append((frame[6], int.from_bytes(frame[8:10], "big")))
         return frame
 

@@ -30,7 +30,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
          "ember.pytest_plugin")),
 ]
 # run as programs, never imported: they may start the command line from any layer
-ENTRY_POINTS = {"ember.naming.__main__"}
+ENTRY_POINTS = {"ember.naming.__main__", "ember.__main__"}
 # layers whose members are single modules of the root package: they may import each other (acyclically)
 FLAT_LAYERS = {0, 7}
 # the one way a service may use another L6 package: finding the name server

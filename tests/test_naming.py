@@ -5,11 +5,13 @@ import socket
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 import ember
 from ember import errors, naming
+from ember.config import Config
 from ember.naming.nameserver import NAMESERVER_NAME
 from ember.naming.responder import REQUEST, BroadcastResponder
 
@@ -482,3 +484,16 @@ def test_no_loopback_broadcast_address_is_not_fatal(monkeypatch):
             assert ns.count() == 1
     with pytest.raises(errors.CommunicationError, match="cannot bind the broadcast responder"):
         naming.start_ns("127.0.0.1", 0, bchost="127.0.0.1", bcport=0)
+
+
+def test_naming_doc_says_plainly_that_default_broadcasts_reach_the_lan():
+    # issue 14.15: the Pyro5-compatible default sends discovery to the whole LAN; keep the
+    # default, but naming.md must say so and how to stay on one host
+    text = (Path(__file__).resolve().parent.parent / "docs" / "naming.md").read_text()
+    section = text.split("### Broadcasts reach the whole LAN by default", 1)[1].split("\n### ", 1)[0]
+    defaults = Config(use_environment=False).BROADCAST_ADDRS
+    assert defaults == ["<broadcast>", "0.0.0.0"]
+    for addr in defaults:
+        assert f"`{addr}`" in section
+    for remedy in ("PYRO_BROADCAST_ADDRS=127.255.255.255", "NS_HOST", "NS_URI_FILE", "broadcast=False"):
+        assert remedy in section

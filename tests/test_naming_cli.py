@@ -225,6 +225,22 @@ def test_echo_server_registers_in_a_running_name_server(nameserver):
     assert "test.echoserver" not in nameserver.nameserver.list()
 
 
+def test_python_m_ember_is_the_ember_command():
+    # issue 14.12: "python -m ember" said "'ember' is a package and cannot be directly executed"
+    version = run("-m", "ember", "--version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"ember {ember.__version__}"
+    helped = run("-m", "ember", "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("usage: python -m ember")
+    for command in ("ns", "nsc", "echo", "config", "bench", "demo"):
+        assert command in helped.stdout
+    bare = run("-m", "ember")
+    assert bare.returncode == 2 and "usage: python -m ember" in bare.stdout
+    config = run("-m", "ember", "config")
+    assert config.returncode == 0 and "SERIALIZER" in config.stdout
+
+
 def test_ember_demo_runs_and_exits_zero():
     r = run("-m", "ember.cli", "demo")
     assert r.returncode == 0, r.stderr

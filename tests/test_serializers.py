@@ -1,10 +1,12 @@
 """Serializers: a value table per format, Ember's extended types, and cross-reading with Pyro5."""
 
+import builtins
 import datetime
 import decimal
 import enum
 import math
 import pathlib
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -271,3 +273,107 @@ def test_exceptions_and_uris_cross_read(name):
     assert isinstance(got, Pyro5.core.URI) and str(got) == "PYRO:x@h:1"
     got = ours.loads(theirs.dumps(Pyro5.core.URI("PYRO:x@./u:/tmp/s")))
     assert got == URI("PYRO:x@./u:/tmp/s")
+
+
+# ---- the tables of docs/protocol-and-serializers.md are what the code does (issue 14.14) ----------------
+
+DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "protocol-and-serializers.md"
+DOC_HEADER = "| sent | serpent | json | marshal | msgpack |"
+# the values each row's first cell names (a row the test does not know fails: keep both in step)
+ROW_SAMPLES = {
+    "`None`, `bool`, `int` (any size), `float` (also NaN, inf), `str`":
+        [None, True, False, 0, -17, 2**80, -(2**70), 1.5, float("nan"), float("inf"), "", "é ☃"],
+    "`bytes`, `bytearray`": [b"\x00\xffab", bytearray(b"xy")],
+    "`list`": [[1, "a", [2]]],
+    "`tuple`": [(1, "a"), ()],
+    "`set`": [{1, 2}],
+    "`frozenset`": [frozenset({"a"})],
+    "`dict` with `str` keys": [{"a": 1, "b": [2]}],
+    "`dict` with `int` keys": [{1: "a", 2: "b"}],
+    "`UUID`": [U],
+    "`Decimal`": [DEC],
+    "`datetime`, `date`": [DT, D],
+    "`time`": [datetime.time(3, 4, 5)],
+    "`timedelta`": [datetime.timedelta(days=1, seconds=5)],
+    "`complex`": [1 + 2j],
+    "`pathlib` path": [pathlib.Path("/tmp/x")],
+    "`UUID`, `Decimal`, `datetime`, `date`, `time`, `timedelta`, `pathlib` path":
+        [U, DEC, DT, D, datetime.time(3, 4, 5), datetime.timedelta(seconds=5), pathlib.Path("/tmp/x")],
+}
+
+
+def doc_tables():
+    """The two tables headed DOC_HEADER: [{row label: {serializer: cell}}] (plain, then Ember to Ember)."""
+    lines = DOC.read_text().splitlines()
+    names = [c.strip() for c in DOC_HEADER.strip("|").split("|")][1:]
+    tables = []
+    for i, line in enumerate(lines):
+        if line.strip() != DOC_HEADER:
+            continue
+        rows = {}
+        for row in lines[i + 2:]:
+            if not row.startswith("|"):
+                break
+            cells = [c.strip() for c in row.strip().strip("|").split(" | ")]
+            assert len(cells) == len(names) + 1, row
+            rows[cells[0]] = dict(zip(names, cells[1:], strict=True))
+        tables.append(rows)
+    return tables
+
+
+def _same(a, b):
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+        return math.isnan(b)
+    return type(a) is type(b) and a == b
+
+
+def check_cell(cell, value, ser):
+    """Round-trip ``value`` through ``ser`` and check the result against a table cell."""
+    try:
+        result = ser.loads(ser.dumps(value))
+    except SerializeError:
+        assert cell == "refused", f"{value!r} refused, the table says {cell!r}"
+        return
+    if cell == "as sent":
+        assert _same(value, result), (value, result)
+    elif cell == "base64 dict":
+        assert set(result) == {"data", "encoding"} and ember.tobytes(result) == bytes(value)
+    elif cell == "ISO `str`":
+        assert result == value.isoformat()
+    elif cell == "`float` (seconds)":
+        assert _same(result, value.total_seconds())
+    elif cell == "`dict`, keys become `str`":
+        assert result == {str(k): v for k, v in value.items()}
+    else:
+        name = cell.strip("`")
+        assert cell == f"`{name}`", f"unknown cell {cell!r}"
+        assert type(result).__name__ == name, f"{value!r} arrived as {result!r}, the table says {cell}"
+        if isinstance(value, (set, frozenset)):
+            assert set(result) == set(value)
+        elif name in ("list", "tuple", "set", "frozenset", "bytes", "str"):
+            assert result == getattr(builtins, name)(value)
+        else:
+            assert result == value
+
+
+def test_docs_type_tables_are_what_each_serializer_does():
+    tables = doc_tables()
+    assert len(tables) == 2, "two tables: with a Pyro5 peer (plain), between Ember peers (extended)"
+    plain, ember_only = tables
+    assert set(plain) | set(ember_only) == set(ROW_SAMPLES)
+    for extended in (False, True):
+        for label, cells in plain.items():
+            for name, cell in cells.items():
+                if extended:  # a row whose types all appear in an Ember-to-Ember row is overridden by it
+                    cell = next((rows[name] for lab, rows in ember_only.items()
+                                 if set(re.findall(r"`([^`]+)`", label)) <= set(re.findall(r"`([^`]+)`", lab))),
+                                cell)
+                ser = serializers.by_id(serializers.get(name).serializer_id, extended)
+                for value in ROW_SAMPLES[label]:
+                    check_cell(cell, value, ser)
+    # the Ember-to-Ember rows are checked on their own too
+    for label, cells in ember_only.items():
+        for name, cell in cells.items():
+            ser = serializers.by_id(serializers.get(name).serializer_id, True)
+            for value in ROW_SAMPLES[label]:
+                check_cell(cell, value, ser)

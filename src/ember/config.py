@@ -63,7 +63,7 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "STATISTICS": (False, "daemons count calls, errors, latencies and bytes (daemon.statistics())"),
     "LOGFILE": ("ember.log", "log file used when PYRO_LOGLEVEL is set"),
     "LOGLEVEL": (None, "log level; logging is set up only when this is set"),
-    "LOGWIRE": (False, "log every wire message at debug level"),
+    "LOGWIRE": (False, "log every wire message on logger ember.wire (headers at INFO, payloads at DEBUG)"),
     "MOBILE_CODE": (False, "daemons accept shipped module source (needs a validator); never on by default"),
     "SSL": (False, "use TLS"),
     "SSL_SERVERCERT": ("", "daemon certificate file"),

@@ -28,6 +28,7 @@ from .annotations import (
 )
 from .framing import F_BATCH, F_EXCEPTION, F_ITEMSTREAM, F_KEEPSERIALIZED, T_INVOKE, Decoder, Message, MsgType, encode
 from .states import CLIENT_ALLOWED, State
+from .wirelog import WireLog
 
 __all__ = ["ClientSession", "Handshake", "call_result", "batch_results", "parse_metadata"]
 
@@ -59,7 +60,7 @@ class ClientSession:
     """
 
     __slots__ = ("requested", "serializer", "serializer_id", "extended", "multiplex", "decoder", "state",
-                 "seq", "pending", "config", "must_close")
+                 "seq", "pending", "config", "must_close", "wirelog")
 
     def __init__(self, serializer: Any, cfg: Config | None = None) -> None:
         cfg = cfg or default_config
@@ -74,6 +75,10 @@ class ClientSession:
         self.seq = 0
         self.pending: dict[int, Any] = {}
         self.config = cfg  # COMPRESSION and MAX_MESSAGE_SIZE are read per message: they may change
+        # LOGWIRE is read once per connection: every message in and out is logged, or none is
+        self.wirelog = WireLog("proxy") if cfg.LOGWIRE else None
+        if self.wirelog is not None:
+            self.decoder.on_message = self.wirelog.received
 
     def _enter(self, state: State) -> None:
         self.state = state
@@ -92,6 +97,8 @@ class ClientSession:
         corr = ctx.correlation_id if ctx is not None else None
         payload = self.requested.dumps({"handshake": handshake, "object": object_id})
         msg = Message(MsgType.CONNECT, self.serializer_id, 0, self.seq, payload, ann, corr)
+        if self.wirelog is not None:
+            self.wirelog.sent(msg)
         return encode(msg, self.config.COMPRESSION, self.config.MAX_MESSAGE_SIZE)
 
     def handshake(self, reply: Message, location: str | None) -> Handshake:
@@ -166,8 +173,10 @@ class ClientSession:
         else:
             data = ser.dumps_call(object_id, method, args, kwargs)
         cfg = self.config
-        return seq, encode(Message(T_INVOKE, self.serializer_id, flags, seq, data, ann, corr),
-                           cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
+        msg = Message(T_INVOKE, self.serializer_id, flags, seq, data, ann, corr)
+        if self.wirelog is not None:
+            self.wirelog.sent(msg)
+        return seq, encode(msg, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
 
     def result(self, reply: Message, seq: int, make_iterator: Callable[[str], Any]) -> Any:
         """The value of the RESULT answering call ``seq`` (raises the remote exception).

@@ -15,6 +15,7 @@ from __future__ import annotations
 import struct
 import uuid
 import zlib
+from collections.abc import Callable
 from enum import IntEnum, IntFlag
 from typing import Any
 
@@ -245,7 +246,7 @@ class Decoder:
     """
 
     __slots__ = ("_buf", "max_message_size", "max_annotations_size", "allowed_types", "_header", "_broken",
-                 "_ready", "_body", "_filled", "_annotations")
+                 "_ready", "_body", "_filled", "_annotations", "on_message")
 
     def __init__(
         self,
@@ -264,6 +265,8 @@ class Decoder:
         self._body: bytearray | None = None
         self._filled = 0
         self._annotations: dict[str, bytes] = {}
+        # called with every message as it is decoded (wire logging); None: nothing to do
+        self.on_message: Callable[[Message], None] | None = None
 
     @property
     def buffered(self) -> int:
@@ -450,7 +453,10 @@ class Decoder:
             data = self._decompress(data)
             flags &= ~F_COMPRESSED
         correlation_id = uuid.UUID(bytes=corr) if flags & F_CORR_ID else None
-        return Message(mtype, ser, flags, seq, data, annotations, correlation_id)
+        msg = Message(mtype, ser, flags, seq, data, annotations, correlation_id)
+        if self.on_message is not None:
+            self.on_message(msg)
+        return msg
 
     def _decompress(self, data: bytes) -> bytes:
         dobj = zlib.decompressobj()

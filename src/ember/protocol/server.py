@@ -11,11 +11,14 @@ messages out through :meth:`next_message`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import serializers
 from ..errors import SerializeError
 from .annotations import CAPS_ON, DENY_ANNOTATION, EMBER_CAPS, MULTIPLEX_CAPS
-from .framing import Decoder, Message, MsgType
+from .framing import Decoder, Message, MsgType, encode
 from .states import SERVER_ALLOWED, State
+from .wirelog import WireLog
 
 __all__ = ["ServerSession", "MARSHAL_ID"]
 
@@ -30,16 +33,20 @@ class ServerSession:
     ``extended`` is true once an Ember peer agreed to extended value types (``EMBR``).
     """
 
-    __slots__ = ("decoder", "state", "extended", "must_close")
+    __slots__ = ("decoder", "state", "extended", "must_close", "wirelog")
 
     def __init__(self, max_message_size: int = _DEFAULT_MAX, max_annotations_size: int = 1048576,
-                 established: bool = False) -> None:
+                 established: bool = False, logwire: bool = False, peer: Any = None) -> None:
         self.state = State.READY if established else State.AWAIT_CONNECT
         self.decoder = Decoder(max_message_size, max_annotations_size, SERVER_ALLOWED[self.state])
         self.extended = False
         # the connection has to be closed (after sending the reply just produced, if any);
         # a plain attribute, read after every message
         self.must_close = False
+        # LOGWIRE (config): every message in (as decoded) and out (in :meth:`encode`) is logged
+        self.wirelog = WireLog("daemon", peer) if logwire else None
+        if self.wirelog is not None:
+            self.decoder.on_message = self.wirelog.received
 
     def _enter(self, state: State) -> None:
         self.state = state
@@ -68,6 +75,15 @@ class ServerSession:
     def next_message(self) -> Message | None:
         """The next whole message, or None until more bytes arrive."""
         return self.decoder.next_message()
+
+    # ---- bytes out ----------------------------------------------------------------------
+
+    def encode(self, reply: Message, compress: bool = False, max_message_size: int = _DEFAULT_MAX) -> Any:
+        """The frame of a message to send on this connection (bytes, or ``[header, payload]``
+        for a large payload: see :func:`.framing.encode`); every reply goes through here."""
+        if self.wirelog is not None:
+            self.wirelog.sent(reply)
+        return encode(reply, compress, max_message_size, parts=True)
 
     # ---- handshake ------------------------------------------------------------------------
 

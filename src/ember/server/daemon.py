@@ -24,7 +24,7 @@ from ..client import Proxy
 from ..config import Config
 from ..config import config as global_config
 from ..errors import DaemonError, SecurityError
-from ..protocol import Message, encode
+from ..protocol import Message, ServerSession, encode
 from ..transport import sync as net
 from ..transport.tls import server_context
 from ..uri import URI
@@ -362,10 +362,15 @@ class Daemon:
         """Handle one received message and return the reply, or None when there is none."""
         return self.dispatcher.handle(conn, msg)
 
-    def encode(self, reply: Message) -> Any:
+    def encode(self, reply: Message, session: ServerSession | None = None) -> Any:
         """Encode a reply with this daemon's compression and size settings (bytes, or
-        ``[header, payload]`` for a large payload: see :func:`ember.protocol.encode`)."""
-        frame = encode(reply, self.config.COMPRESSION, self.config.MAX_MESSAGE_SIZE, parts=True)
+        ``[header, payload]`` for a large payload: see :func:`ember.protocol.encode`),
+        through the connection's ``session`` when given (which logs it when ``LOGWIRE``)."""
+        cfg = self.config
+        if session is not None:
+            frame = session.encode(reply, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
+        else:
+            frame = encode(reply, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
         if self._statistics is not None:
             self._statistics.sent(len(frame) if type(frame) is not list else sum(map(len, frame)))
         return frame

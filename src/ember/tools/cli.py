@@ -58,9 +58,9 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "ember") -> argparse.ArgumentParser:
     """The parser of the ``ember`` command, with one sub-parser per row of :data:`SUBCOMMANDS`."""
-    parser = argparse.ArgumentParser(prog="ember", description="Ember: remote Python objects (Pyro5 protocol).")
+    parser = argparse.ArgumentParser(prog=prog, description="Ember: remote Python objects (Pyro5 protocol).")
     parser.add_argument("--version", action="version", version=f"ember {ember.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in SUBCOMMANDS.items():
@@ -77,9 +77,9 @@ def _call(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         return 130
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "ember") -> int:
     """Run the ``ember`` command line; returns the exit code."""
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -106,6 +106,16 @@ class AsyncStream:
             with contextlib.suppress(RuntimeError):  # the loop is gone: so is the transport
                 self.loop.call_soon_threadsafe(self.writer.close)
 
+    def abort(self) -> None:
+        """Close at once, without TLS's close_notify exchange (on the loop's thread).
+
+        A graceful TLS close needs the event loop to run until the peer answers; a server
+        shutting its loop down cannot wait for that, and a transport left half-closed keeps
+        the task reading from it pending forever.
+        """
+        self.closed = True
+        self.writer.transport.abort()
+
     def write_threadsafe(self, frame: Any) -> None:
         """:meth:`write` from any thread (a worker thread's reply goes through the loop)."""
         if self.closed:

@@ -52,6 +52,7 @@ class AsyncioServer(BaseDriver):
         self._done = threading.Event()
         self._serving = False
         self._background: set[asyncio.Task] = set()
+        self._handlers: set[asyncio.Task] = set()  # one per accepted connection (asyncio's, running _client)
         self.executor = ThreadPoolExecutor(max_workers=max(4, self.config.THREADPOOL_SIZE),
                                            thread_name_prefix="ember-aio-worker")
 
@@ -126,17 +127,27 @@ class AsyncioServer(BaseDriver):
             self.running = False
             if server is not None:
                 server.close()
-            for task in list(self._background):
-                task.cancel()
-            for conn in list(self.connections):
-                for task in list(conn.tasks):
-                    task.cancel()
-                conn.close()
+            await self._stop_tasks()
             if server is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(server.wait_closed(), 5)
             self._cleanup()
             self._done.set()
+
+    async def _stop_tasks(self) -> None:
+        """Cancel every task this server started and wait for them to end, so none is left
+        pending when the loop closes ("Task was destroyed but it is pending"). Connections
+        are aborted, not closed gracefully: a TLS close waits for the peer's close_notify,
+        which a loop that is about to stop never receives."""
+        tasks = set(self._background) | self._handlers
+        for conn in list(self.connections):
+            tasks |= conn.tasks
+            with contextlib.suppress(Exception):
+                conn.stream.abort()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
     def shutdown(self) -> None:
         """Stop serving (from any thread); waits for the loop to finish unless called on it."""
@@ -159,6 +170,22 @@ class AsyncioServer(BaseDriver):
     # ---- one connection -------------------------------------------------------------------
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is None or not self.running:
+            writer.transport.abort()
+            return
+        self._handlers.add(task)
+        try:
+            await self._serve_client(reader, writer)
+        except asyncio.CancelledError:
+            if self.running:
+                raise
+            # cancelled by shutdown (_stop_tasks): end normally, as asyncio's start_server
+            # callback (3.11) reads task.exception(), which raises for a cancelled task
+        finally:
+            self._handlers.discard(task)
+
+    async def _serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         addr = writer.get_extra_info("peername")
         sock = writer.get_extra_info("socket")
         if sock is not None and self.config.SOCK_NODELAY:
@@ -193,7 +220,7 @@ class AsyncioServer(BaseDriver):
                         continue
                     reply = self.dispatcher.handle(conn, msg)
                     if reply is not None:
-                        stream.write(self.daemon.encode(reply))
+                        stream.write(self.daemon.encode(reply, session))
                     if session.must_close:
                         await _drain(stream)
                         return
@@ -214,7 +241,7 @@ class AsyncioServer(BaseDriver):
         reply = await call.run_async(self._in_thread) if type(call) is Call else call
         stream = conn.stream
         if reply is not None and not stream.closed:
-            stream.write(self.daemon.encode(reply))
+            stream.write(self.daemon.encode(reply, conn.session))
             await _drain(stream)
         if conn.session.must_close:
             conn.close()

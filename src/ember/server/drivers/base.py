@@ -83,7 +83,8 @@ class BaseDriver:
     def open_connection(self, stream: Any, addr: Any, established: bool = False) -> Connection:
         """A new connection over ``stream``: counted, and announced to the hooks."""
         cfg = self.config
-        conn = Connection(stream, addr, ServerSession(cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, established))
+        conn = Connection(stream, addr, ServerSession(cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, established,
+                                                         cfg.LOGWIRE, addr))
         self.dispatcher.admission.opened()
         self.dispatcher.connection_opened(conn)
         return conn
@@ -112,7 +113,7 @@ class BaseDriver:
         """Dispatch one message and send its reply, if it has one."""
         reply = self.dispatcher.handle(conn, msg)
         if reply is not None:
-            conn.stream.send(self.daemon.encode(reply))
+            conn.stream.send(self.daemon.encode(reply, conn.session))
 
     def send_now(self, conn: Connection, frame: Any) -> None:
         """Send a frame on this driver's kind of stream without waiting for an event loop."""
@@ -124,7 +125,7 @@ class BaseDriver:
             reply = self.dispatcher.protocol_failure(conn, exc)
             if reply is not None:
                 with contextlib.suppress(CommunicationError):
-                    self.send_now(conn, self.daemon.encode(reply))
+                    self.send_now(conn, self.daemon.encode(reply, conn.session))
         elif isinstance(exc, CommunicationError):
             if getattr(conn.stream, "tls_pending", False) and not isinstance(exc, ConnectionClosedError):
                 log.warning("%s", exc)

@@ -149,7 +149,7 @@ class ThreadPoolServer(SelectorDriver):
             log.warning("refused connection from %s: no free workers (THREADPOOL_SIZE %d)", conn.addr,
                         self.config.THREADPOOL_SIZE)
             reply = conn.session.refuse(msg, "no free workers, increase server threadpool size", deny_code=DENY_BUSY)
-            stream.send(self.daemon.encode(reply))
+            stream.send(self.daemon.encode(reply, conn.session))
         except (PyroError, OSError):
             pass
         finally:
