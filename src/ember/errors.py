@@ -25,6 +25,7 @@ __all__ = [
     "DaemonError",
     "SecurityError",
     "InvalidURIError",
+    "ConfigError",
     "RemoteError",
     "remote_traceback",
     "format_traceback",
@@ -99,6 +100,10 @@ class SecurityError(PyroError):
 
 class InvalidURIError(PyroError, ValueError):
     """A string is not a valid Ember/Pyro URI; the message names the bad part."""
+
+
+class ConfigError(PyroError, ValueError):
+    """A config item name or value is invalid (also importable from :mod:`ember.config`)."""
 
 
 class RemoteError(PyroError):

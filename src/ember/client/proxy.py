@@ -95,6 +95,8 @@ class Proxy(ProxyCore, Generic[T]):
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_"):
+            if name not in self.__dict__:
+                self._check_local(name)
             object.__setattr__(self, name, value)
             return
         if not self._metadata_known:
@@ -112,6 +114,17 @@ class Proxy(ProxyCore, Generic[T]):
     def __repr__(self) -> str:
         state = "connected" if self._sock is not None else "not connected"
         return f"<ember.Proxy {self._pyroUri} {state}>"
+
+    def __bool__(self) -> bool:
+        """True, without a remote call, unless the proxy knows (from the metadata it already
+        holds) that the remote object exposes ``__bool__`` or ``__len__``: then that decides.
+        ``if proxy:`` never connects; ``len(proxy)`` does."""
+        if self._metadata_known:
+            if "__bool__" in self._methods:
+                return bool(self._remote("__bool__")())
+            if "__len__" in self._methods:
+                return bool(self._remote("__len__")())
+        return True
 
     # container dunders forward to the remote object when it exposes them
     def __len__(self) -> int:
@@ -260,11 +273,18 @@ class Proxy(ProxyCore, Generic[T]):
             timeout = timeout or None
             if timeout != sock.gettimeout():
                 sock.settimeout(timeout)
-            net.send(sock, frame)
+            try:
+                net.send(sock, frame)
+            except ConnectionClosedError:
+                self._refusal_after_send(sock, session, seq)
+                raise
             if flags & F_ONEWAY:
                 return None
             reply = net.recv_message(sock, session.decoder)
-        except (TimeoutError, ProtocolError):
+        except TimeoutError as exc:
+            self._release()
+            raise self._timed_out(method, exc) from None
+        except ProtocolError:
             self._release()
             raise
         if reply is None:
@@ -289,9 +309,16 @@ class Proxy(ProxyCore, Generic[T]):
             if timeout != sock.gettimeout():
                 sock.settimeout(timeout)
             try:
-                net.send(sock, frame)
+                try:
+                    net.send(sock, frame)
+                except ConnectionClosedError:
+                    self._refusal_after_send(sock, session, seq)
+                    raise
                 reply = None if flags & F_ONEWAY else net.recv_message(sock, session.decoder)
-            except (TimeoutError, ProtocolError):
+            except TimeoutError as exc:
+                self._release()
+                raise self._timed_out(method, exc) from None
+            except ProtocolError:
                 self._release()
                 raise
             if flags & F_ONEWAY:
@@ -311,6 +338,24 @@ class Proxy(ProxyCore, Generic[T]):
             raise
         hooks.after(info, result, None)
         return result
+
+    def _refusal_after_send(self, sock: Any, session: ClientSession, seq: int) -> None:
+        """The daemon closed the connection while a call was being sent: if it said why first
+        (a call over its MAX_MESSAGE_SIZE), raise that instead of the bare broken connection."""
+        try:
+            sock.settimeout(0.5)
+            reply = net.recv_message(sock, session.decoder)
+        except (OSError, PyroError):
+            return
+        if reply is not None and reply.seq == seq:
+            self._release()
+            session.result(reply, seq, self._remote_iterator)
+
+    def _timed_out(self, method: str, exc: TimeoutError) -> TimeoutError:
+        """The timeout error of a call, naming the method, the URI and the limit."""
+        return TimeoutError(f"call {method} to {self._bound_uri or self._pyroUri} timed out ({exc}) after "
+                            f"{self._effective_timeout()} s; raise proxy._timeout (or config COMMTIMEOUT) "
+                            "if the call legitimately takes longer")
 
     def _remote_iterator(self, stream_id: str) -> RemoteIterator:
         return RemoteIterator(self, stream_id)

@@ -154,6 +154,7 @@ class Daemon:
         factory = driver_factory(self.servertype)
         self.nathost = nathost if nathost is not None else cfg.NATHOST
         self.natport = natport if natport is not None else cfg.NATPORT
+        net.check_port(self.natport, "natport")
         self.dispatcher = Dispatcher(self, type(self).annotations is not Daemon.annotations)
         if connected_socket is not None:
             self.server: Any = MultiplexServer(self, connected_socket=connected_socket)
