@@ -322,3 +322,120 @@ def test_json_refuses_non_str_keys_and_says_why(make_daemon):
         with pytest.raises(errors.SerializeError, match="key of type int"):
             p.squares(2)  # the daemon's reply cannot be sent in json: the client is told why
         assert p.echo({"a": 1}) == {"a": 1}
+
+
+# ---- 4. registered objects travel as proxies --------------------------------------------------
+
+
+@ember.expose
+class Node:
+    other = None
+
+    def me(self):
+        return self
+
+    def hello(self):
+        return "hi"
+
+    def neighbour(self):
+        return Node.other
+
+    def node_class(self):
+        return Node
+
+
+@pytest.mark.parametrize("mode", ["session", "single", "percall"])
+@pytest.mark.parametrize("serializer", ["msgpack", "serpent", "json", "marshal"])
+def test_returning_self_of_class_registered_by_class(make_daemon, servertype, mode, serializer):
+    cls = ember.behavior(instance_mode=mode)(type(f"Node_{mode}", (Node,), {}))
+    daemon = make_daemon(servertype=servertype)
+    uri = daemon.register(cls, "node")
+    with ember.Proxy(uri) as p:
+        p._serializer = serializer
+        me = p.me()
+        assert isinstance(me, ember.Proxy) and me._pyroUri == uri
+        with me:
+            assert me.hello() == "hi"
+
+
+def test_registered_instance_and_class_travel_as_proxies(make_daemon):
+    daemon = make_daemon()
+    other = Node()
+    other_uri = daemon.register(other, "other")
+    Node.other = other
+    try:
+        uri = daemon.register(Node, "node")
+        with ember.Proxy(uri) as p:
+            n = p.neighbour()
+            assert isinstance(n, ember.Proxy) and n._pyroUri == other_uri
+            c = p.node_class()
+            assert isinstance(c, ember.Proxy) and c._pyroUri == uri
+            n._release()
+            c._release()
+    finally:
+        Node.other = None
+
+
+def test_unregistered_instance_of_registered_class_is_not_a_proxy(make_daemon):
+    @ember.expose
+    class Maker:
+        def make(self):
+            return Maker()  # inherits the class's marks, but is not registered
+
+    daemon = make_daemon()
+    uri = daemon.register(Maker, "maker")
+    with ember.Proxy(uri) as p, pytest.raises(errors.SerializeError, match="unsupported serialized class"):
+        p.make()  # travelled as its attribute dict (unknown here), not as a proxy
+
+
+def test_returning_self_to_async_proxy(make_daemon):
+    daemon = make_daemon(servertype="asyncio")
+    uri = daemon.register(ember.behavior(instance_mode="session")(type("NodeS", (Node,), {})), "node")
+
+    async def main():
+        async with AsyncProxy(uri) as p:
+            me = await p.me()
+            assert isinstance(me, AsyncProxy) and me._pyroUri == uri
+            async with me:
+                return await me.hello()
+
+    assert run(main()) == "hi"
+
+
+# ---- 6. explicit name server locations win ----------------------------------------------------
+
+
+@pytest.fixture
+def two_name_servers():
+    from ember import naming
+
+    decoy = naming.start_ns("127.0.0.1", 0, enable_broadcast=False)  # stands in for whatever listens on NS_PORT
+    real = naming.start_ns("127.0.0.1", 0, enable_broadcast=False)
+    try:
+        yield decoy, real
+    finally:
+        decoy.shutdown()
+        real.shutdown()
+
+
+def test_uri_file_wins_over_ns_host_default(two_name_servers, tmp_path):
+    decoy, real = two_name_servers
+    uri_file = tmp_path / "ns.uri"
+    uri_file.write_text(f"{real.uri}\n")
+    with ember.config.override(NS_HOST="127.0.0.1", NS_PORT=decoy.daemon.port):
+        with ember.locate_ns(broadcast=False, uri_file=uri_file) as ns:
+            assert ns._pyroUri == real.uri
+        with ember.config.override(NS_URI_FILE=str(uri_file)), ember.locate_ns(broadcast=False) as ns:
+            assert ns._pyroUri == real.uri
+
+        async def main():
+            ns = await ember.aio.locate_ns(broadcast=False, uri_file=uri_file)
+            try:
+                return ns._pyroUri
+            finally:
+                await ns._release()
+
+        assert run(main()) == real.uri
+        # a missing file is reported, and the defaults are still tried after it
+        with ember.locate_ns(broadcast=False, uri_file=tmp_path / "missing.uri") as ns:
+            assert ns._pyroUri == decoy.uri

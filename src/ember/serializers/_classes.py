@@ -191,6 +191,7 @@ def _unknown_to_dict(obj: Any) -> dict:
                 "register it with ember.register_type() or register_class_to_dict()"
             ) from None
         d = {s: getattr(obj, s) for s in ([slots] if isinstance(slots, str) else slots) if hasattr(obj, s)}
+    d.pop("_pyroDaemon", None)  # an object once registered never drags its daemon along
     d["__class__"] = f"{cls.__module__}.{cls.__name__}"
     return d
 
