@@ -439,3 +439,50 @@ def test_uri_file_wins_over_ns_host_default(two_name_servers, tmp_path):
         # a missing file is reported, and the defaults are still tried after it
         with ember.locate_ns(broadcast=False, uri_file=tmp_path / "missing.uri") as ns:
             assert ns._pyroUri == decoy.uri
+
+
+# ---- 5. a blocking proxy on the asyncio daemon's own loop ---------------------------------------
+
+
+@ember.expose
+class Caller:
+    target = None
+
+    async def via_blocking_proxy(self):
+        with ember.Proxy(Caller.target) as p:
+            p._timeout = 3  # before the fix: the loop froze until this timeout
+            return p.ping()
+
+    def via_blocking_proxy_in_thread(self):
+        with ember.Proxy(Caller.target) as p:
+            return p.ping()
+
+    async def via_async_proxy(self):
+        async with AsyncProxy(Caller.target) as p:
+            return await p.ping()
+
+
+def test_blocking_proxy_on_own_asyncio_loop_is_refused(make_daemon):
+    daemon = make_daemon(servertype="asyncio")
+    Caller.target = daemon.register(Plain(), "plain")
+    try:
+        uri = daemon.register(Caller(), "caller")
+        with ember.Proxy(uri) as p:
+            with pytest.raises(errors.DeadlockError, match="event loop thread of the asyncio daemon.*AsyncProxy"):
+                p.via_blocking_proxy()
+            assert p.via_blocking_proxy_in_thread() == "pong"
+            assert p.via_async_proxy() == "pong"
+    finally:
+        Caller.target = None
+
+
+def test_blocking_proxy_on_loop_to_other_daemon_still_works(make_daemon):
+    other = make_daemon(servertype="thread")
+    Caller.target = other.register(Plain(), "plain")
+    try:
+        daemon = make_daemon(servertype="asyncio")
+        uri = daemon.register(Caller(), "caller")
+        with ember.Proxy(uri) as p:
+            assert p.via_blocking_proxy() == "pong"
+    finally:
+        Caller.target = None

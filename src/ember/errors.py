@@ -26,6 +26,7 @@ __all__ = [
     "SecurityError",
     "InvalidURIError",
     "ConfigError",
+    "DeadlockError",
     "RemoteError",
     "remote_traceback",
     "format_traceback",
@@ -104,6 +105,12 @@ class InvalidURIError(PyroError, ValueError):
 
 class ConfigError(PyroError, ValueError):
     """A config item name or value is invalid (also importable from :mod:`ember.config`)."""
+
+
+class DeadlockError(PyroError):
+    """A call that could never finish was refused: a blocking :class:`~ember.Proxy` call made
+    on the event loop thread of the asyncio daemon it targets (the loop would wait for itself).
+    Use :class:`~ember.aio.AsyncProxy` in async code."""
 
 
 class RemoteError(PyroError):

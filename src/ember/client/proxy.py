@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
+from asyncio import AbstractEventLoop
+from asyncio import _get_running_loop as _running_loop  # the C accessor: no exception when there is none
 from typing import Any, Generic, TypeVar
 
 from .. import serializers
 from ..config import config
-from ..errors import CommunicationError, ConnectionClosedError, ProtocolError, PyroError, TimeoutError
+from ..errors import CommunicationError, ConnectionClosedError, DeadlockError, ProtocolError, PyroError, TimeoutError
 from ..protocol import F_ONEWAY, ClientSession
 from ..transport import sync as net
 from ..transport.errors import closed_hint
@@ -26,10 +29,57 @@ from ._base import ProxyCore
 from .hooks import installed as _hooks
 from .resolve import resolve as resolve_uri
 
-__all__ = ["Proxy", "RemoteIterator"]
+__all__ = ["Proxy", "RemoteIterator", "loop_serves", "loop_stopped"]
 
 T = TypeVar("T")
 _DAEMON = "Pyro.Daemon"
+
+# event loops that serve Ember asyncio daemons -> the (host, port, unix path) they listen on;
+# a blocking call from such a loop's own thread to one of them could never be answered
+_serving_loops: weakref.WeakKeyDictionary[AbstractEventLoop, set[tuple]] = weakref.WeakKeyDictionary()
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", ""})
+
+
+def loop_serves(loop: AbstractEventLoop, location: tuple) -> None:
+    """Note that ``loop`` serves an asyncio daemon at ``location`` (called by the asyncio driver)."""
+    _serving_loops.setdefault(loop, set()).add(tuple(location))
+
+
+def loop_stopped(loop: AbstractEventLoop, location: tuple) -> None:
+    """The daemon at ``location`` no longer serves on ``loop``."""
+    locations = _serving_loops.get(loop)
+    if locations is not None:
+        locations.discard(tuple(location))
+        if not locations:
+            _serving_loops.pop(loop, None)
+
+
+def _is_local(host: str | None) -> bool:
+    return host is None or host in _LOCAL_HOSTS or host.startswith("127.")
+
+
+def _served_here(uri: URI) -> bool:
+    """Whether ``uri`` names a daemon served by the event loop running in this thread."""
+    loop = _running_loop()
+    if loop is None:
+        return False
+    locations = _serving_loops.get(loop)
+    if not locations or uri.protocol != "PYRO":
+        return False
+    for host, port, sockname in locations:
+        if uri.sockname is not None:
+            if sockname == uri.sockname:
+                return True
+        elif port == uri.port and (host == uri.host or (_is_local(host) and _is_local(uri.host))):
+            return True
+    return False
+
+
+def _deadlock(uri: URI, method: str) -> DeadlockError:
+    return DeadlockError(
+        f"blocking ember.Proxy call {method!r} to {uri} made on the event loop thread of the asyncio daemon "
+        "that serves it: the loop would wait for itself and freeze. In async code use ember.aio.AsyncProxy "
+        "(await proxy.method(...)); or make the calling method a plain def, which runs in a worker thread")
 
 
 class _RemoteMethod:
@@ -205,6 +255,8 @@ class Proxy(ProxyCore, Generic[T]):
             self._set_metadata(self._invoke_locked(_DAEMON, "get_metadata", [self._pyroUri.object], {}, 0))
             return
         uri = self._resolve()
+        if _serving_loops and _served_here(uri):
+            raise _deadlock(uri, "<connect>")
         sock = net.connect(uri, self._effective_timeout(), config.SOCK_NODELAY)
         try:
             tls = self._tls()
@@ -244,6 +296,8 @@ class Proxy(ProxyCore, Generic[T]):
     # ---- calls -------------------------------------------------------------------------
 
     def _invoke(self, method: str, args: Any, kwargs: dict | None, flags: int = 0) -> Any:
+        if _serving_loops and _served_here(self._bound_uri or self._pyroUri):
+            raise _deadlock(self._bound_uri or self._pyroUri, method)
         if method in self._oneway_server or method in self._oneway:
             flags |= F_ONEWAY
         retries = self._max_retries
