@@ -116,7 +116,9 @@ class Proxy(ProxyCore, Generic[T]):
     _lock: Any
     _method_cache: dict[str, _RemoteMethod]
 
-    def __init__(self, uri: str | URI, connected_socket: Any = None, ssl_context: Any = None) -> None:
+    # ``self: Proxy[Any]``: a plain ``Proxy(uri)`` is a ``Proxy[Any]`` to type checkers (no
+    # annotation needed), while ``Proxy[Calc](uri)`` or ``p: Proxy[Calc] = Proxy(uri)`` still work
+    def __init__(self: Proxy[Any], uri: str | URI, connected_socket: Any = None, ssl_context: Any = None) -> None:
         # straight into __dict__: __setattr__ is for remote attributes and costs a call per name
         state = self._init_core(uri, connected_socket, ssl_context)
         state.update(_sock=None, _lock=threading.RLock(), _method_cache={})
