@@ -85,6 +85,8 @@ def test_unknown_proxy_control_refused(flavour):
         p._timout = 1
     with pytest.raises(AttributeError, match="Pyro5 compatibility layer is not there yet: use '_timeout'"):
         p._pyroTimeout = 1
+    with pytest.raises(AttributeError, match="'_pyroSomething' looks like a Pyro5 proxy attribute"):
+        p._pyroSomething = 1
     p._timeout = 1.5
     p._max_retries = 2
     assert p._timeout == 1.5 and p._max_retries == 2
@@ -217,6 +219,8 @@ def test_bad_value_set_in_code_refused():
         cfg.COMMTIMEOUT = -1
     with pytest.raises(errors.ConfigError, match="LOGLEVEL"):
         cfg.LOGLEVEL = "LOUD"
+    with pytest.raises(errors.ConfigError, match="SERIALIZER: expected one of msgpack, serpent, json, marshal"):
+        cfg.SERIALIZER = "pickle"
     cfg.COMMTIMEOUT = 2
     assert cfg.COMMTIMEOUT == 2.0 and isinstance(cfg.COMMTIMEOUT, float)
     cfg.LOGLEVEL = "debug"

@@ -104,6 +104,9 @@ _CHECKS: dict[str, Any] = {
     "PREFER_IP_VERSION": lambda v: None if v in (0, 4, 6) else "4, 6 or 0 (let the OS decide)",
     "ITER_STREAM_LIFETIME": _not_negative, "ITER_STREAM_LINGER": _not_negative,
     "LOGLEVEL": _loglevel,
+    # the serializers Ember has (ember.serializers.names()); there is no way to add one
+    "SERIALIZER": lambda v: None if v in ("msgpack", "serpent", "json", "marshal")
+    else "one of msgpack, serpent, json, marshal",
 }
 
 _TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", list: "a list of strings",
@@ -293,7 +296,8 @@ def setup_logging() -> None:
     fmt = "[%(asctime)s.%(msecs)03d %(levelname)s %(name)s] %(message)s"
     handler.setFormatter(logging.Formatter(fmt, "%Y-%m-%d %H:%M:%S"))
     logger.addHandler(handler)
-    logger.setLevel(level.upper())
+    level = level.strip()
+    logger.setLevel(int(level) if level.isdigit() else level.upper())
 
 
 setup_logging()

@@ -193,6 +193,9 @@ class ProxyCore:
         if name in _PYRO5_CONTROLS:
             raise AttributeError(f"{name!r} is a Pyro5 proxy control; Ember's Pyro5 compatibility layer is not "
                                  f"there yet: use {_PYRO5_CONTROLS[name]!r} (proxy controls: {controls})")
+        if name.startswith("_pyro"):
+            raise AttributeError(f"{name!r} looks like a Pyro5 proxy attribute; Ember's Pyro5 compatibility layer "
+                                 f"is not there yet (proxy controls: {controls})")
         raise AttributeError(f"{cls.__name__} has no control {name!r}; the proxy controls are {controls} "
                              "(remote attributes have no leading underscore)")
 
