@@ -490,3 +490,11 @@ def test_blocking_proxy_on_loop_to_other_daemon_still_works(make_daemon):
             assert p.via_blocking_proxy() == "pong"
     finally:
         Caller.target = None
+
+
+def test_serpent_bytes_keys_explained():
+    from ember import serializers
+
+    ser = serializers.get("serpent")
+    with pytest.raises(errors.SerializeError, match="bytes keys do not survive.*msgpack or marshal"):
+        ser.loads(ser.dumps({b"k": 1}))

@@ -51,6 +51,8 @@ def _unpickle_proxy(cls: type, uri: str, options: dict, metadata: tuple | None) 
 class ProxyCore:
     """State and rules shared by both proxy classes."""
 
+    _CONTROLS = CONTROLS  # the local controls a user may set (anything else with an underscore is refused)
+
     _pyroUri: URI
     _bound_uri: URI | None
     _timeout: float | None
@@ -189,7 +191,7 @@ class ProxyCore:
         cls = type(self)
         if hasattr(cls, name) or any(name in getattr(k, "__annotations__", {}) for k in cls.__mro__):
             return  # an internal attribute, or one a subclass declares
-        controls = ", ".join(CONTROLS)
+        controls = ", ".join(self._CONTROLS)
         if name in _PYRO5_CONTROLS:
             raise AttributeError(f"{name!r} is a Pyro5 proxy control; Ember's Pyro5 compatibility layer is not "
                                  f"there yet: use {_PYRO5_CONTROLS[name]!r} (proxy controls: {controls})")
