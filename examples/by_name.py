@@ -23,6 +23,7 @@ with naming.start_ns("127.0.0.1", 0, bcport=0) as nameserver:
     with ember.Daemon(ns=nameserver.uri) as daemon:
         daemon.register(Inventory, "shop.inventory", metadata={"shop"})
         daemon.start()
+        assert nameserver.broadcast is not None  # None only when the name server runs without a responder
         with ember.config.override(BROADCAST_ADDRS=["127.255.255.255"], NS_BCPORT=nameserver.broadcast.port,
                                    NS_PORT=nameserver.daemon.port, NS_HOST="127.0.0.1"):
             with ember.locate_ns() as ns:

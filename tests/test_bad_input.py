@@ -115,7 +115,13 @@ def test_oversized_message_closes_without_reading_body(served):
     header = bytearray(encode(Message(MsgType.INVOKE, 4, 0, 1, b"")))
     header[0x0C:0x10] = (2**31).to_bytes(4, "big")  # claims 2 GiB, over MAX_MESSAGE_SIZE
     s.sendall(bytes(header))
-    assert s.recv(100) == b""  # closed, nothing allocated for the body
+    # issue 14: the call is answered with an exception naming the limit, then the connection
+    # closes; nothing was allocated for the body
+    reply = _read_reply(s)
+    assert reply.type == MsgType.RESULT and reply.flags & 0x01 and reply.seq == 1
+    exc = serializers.get("msgpack").loads(reply.data)
+    assert isinstance(exc, errors.MessageTooLargeError) and "MAX_MESSAGE_SIZE" in str(exc)
+    assert s.recv(100) == b""
     s.close()
     assert good.add(3, 3) == 6
 

@@ -13,7 +13,6 @@ VALID = [
     ("PYRO:obj@[fe80::1%2]:9", ("PYRO", "obj", None, "fe80::1%2", 9), None),
     ("PYRO:obj@./u:/tmp/my sock", ("PYRO", "obj", "/tmp/my sock", None, None), None),
     ("PYRO:obj@./u:\0abstract", ("PYRO", "obj", "\0abstract", None, None), None),
-    ("PYRO:a@b@host:1", ("PYRO", "a", None, "b@host", 1), None),
     ("PYRONAME:my.obj", ("PYRONAME", "my.obj", None, None, None), None),
     ("PYRONAME:my.obj@nshost", ("PYRONAME", "my.obj", None, "nshost", 9090), "PYRONAME:my.obj@nshost:9090"),
     ("PYRONAME:my.obj@nshost:1234", ("PYRONAME", "my.obj", None, "nshost", 1234), None),
@@ -40,6 +39,7 @@ INVALID = [
     ("PYRO:obj@./u:", "empty unix socket path"),
     ("PYROMETA:a,,b", "empty metadata tag"),
     ("PYRO:my obj@host:1", "object part"),
+    ("PYRO:a@b@host:1", "cannot contain '@'"),  # issue 14: was accepted with host 'b@host' (unusable)
 ]
 
 

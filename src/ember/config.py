@@ -18,14 +18,11 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["Config", "config", "ConfigError", "ITEMS"]
+from .errors import ConfigError
+
+__all__ = ["Config", "config", "ConfigError", "ITEMS", "validate"]
 
 log = logging.getLogger("ember.config")
-
-
-class ConfigError(ValueError):
-    """A config item name or value is invalid."""
-
 
 # name: (default, description). The default's type decides how an environment string is
 # converted; None defaults are strings when set.
@@ -76,6 +73,85 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "SSL_CACERTS": ("", "CA file or directory used by both sides"),
 }
 
+_LOGLEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "a TCP port from 0 to 65535"
+
+
+def _not_negative(value: float) -> str | None:
+    return None if value >= 0 else "a number >= 0"
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "a number > 0"
+
+
+def _loglevel(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and (value.strip().upper() in _LOGLEVELS or value.strip().isdigit())):
+        return None
+    return f"one of {', '.join(_LOGLEVELS)} (any case) or a number"
+
+
+# constraints beyond the type of the default: each returns None when the value is fine,
+# else a description of what is allowed
+_CHECKS: dict[str, Any] = {
+    "NS_PORT": _port, "NS_BCPORT": _port, "NATPORT": _port,
+    "NS_AUTOCLEAN": lambda v: None if v == 0 or v >= 3 else "0 (off) or a number of seconds >= 3",
+    "NS_LOOKUP_DELAY": _not_negative, "COMMTIMEOUT": _not_negative, "POLLTIMEOUT": _positive,
+    "MAX_RETRIES": _not_negative, "THREADPOOL_SIZE": _positive, "THREADPOOL_SIZE_MIN": _not_negative,
+    "MAX_MESSAGE_SIZE": _positive, "MAX_ANNOTATIONS_SIZE": _positive,
+    "PREFER_IP_VERSION": lambda v: None if v in (0, 4, 6) else "4, 6 or 0 (let the OS decide)",
+    "ITER_STREAM_LIFETIME": _not_negative, "ITER_STREAM_LINGER": _not_negative,
+    "LOGLEVEL": _loglevel,
+    # the serializers Ember has (ember.serializers.names()); there is no way to add one
+    "SERIALIZER": lambda v: None if v in ("msgpack", "serpent", "json", "marshal")
+    else "one of msgpack, serpent, json, marshal",
+}
+
+_TYPE_NAMES = {bool: "true or false", int: "an integer", float: "a number", list: "a list of strings",
+               str: "a string"}
+
+
+def validate(name: str, value: Any, source: str = "") -> Any:
+    """Check ``value`` for item ``name`` (type of the default, plus the item's own limits);
+    return it (an int for a float item becomes a float) or raise :class:`ConfigError` naming
+    the item, the value and what is allowed."""
+    default = ITEMS[name][0]
+    where = f" (from {source})" if source else ""
+    kind = type(default)
+    if default is None:
+        ok = value is None or isinstance(value, str)
+        allowed = "a string or None"
+    elif kind is bool:
+        ok = isinstance(value, bool)
+        allowed = _TYPE_NAMES[bool]
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        allowed = _TYPE_NAMES[int]
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+        allowed = _TYPE_NAMES[float]
+    elif kind is list:
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        if ok:
+            value = list(value)
+        allowed = _TYPE_NAMES[list]
+    else:
+        ok = isinstance(value, str)
+        allowed = _TYPE_NAMES[str]
+    if ok:
+        check = _CHECKS.get(name)
+        problem = check(value) if check is not None else None
+        if problem is None:
+            return value
+        allowed = problem
+    raise ConfigError(f"invalid value {value!r} for config item {name}{where}: expected {allowed}")
+
+
 _TRUE = {"1", "yes", "on", "true"}
 _FALSE = {"0", "no", "off", "false"}
 
@@ -91,14 +167,21 @@ def _convert(name: str, default: Any, text: str) -> Any:
                 return False
             raise ValueError("expected one of 1/0, yes/no, on/off, true/false")
         if isinstance(default, int):
-            return int(text)
+            try:
+                return int(text)
+            except ValueError:
+                raise ValueError("expected an integer") from None
         if isinstance(default, float):
-            return float(text)
+            try:
+                return float(text)
+            except ValueError:
+                raise ValueError("expected a number") from None
         if isinstance(default, list):
             return [part.strip() for part in text.split(",") if part.strip()]
         return text
     except ValueError as exc:
-        raise ConfigError(f"invalid value {text!r} for PYRO_{name}: {exc}") from None
+        raise ConfigError(f"invalid value {text!r} for config item {name} (from environment variable "
+                          f"PYRO_{name}): {exc}") from None
 
 
 class Config:
@@ -130,7 +213,7 @@ class Config:
                     # Pyro5 refuses to import here; Ember only records it (ember config shows it)
                     unknown.append(var)
                     continue
-                values[name] = _convert(name, ITEMS[name][0], text)
+                values[name] = validate(name, _convert(name, ITEMS[name][0], text), f"environment variable {var}")
                 sources[name] = f"environment ({var})"
         self.__dict__.update(values)
         self._sources.clear()
@@ -143,7 +226,7 @@ class Config:
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in ITEMS:
             raise ConfigError(f"no config item {name!r}; see 'ember config' for the list")
-        self.__dict__[name] = value
+        self.__dict__[name] = validate(name, value)
         self._sources[name] = "set in code"
 
     def source(self, name: str) -> str:
@@ -214,7 +297,8 @@ def setup_logging() -> None:
     fmt = "[%(asctime)s.%(msecs)03d %(levelname)s %(name)s] %(message)s"
     handler.setFormatter(logging.Formatter(fmt, "%Y-%m-%d %H:%M:%S"))
     logger.addHandler(handler)
-    logger.setLevel(level.upper())
+    level = level.strip()
+    logger.setLevel(int(level) if level.isdigit() else level.upper())
 
 
 setup_logging()

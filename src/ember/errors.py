@@ -25,6 +25,8 @@ __all__ = [
     "DaemonError",
     "SecurityError",
     "InvalidURIError",
+    "ConfigError",
+    "DeadlockError",
     "RemoteError",
     "remote_traceback",
     "format_traceback",
@@ -99,6 +101,16 @@ class SecurityError(PyroError):
 
 class InvalidURIError(PyroError, ValueError):
     """A string is not a valid Ember/Pyro URI; the message names the bad part."""
+
+
+class ConfigError(PyroError, ValueError):
+    """A config item name or value is invalid (also importable from :mod:`ember.config`)."""
+
+
+class DeadlockError(PyroError):
+    """A call that could never finish was refused: a blocking :class:`~ember.Proxy` call made
+    on the event loop thread of the asyncio daemon it targets (the loop would wait for itself).
+    Use :class:`~ember.aio.AsyncProxy` in async code."""
 
 
 class RemoteError(PyroError):

@@ -67,16 +67,21 @@ class URI:
             host, port = _parse_hostport(m3.group("location"), text, required_port=True)
             self._set("PYROLOC", m3.group("object"), None, host, port)
             return
+        scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", text)
+        if scheme is None:
+            raise InvalidURIError(f"invalid URI {text!r}: missing protocol (expected e.g. PYRO:obj@host:port)")
+        if scheme.group(1).upper() not in PROTOCOLS:
+            raise InvalidURIError(f"invalid URI {text!r}: unknown protocol {scheme.group(1)!r}; a Pyro URI starts "
+                                  f"with one of {', '.join(PROTOCOLS)} (e.g. PYRO:obj@host:port, PYRONAME:name)")
         m = _URI_RE.match(text)
         if not m or m.group("object").startswith("@"):
-            if not re.match(r"[A-Za-z]+:", text):
-                raise InvalidURIError(f"invalid URI {text!r}: missing protocol (expected e.g. PYRO:obj@host:port)")
             raise InvalidURIError(f"invalid URI {text!r}: the object part is empty or contains whitespace")
         protocol = m.group("protocol").upper()
-        if protocol not in PROTOCOLS:
-            raise InvalidURIError(f"invalid URI {text!r}: unknown protocol {m.group('protocol')!r}")
         obj = m.group("object")
         location = m.group("location")
+        if location is not None and "@" in location:
+            raise InvalidURIError(f"invalid URI {text!r}: more than one '@'; object ids and names cannot contain "
+                                  "'@' (it separates the object from the location)")
         if protocol == "PYRO" or protocol == "PYROLOC":
             if location is None:
                 raise InvalidURIError(f"invalid URI {text!r}: {protocol} needs a location (@host:port)")
@@ -196,9 +201,11 @@ def _parse_hostport(location: str, text: str, required_port: bool) -> tuple[str,
         if required_port:
             raise InvalidURIError(f"invalid URI {text!r}: missing port (expected host:port)")
         return host, None
+    if portpart.startswith("-") and portpart[1:].isdigit():
+        raise InvalidURIError(f"invalid URI {text!r}: port {portpart} is negative; ports are 0-65535")
     if not portpart.isdigit():
         raise InvalidURIError(f"invalid URI {text!r}: port {portpart!r} is not a number")
     port = int(portpart)
     if port > 65535:
-        raise InvalidURIError(f"invalid URI {text!r}: port {port} is out of range (0-65535)")
+        raise InvalidURIError(f"invalid URI {text!r}: port {port} is out of range: ports are 0-65535")
     return host, port

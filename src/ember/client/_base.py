@@ -23,7 +23,7 @@ from ..transport.tls import client_context
 from ..uri import URI
 from . import hooks
 
-__all__ = ["ProxyCore", "receiving_flavour", "proxy_to_dict", "dict_to_proxy"]
+__all__ = ["ProxyCore", "CONTROLS", "receiving_flavour", "proxy_to_dict", "dict_to_proxy"]
 
 # the proxy class a proxy arriving in a result or argument becomes (set while an AsyncProxy,
 # or an async method on an asyncio daemon, receives); None means the blocking Proxy
@@ -31,9 +31,29 @@ receiving_flavour: contextvars.ContextVar[type | None] = contextvars.ContextVar(
 
 _OPTIONS = ("_timeout", "_serializer", "_oneway", "_handshake", "_max_retries", "_ssl_context")
 
+# the local controls a user sets on a proxy (both flavours); any other underscore name that the
+# proxy does not already hold is a typo and is refused instead of being stored and ignored
+CONTROLS = ("_timeout", "_serializer", "_oneway", "_handshake", "_max_retries")
+# Pyro5's spellings, for a helpful message until a Pyro5 compatibility layer exists
+_PYRO5_CONTROLS = {"_pyroTimeout": "_timeout", "_pyroSerializer": "_serializer", "_pyroOneway": "_oneway",
+                   "_pyroHandshake": "_handshake", "_pyroMaxRetries": "_max_retries"}
+# what a pickled proxy carries: the URI, these options and the metadata, never the connection
+_PICKLED = ("_timeout", "_serializer", "_oneway", "_handshake", "_max_retries")
+
+
+def _unpickle_proxy(cls: type, uri: str, options: dict, metadata: tuple | None) -> Any:
+    proxy = cls(uri)
+    for name, value in options.items():
+        proxy.__dict__[name] = value
+    if metadata is not None:
+        proxy._adopt_metadata(*metadata)
+    return proxy
+
 
 class ProxyCore:
     """State and rules shared by both proxy classes."""
+
+    _CONTROLS = CONTROLS  # the local controls a user may set (anything else with an underscore is refused)
 
     _pyroUri: URI
     _bound_uri: URI | None
@@ -160,8 +180,34 @@ class ProxyCore:
     def __str__(self) -> str:
         return repr(self)
 
-    def __getstate__(self) -> dict:
-        raise TypeError("proxies travel through Ember's serializers, not pickle")
+    def __reduce__(self) -> tuple:
+        """Pickle support: the URI, the options and the metadata travel; the connection does not
+        (the unpickled proxy connects on first use). A TLS context is not pickled."""
+        if self._connected_socket is not None:
+            raise TypeError("a proxy on a connected socket cannot be pickled: the socket belongs to this process")
+        options = {name: (set(getattr(self, name)) if name == "_oneway" else getattr(self, name))
+                   for name in _PICKLED}
+        metadata = (self._methods, self._attrs, self._oneway_server) if self._metadata_known else None
+        return (_unpickle_proxy, (type(self), str(self._pyroUri), options, metadata))
+
+    # ---- local attributes ----------------------------------------------------------------------
+
+    def _check_local(self, name: str) -> None:
+        """Refuse setting an underscore name the proxy does not know (a typo would be ignored)."""
+        if name in self.__dict__:
+            return
+        cls = type(self)
+        if hasattr(cls, name) or any(name in getattr(k, "__annotations__", {}) for k in cls.__mro__):
+            return  # an internal attribute, or one a subclass declares
+        controls = ", ".join(self._CONTROLS)
+        if name in _PYRO5_CONTROLS:
+            raise AttributeError(f"{name!r} is a Pyro5 proxy control; Ember's Pyro5 compatibility layer is not "
+                                 f"there yet: use {_PYRO5_CONTROLS[name]!r} (proxy controls: {controls})")
+        if name.startswith("_pyro"):
+            raise AttributeError(f"{name!r} looks like a Pyro5 proxy attribute; Ember's Pyro5 compatibility layer "
+                                 f"is not there yet (proxy controls: {controls})")
+        raise AttributeError(f"{cls.__name__} has no control {name!r}; the proxy controls are {controls} "
+                             "(remote attributes have no leading underscore)")
 
 
 def proxy_to_dict(proxy: ProxyCore) -> dict:

@@ -94,10 +94,17 @@ class AsyncProxy(ProxyCore):
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_"):
+            if name not in self.__dict__:
+                self._check_local(name)
             object.__setattr__(self, name, value)
             return
         raise AttributeError(f"cannot set remote attribute {name!r} without awaiting: "
                              f"use await proxy._set({name!r}, value)")
+
+    def __bool__(self) -> bool:
+        """Always True: truth cannot be awaited, so ``if proxy:`` never asks the remote object
+        (use ``await proxy.__len__()`` for a remote container's size)."""
+        return True
 
     def __repr__(self) -> str:
         state = "connected" if self._stream is not None else "not connected"

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
+from asyncio import AbstractEventLoop
+from asyncio import _get_running_loop as _running_loop  # the C accessor: no exception when there is none
 from typing import Any, Generic, TypeVar
 
 from .. import serializers
 from ..config import config
-from ..errors import CommunicationError, ConnectionClosedError, ProtocolError, PyroError, TimeoutError
+from ..errors import CommunicationError, ConnectionClosedError, DeadlockError, ProtocolError, PyroError, TimeoutError
 from ..protocol import F_ONEWAY, ClientSession
 from ..transport import sync as net
 from ..transport.errors import closed_hint
@@ -26,10 +29,57 @@ from ._base import ProxyCore
 from .hooks import installed as _hooks
 from .resolve import resolve as resolve_uri
 
-__all__ = ["Proxy", "RemoteIterator"]
+__all__ = ["Proxy", "RemoteIterator", "loop_serves", "loop_stopped"]
 
 T = TypeVar("T")
 _DAEMON = "Pyro.Daemon"
+
+# event loops that serve Ember asyncio daemons -> the (host, port, unix path) they listen on;
+# a blocking call from such a loop's own thread to one of them could never be answered
+_serving_loops: weakref.WeakKeyDictionary[AbstractEventLoop, set[tuple]] = weakref.WeakKeyDictionary()
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", ""})
+
+
+def loop_serves(loop: AbstractEventLoop, location: tuple) -> None:
+    """Note that ``loop`` serves an asyncio daemon at ``location`` (called by the asyncio driver)."""
+    _serving_loops.setdefault(loop, set()).add(tuple(location))
+
+
+def loop_stopped(loop: AbstractEventLoop, location: tuple) -> None:
+    """The daemon at ``location`` no longer serves on ``loop``."""
+    locations = _serving_loops.get(loop)
+    if locations is not None:
+        locations.discard(tuple(location))
+        if not locations:
+            _serving_loops.pop(loop, None)
+
+
+def _is_local(host: str | None) -> bool:
+    return host is None or host in _LOCAL_HOSTS or host.startswith("127.")
+
+
+def _served_here(uri: URI) -> bool:
+    """Whether ``uri`` names a daemon served by the event loop running in this thread."""
+    loop = _running_loop()
+    if loop is None:
+        return False
+    locations = _serving_loops.get(loop)
+    if not locations or uri.protocol != "PYRO":
+        return False
+    for host, port, sockname in locations:
+        if uri.sockname is not None:
+            if sockname == uri.sockname:
+                return True
+        elif port == uri.port and (host == uri.host or (_is_local(host) and _is_local(uri.host))):
+            return True
+    return False
+
+
+def _deadlock(uri: URI, method: str) -> DeadlockError:
+    return DeadlockError(
+        f"blocking ember.Proxy call {method!r} to {uri} made on the event loop thread of the asyncio daemon "
+        "that serves it: the loop would wait for itself and freeze. In async code use ember.aio.AsyncProxy "
+        "(await proxy.method(...)); or make the calling method a plain def, which runs in a worker thread")
 
 
 class _RemoteMethod:
@@ -66,7 +116,9 @@ class Proxy(ProxyCore, Generic[T]):
     _lock: Any
     _method_cache: dict[str, _RemoteMethod]
 
-    def __init__(self, uri: str | URI, connected_socket: Any = None, ssl_context: Any = None) -> None:
+    # ``self: Proxy[Any]``: a plain ``Proxy(uri)`` is a ``Proxy[Any]`` to type checkers (no
+    # annotation needed), while ``Proxy[Calc](uri)`` or ``p: Proxy[Calc] = Proxy(uri)`` still work
+    def __init__(self: Proxy[Any], uri: str | URI, connected_socket: Any = None, ssl_context: Any = None) -> None:
         # straight into __dict__: __setattr__ is for remote attributes and costs a call per name
         state = self._init_core(uri, connected_socket, ssl_context)
         state.update(_sock=None, _lock=threading.RLock(), _method_cache={})
@@ -95,6 +147,8 @@ class Proxy(ProxyCore, Generic[T]):
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_"):
+            if name not in self.__dict__:
+                self._check_local(name)
             object.__setattr__(self, name, value)
             return
         if not self._metadata_known:
@@ -112,6 +166,17 @@ class Proxy(ProxyCore, Generic[T]):
     def __repr__(self) -> str:
         state = "connected" if self._sock is not None else "not connected"
         return f"<ember.Proxy {self._pyroUri} {state}>"
+
+    def __bool__(self) -> bool:
+        """True, without a remote call, unless the proxy knows (from the metadata it already
+        holds) that the remote object exposes ``__bool__`` or ``__len__``: then that decides.
+        ``if proxy:`` never connects; ``len(proxy)`` does."""
+        if self._metadata_known:
+            if "__bool__" in self._methods:
+                return bool(self._remote("__bool__")())
+            if "__len__" in self._methods:
+                return bool(self._remote("__len__")())
+        return True
 
     # container dunders forward to the remote object when it exposes them
     def __len__(self) -> int:
@@ -192,6 +257,8 @@ class Proxy(ProxyCore, Generic[T]):
             self._set_metadata(self._invoke_locked(_DAEMON, "get_metadata", [self._pyroUri.object], {}, 0))
             return
         uri = self._resolve()
+        if _serving_loops and _served_here(uri):
+            raise _deadlock(uri, "<connect>")
         sock = net.connect(uri, self._effective_timeout(), config.SOCK_NODELAY)
         try:
             tls = self._tls()
@@ -232,6 +299,8 @@ class Proxy(ProxyCore, Generic[T]):
     # ---- calls -------------------------------------------------------------------------
 
     def _invoke(self, method: str, args: Any, kwargs: dict | None, flags: int = 0) -> Any:
+        if _serving_loops and _served_here(self._bound_uri or self._pyroUri):
+            raise _deadlock(self._bound_uri or self._pyroUri, method)
         if method in self._oneway_server or method in self._oneway:
             flags |= F_ONEWAY
         retries = self._max_retries
@@ -261,11 +330,18 @@ class Proxy(ProxyCore, Generic[T]):
             timeout = timeout or None
             if timeout != sock.gettimeout():
                 sock.settimeout(timeout)
-            net.send(sock, frame)
+            try:
+                net.send(sock, frame)
+            except ConnectionClosedError:
+                self._refusal_after_send(sock, session, seq)
+                raise
             if flags & F_ONEWAY:
                 return None
             reply = net.recv_message(sock, session.decoder)
-        except (TimeoutError, ProtocolError):
+        except TimeoutError as exc:
+            self._release()
+            raise self._timed_out(method, exc) from None
+        except ProtocolError:
             self._release()
             raise
         if reply is None:
@@ -290,9 +366,16 @@ class Proxy(ProxyCore, Generic[T]):
             if timeout != sock.gettimeout():
                 sock.settimeout(timeout)
             try:
-                net.send(sock, frame)
+                try:
+                    net.send(sock, frame)
+                except ConnectionClosedError:
+                    self._refusal_after_send(sock, session, seq)
+                    raise
                 reply = None if flags & F_ONEWAY else net.recv_message(sock, session.decoder)
-            except (TimeoutError, ProtocolError):
+            except TimeoutError as exc:
+                self._release()
+                raise self._timed_out(method, exc) from None
+            except ProtocolError:
                 self._release()
                 raise
             if flags & F_ONEWAY:
@@ -312,6 +395,24 @@ class Proxy(ProxyCore, Generic[T]):
             raise
         hooks.after(info, result, None)
         return result
+
+    def _refusal_after_send(self, sock: Any, session: ClientSession, seq: int) -> None:
+        """The daemon closed the connection while a call was being sent: if it said why first
+        (a call over its MAX_MESSAGE_SIZE), raise that instead of the bare broken connection."""
+        try:
+            sock.settimeout(0.5)
+            reply = net.recv_message(sock, session.decoder)
+        except (OSError, PyroError):
+            return
+        if reply is not None and reply.seq == seq:
+            self._release()
+            session.result(reply, seq, self._remote_iterator)
+
+    def _timed_out(self, method: str, exc: TimeoutError) -> TimeoutError:
+        """The timeout error of a call, naming the method, the URI and the limit."""
+        return TimeoutError(f"call {method} to {self._bound_uri or self._pyroUri} timed out ({exc}) after "
+                            f"{self._effective_timeout()} s; raise proxy._timeout (or config COMMTIMEOUT) "
+                            "if the call legitimately takes longer")
 
     def _remote_iterator(self, stream_id: str) -> RemoteIterator:
         return RemoteIterator(self, stream_id)

@@ -106,7 +106,8 @@ def ns_uri(host: str, port: int | None = None) -> URI:
 
 def _locate_plan(host: str | None, port: int | None, broadcast: bool, bcport: int | None,
                  broadcast_addrs: list[str] | None, uri_file: str | Path | None) -> _Plan:
-    """A bound proxy to the name server: ``host`` only, or NS_HOST, broadcast, URI file."""
+    """A bound proxy to the name server: ``host`` only; else an explicit URI file (the
+    ``uri_file`` argument or ``NS_URI_FILE``) first, then NS_HOST, broadcast."""
     if host:
         uri = ns_uri(host, port)
         try:
@@ -114,6 +115,16 @@ def _locate_plan(host: str | None, port: int | None, broadcast: bool, bcport: in
         except CommunicationError as exc:
             raise NamingError(f"cannot locate the name server at {uri.location}: {exc}") from None
     tried: list[str] = []
+    path = uri_file or config.NS_URI_FILE
+    if path:
+        # an explicit location wins over the NS_HOST default (which may be anything listening on 9090)
+        try:
+            text = yield _ReadFile(path)
+            return (yield _Connect(URI(text.strip())))
+        except OSError as exc:
+            tried.append(f"URI file {str(path)!r} ({exc.strerror or exc})")
+        except PyroError as exc:  # CommunicationError, or an invalid URI in the file
+            tried.append(f"URI file {str(path)!r} ({exc})")
     uri = ns_uri(config.NS_HOST, port)
     try:
         return (yield _Connect(uri))
@@ -133,16 +144,7 @@ def _locate_plan(host: str | None, port: int | None, broadcast: bool, bcport: in
                 tried.append(f"{where}: answer {found} ({exc})")
     else:
         tried.append("no broadcast (disabled)")
-    path = uri_file or config.NS_URI_FILE
-    if path:
-        try:
-            text = yield _ReadFile(path)
-            return (yield _Connect(URI(text.strip())))
-        except OSError as exc:
-            tried.append(f"URI file {str(path)!r} ({exc.strerror or exc})")
-        except PyroError as exc:  # CommunicationError, or an invalid URI in the file
-            tried.append(f"URI file {str(path)!r} ({exc})")
-    else:
+    if not path:
         tried.append("no URI file (set NS_URI_FILE)")
     raise NamingError("cannot locate the name server; tried: " + "; ".join(tried))
 

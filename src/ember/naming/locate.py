@@ -26,10 +26,11 @@ def locate_ns(host: str | None = None, port: int | None = None, broadcast: bool 
     With ``host`` (a host name, an IP address, or ``./u:path`` for a unix socket) only
     that address (port ``port`` or ``NS_PORT``) is tried. Without it, in order:
 
-    1. the configured ``NS_HOST`` : ``port`` or ``NS_PORT``;
-    2. UDP broadcast (unless ``broadcast=False`` or ``PREFER_IP_VERSION`` is 6) to
-       ``broadcast_addrs`` or ``BROADCAST_ADDRS`` on ``bcport`` or ``NS_BCPORT``;
-    3. the URI written in ``uri_file`` or ``NS_URI_FILE`` (see ``ember ns --uri-file``).
+    1. the URI written in ``uri_file`` or ``NS_URI_FILE`` (see ``ember ns --uri-file``),
+       when one is given: an explicit location wins over the defaults;
+    2. the configured ``NS_HOST`` : ``port`` or ``NS_PORT``;
+    3. UDP broadcast (unless ``broadcast=False`` or ``PREFER_IP_VERSION`` is 6) to
+       ``broadcast_addrs`` or ``BROADCAST_ADDRS`` on ``bcport`` or ``NS_BCPORT``.
 
     Each connection must succeed within 3 s (or ``COMMTIMEOUT``). Raises
     :class:`~ember.errors.NamingError` listing everything it tried and why each failed.

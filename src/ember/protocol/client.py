@@ -15,7 +15,7 @@ from typing import Any
 from .. import context, errors, serializers
 from ..config import Config
 from ..config import config as default_config
-from ..errors import CommunicationError, ConnectionDeniedError, ProtocolError, PyroError
+from ..errors import CommunicationError, ConnectionDeniedError, MessageTooLargeError, ProtocolError, PyroError
 from ..serializers import ExceptionWrapper, SerializedBlob
 from .annotations import (
     BLOB_ANNOTATION,
@@ -192,7 +192,11 @@ class ClientSession:
                 ctx.response_annotations = reply.annotations
         if not reply.flags:
             return self.serializer.loads(reply.data)  # the usual plain result
-        return call_result(reply, self.serializer, make_iterator)
+        try:
+            return call_result(reply, self.serializer, make_iterator)
+        except MessageTooLargeError:
+            self._enter(State.MUST_CLOSE)  # the daemon refused a call for its size and closes the connection
+            raise
 
 
 def parse_metadata(meta: Any, uri: Any) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
@@ -202,7 +206,8 @@ def parse_metadata(meta: Any, uri: Any) -> tuple[frozenset[str], frozenset[str],
     methods = frozenset(meta.get("methods") or ())
     attrs = frozenset(meta.get("attrs") or ())
     if not methods and not attrs:
-        raise PyroError(f"remote object '{uri}' doesn't expose any methods or attributes")
+        raise PyroError(f"remote object '{uri}' doesn't expose any methods or attributes: on the server, "
+                        "mark its class with @ember.expose (or each remote method and property)")
     return methods, attrs, frozenset(meta.get("oneway") or ())
 
 

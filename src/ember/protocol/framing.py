@@ -246,7 +246,7 @@ class Decoder:
     """
 
     __slots__ = ("_buf", "max_message_size", "max_annotations_size", "allowed_types", "_header", "_broken",
-                 "_ready", "_body", "_filled", "_annotations", "on_message")
+                 "rejected", "_ready", "_body", "_filled", "_annotations", "on_message")
 
     def __init__(
         self,
@@ -260,6 +260,9 @@ class Decoder:
         self.allowed_types = allowed_types
         self._header: tuple | None = None
         self._broken: ProtocolError | None = None
+        # (type, serializer id, seq, correlation id) of a message refused for its size, so
+        # the receiver can tell the sender which call hit the limit before it closes
+        self.rejected: tuple | None = None
         self._ready: Message | None = None  # a message decoded straight from one chunk
         # a large payload is received straight into its own buffer (see recv_target)
         self._body: bytearray | None = None
@@ -381,6 +384,7 @@ class Decoder:
             allowed = ", ".join(str(t) for t in sorted(self.allowed_types))
             raise self._fail(ProtocolError(f"invalid msg type {mtype} received (expected: {allowed})"))
         if dlen + alen > self.max_message_size:
+            self.rejected = (mtype, ser, seq, uuid.UUID(bytes=corr) if flags & F_CORR_ID else None)
             raise self._fail(
                 MessageTooLargeError(
                     f"message of {dlen + alen} bytes exceeds MAX_MESSAGE_SIZE ({self.max_message_size})"

@@ -191,6 +191,7 @@ def _unknown_to_dict(obj: Any) -> dict:
                 "register it with ember.register_type() or register_class_to_dict()"
             ) from None
         d = {s: getattr(obj, s) for s in ([slots] if isinstance(slots, str) else slots) if hasattr(obj, s)}
+    d.pop("_pyroDaemon", None)  # an object once registered never drags its daemon along
     d["__class__"] = f"{cls.__module__}.{cls.__name__}"
     return d
 
@@ -297,8 +298,11 @@ def dict_to_object(d: dict) -> Any:
             "(such as classes defined in __main__) are never rebuilt; register a converter"
         )
     raise errors.SerializeError(
-        f"unsupported serialized class: {name} (register it with ember.register_type() "
-        "or ember.register_dict_to_class() on this side)"
+        f"unsupported serialized class: {name}: the process receiving it (the client for a result, "
+        f"the daemon for an argument) has no converter for it, and Ember never builds a class just "
+        f"because its name arrived. Fix: send plain data (dicts, lists...) instead, or register the class "
+        f"in both processes with ember.register_type(cls) (dataclasses, enums, exceptions), or give the "
+        f"receiving process a converter: ember.register_dict_to_class({name!r}, converter)"
     )
 
 

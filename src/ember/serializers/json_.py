@@ -25,6 +25,29 @@ def _object_hook(d: dict) -> Any:
     return d
 
 
+def _check_keys(obj: Any) -> None:
+    """Refuse dict keys that are not strings: json would turn ``{1: x}`` into ``{"1": x}``
+    (a different dict on arrival) or fail with a message that does not say what to do."""
+    t = type(obj)
+    if t is dict:
+        for key, value in obj.items():
+            if type(key) is not str:
+                raise SerializeError(
+                    f"the json serializer can only send dicts with str keys, got a key of type "
+                    f"{type(key).__name__} ({key!r}); it would not arrive as the same dict. Fix: convert the "
+                    "keys to str, or use a serializer that carries such keys: msgpack (the default), marshal, "
+                    "or serpent (proxy._serializer = 'msgpack', or config SERIALIZER)")
+            if type(value) in _CONTAINERS:
+                _check_keys(value)
+    elif t is list or t is tuple:
+        for value in obj:
+            if type(value) in _CONTAINERS:
+                _check_keys(value)
+
+
+_CONTAINERS = frozenset({dict, list, tuple})
+
+
 class JsonSerializer(Serializer):
     """Python's json module, non-ASCII left unescaped, NaN/Infinity allowed."""
 
@@ -48,6 +71,7 @@ class JsonSerializer(Serializer):
         return object_to_dict(obj, self.extended)
 
     def dumps(self, obj: Any) -> bytes:
+        _check_keys(obj)
         try:
             return json.dumps(obj, ensure_ascii=False, default=self._default).encode("utf-8")
         except PyroError:

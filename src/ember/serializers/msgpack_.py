@@ -47,7 +47,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 class MsgpackSerializer(Serializer):
-    """msgpack with bin type on; map keys must be str or bytes on decode (as Pyro5)."""
+    """msgpack with bin type on; dict keys may be str, bytes, int, float, bool or None."""
 
     name = "msgpack"
     serializer_id = 4
@@ -110,12 +110,18 @@ class MsgpackSerializer(Serializer):
 def _unpack(data: bytes) -> Any:
     """Decode msgpack data; anything malformed is a SerializeError (Ember's own errors pass through)."""
     try:
-        return msgpack.unpackb(data, raw=False, object_hook=_object_hook, ext_hook=_ext_hook)
+        # strict_map_key off: dict keys may be any hashable msgpack value (int, float, bool, None,
+        # bytes), not only str; the message size limit still bounds what a peer can send
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, object_hook=_object_hook, ext_hook=_ext_hook)
     except SerializeError:
         raise
     except Exception as exc:
         if _is_ember_error(exc):
             raise
+        if isinstance(exc, TypeError) and "unhashable" in str(exc):
+            raise SerializeError(f"msgpack data has a dict key that cannot be a key here ({exc}): msgpack carries "
+                                 "tuple (and other container) keys as lists; use str, int, float, bool, None or "
+                                 "bytes keys, or the marshal or serpent serializer for tuple keys") from None
         raise SerializeError(f"invalid msgpack data: {exc}") from None
 
 

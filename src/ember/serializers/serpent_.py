@@ -82,6 +82,11 @@ class SerpentSerializer(Serializer):
         try:
             value = serpent.loads(data)
         except Exception as exc:  # literal_eval raises many types, incl. RecursionError
+            if isinstance(exc, TypeError) and "unhashable" in str(exc):
+                raise SerializeError(f"serpent data has a dict key or set member that cannot be one here ({exc}): "
+                                     "serpent carries bytes as base64 dicts, so bytes keys do not survive; use "
+                                     "str, int, float, bool or tuple keys, or the msgpack or marshal serializer"
+                                     ) from None
             raise SerializeError(f"invalid serpent data: {type(exc).__name__}: {exc}") from None
         return walk_classes(value)
 

@@ -157,6 +157,7 @@ class Daemon:
         factory = driver_factory(self.servertype)
         self.nathost = nathost if nathost is not None else cfg.NATHOST
         self.natport = natport if natport is not None else cfg.NATPORT
+        net.check_port(self.natport, "natport")
         self.dispatcher = Dispatcher(self, type(self).annotations is not Daemon.annotations)
         if connected_socket is not None:
             self.server: Any = MultiplexServer(self, connected_socket=connected_socket)
@@ -467,14 +468,27 @@ class Daemon:
 
 
 def _autoproxy(obj: Any) -> dict | None:
-    """Objects registered in a daemon travel as proxies to themselves."""
-    daemon = getattr(obj, "_pyroDaemon", None)
-    if not isinstance(daemon, Daemon) or isinstance(obj, (type, types.FunctionType)):
+    """Objects registered in a daemon travel as proxies to themselves: registered instances,
+    registered classes, and the instances a daemon made of a class registered by class
+    (session/single/percall; their proxy reaches the class's object id, whose instancing
+    mode picks the instance)."""
+    if isinstance(obj, types.FunctionType):
         return None
-    object_id = getattr(obj, "_pyroId", "")
-    if daemon.objects_by_id.get(object_id) is not obj:
+    own: Any
+    if isinstance(obj, type):
+        own = obj.__dict__
+    else:
+        own = getattr(obj, "__dict__", None)
+        if own is None:
+            return None
+    daemon = own.get("_pyroDaemon")  # the object's own marks, not those inherited from a registered class
+    if not isinstance(daemon, Daemon):
         return None
-    meta = metamod.class_meta(type(obj))
+    object_id = own.get("_pyroId", "")
+    registered = daemon.objects_by_id.get(object_id)
+    if registered is not obj and (registered is None or registered is not type(obj)):
+        return None
+    meta = metamod.class_meta(obj if isinstance(obj, type) else type(obj))
     uri = daemon.uri_for(object_id)
     return {
         "__class__": "Pyro5.client.Proxy",

@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import context, serializers
 from ..client import AsyncProxy, Proxy
-from ..errors import PyroError, SerializeError, format_traceback
+from ..errors import MessageTooLargeError, PyroError, SerializeError, format_traceback
 from ..protocol import (
     BLOB_ANNOTATION,
     F_BATCH,
@@ -114,7 +114,23 @@ class Dispatcher:
     def protocol_failure(self, conn: Connection, exc: Exception) -> Message | None:
         """The peer sent bytes that are not a valid message: log; the reply (if any) tells it why."""
         log.warning("closing connection from %s: %s", conn.addr, exc)
-        return conn.session.protocol_failure(exc)
+        session = conn.session
+        established = session.established
+        reply = session.protocol_failure(exc)
+        rejected = session.decoder.rejected
+        if established and reply is None and rejected is not None and rejected[0] == T_INVOKE:
+            # a call too large to read: answer it with an exception naming the limit, so the
+            # client sees why (not just a closed connection); the connection then closes
+            _mtype, ser_id, seq, corr = rejected
+            try:
+                ser = serializers.by_id(ser_id, session.extended)
+            except SerializeError:
+                return None
+            error = MessageTooLargeError(
+                f"{exc}: the daemon refused the call and closed the connection; send less data per call "
+                f"(in chunks, or as a stream) or raise MAX_MESSAGE_SIZE on the daemon")
+            return self.exception_reply(Message(T_INVOKE, ser_id, 0, seq, b"", None, corr), ser, error)
+        return reply
 
     # ---- messages -------------------------------------------------------------------------
 

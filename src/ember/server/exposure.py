@@ -24,7 +24,8 @@ def resolve_method(obj: Any, method: str) -> Callable:
     if metamod.is_private(method):
         raise AttributeError(f"attempt to access private attribute {method!r}")
     if hasattr(obj, method):
-        raise AttributeError(f"attempt to access unexposed attribute {method!r}")
+        raise AttributeError(f"attempt to access unexposed attribute {method!r}: mark it (or its class) "
+                             "with @ember.expose to make it remotely callable")
     raise AttributeError(f"remote object has no attribute {method!r}")
 
 

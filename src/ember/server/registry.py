@@ -52,6 +52,9 @@ class Registry:
                 object_id = "obj_" + uuid.uuid4().hex
         if not isinstance(object_id, str) or not object_id or any(c.isspace() for c in object_id):
             raise DaemonError(f"invalid object id {object_id!r}: must be a non-empty string without whitespace")
+        if "@" in object_id:
+            raise DaemonError(f"invalid object id {object_id!r}: '@' separates the object id from the location in "
+                              "a URI, so an id containing it gives an unusable URI; choose an id without '@'")
         if not force:
             if object_id in self.objects_by_id:
                 raise DaemonError(f"object id {object_id!r} is already registered")

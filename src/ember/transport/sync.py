@@ -84,6 +84,14 @@ def connect(uri: URI, timeout: float | None = None, nodelay: bool = True) -> soc
     return sock
 
 
+def check_port(port: Any, what: str = "port") -> None:
+    """Refuse a port number outside 0-65535 (the OS would wrap it, or blame the host)."""
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise CommunicationError(f"invalid {what} {port!r}: must be an int from 0 to 65535 (0 = let the OS choose)")
+    if not 0 <= port <= 65535:
+        raise CommunicationError(f"invalid {what} {port}: TCP ports are 0-65535 (0 = let the OS choose)")
+
+
 def create_server(
     host: str | None = None,
     port: int = 0,
@@ -97,6 +105,7 @@ def create_server(
     With ``port_range`` > 1 and a fixed port, the ports ``port .. port+port_range-1`` are
     tried in turn until one is free.
     """
+    check_port(port, "port")
     if port and port_range > 1:
         for candidate in range(port, min(port + port_range, 65536)):
             try:

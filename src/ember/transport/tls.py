@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import ssl
 import threading
 from typing import Any
@@ -132,8 +133,20 @@ def server_handshake(sock: Any, peer: object, timeout: float | None, restore: fl
     except ssl.SSLEOFError:
         raise ConnectionClosedError(f"connection from {peer} closed before the TLS handshake") from None
     except OSError as exc:
-        raise tls_error(exc, peer) from None
+        error = tls_error(exc, peer)
+        _discard_input(sock)
+        raise error from None
     finally:
         if blocking:
             sock.settimeout(restore)
     return True
+
+
+def _discard_input(sock: Any) -> None:
+    """Drop what the client already sent after its part of a failed handshake (TLS 1.3
+    clients send their first message at once): closing with unread input would reset the
+    connection and could destroy the alert telling the client why, before it reads it."""
+    with contextlib.suppress(OSError):
+        sock.settimeout(0.05)
+        while socket.socket.recv(sock, 65536):
+            pass

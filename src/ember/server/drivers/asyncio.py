@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ... import context
+from ...client.proxy import loop_serves, loop_stopped
 from ...errors import DaemonError
 from ...protocol import T_INVOKE, Message
 from ...transport import sync as net
@@ -107,10 +108,11 @@ class AsyncioServer(BaseDriver):
         if self._serving:
             raise DaemonError("this daemon is already serving")
         self._serving = True
-        self.event_loop = asyncio.get_running_loop()
+        self.event_loop = loop = asyncio.get_running_loop()
         self._loop_thread = threading.current_thread()
         self._stop = asyncio.Event()
         server = None
+        loop_serves(loop, self.location)  # blocking proxies called on this loop to this daemon are refused
         try:
             if not self.running:
                 return
@@ -124,6 +126,7 @@ class AsyncioServer(BaseDriver):
                     await asyncio.wait_for(self._stop.wait(), poll)
                 self.daemon.periodic()
         finally:
+            loop_stopped(loop, self.location)
             self.running = False
             if server is not None:
                 server.close()
