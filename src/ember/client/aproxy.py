@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import time
 from collections.abc import Generator
 from typing import Any
 
@@ -38,6 +39,7 @@ from .resolve import aresolve
 __all__ = ["AsyncProxy", "AsyncBatchProxy", "AsyncRemoteIterator"]
 
 _DAEMON = "Pyro.Daemon"
+_background: set[asyncio.Task] = set()  # idle releases in progress (kept from being garbage-collected)
 
 
 class _AsyncMember:
@@ -82,7 +84,8 @@ class AsyncProxy(ProxyCore):
     def __init__(self, uri: str | URI, ssl_context: ssl.SSLContext | None = None,
                  connected_socket: socket.socket | None = None) -> None:
         state = self._init_core(uri, connected_socket, ssl_context)
-        state.update(_stream=None, _reader_task=None, _multiplex=False, _connect_lock=None, _call_lock=None)
+        state.update(_stream=None, _reader_task=None, _multiplex=False, _connect_lock=None, _call_lock=None,
+                     _used=0.0)
         self.__dict__.update(state)
 
     # ---- attribute protocol ------------------------------------------------------------
@@ -240,6 +243,22 @@ class AsyncProxy(ProxyCore):
         self._session = session
         self._stream = stream
         self._reader_task = asyncio.ensure_future(self._read_replies(stream, session))
+        self._used = time.monotonic()
+        if config.PROXY_IDLE_RELEASE:
+            asyncio.get_running_loop().call_later(config.PROXY_IDLE_RELEASE, self._idle_tick, stream)
+
+    def _idle_tick(self, stream: AsyncStream) -> None:
+        """Idle release (config ``PROXY_IDLE_RELEASE``): close the connection once unused that long."""
+        limit = config.PROXY_IDLE_RELEASE
+        if self._stream is not stream or not limit:
+            return  # released or replaced meanwhile
+        left = limit - (time.monotonic() - self._used)
+        if left > 0 or self._pending:
+            asyncio.get_running_loop().call_later(max(left, limit / 4), self._idle_tick, stream)
+            return
+        task = asyncio.ensure_future(self._release())
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
     async def _read_replies(self, stream: AsyncStream, session: ClientSession) -> None:
         """Hand every reply to the call waiting for its sequence number; fail them all when the line dies."""
@@ -303,6 +322,7 @@ class AsyncProxy(ProxyCore):
                 retries -= 1
 
     async def _roundtrip(self, object_id: str, method: str, args: Any, kwargs: dict | None, flags: int) -> Any:
+        self._used = time.monotonic()
         stream = self._stream
         if stream is None:
             await self._bind()

@@ -27,12 +27,16 @@ from ..uri import URI
 from . import hooks
 from ._base import ProxyCore
 from .hooks import installed as _hooks
+from .idle import watch
 from .resolve import resolve as resolve_uri
 
 __all__ = ["Proxy", "RemoteIterator", "loop_serves", "loop_stopped"]
 
 T = TypeVar("T")
 _DAEMON = "Pyro.Daemon"
+# a connection unused for this long is checked for a close by the daemon before the next call
+# (one non-blocking select, only after a pause, so back-to-back calls never pay it)
+_STALE = 0.05
 
 # event loops that serve Ember asyncio daemons -> the (host, port, unix path) they listen on;
 # a blocking call from such a loop's own thread to one of them could never be answered
@@ -121,7 +125,7 @@ class Proxy(ProxyCore, Generic[T]):
     def __init__(self: Proxy[Any], uri: str | URI, connected_socket: Any = None, ssl_context: Any = None) -> None:
         # straight into __dict__: __setattr__ is for remote attributes and costs a call per name
         state = self._init_core(uri, connected_socket, ssl_context)
-        state.update(_sock=None, _lock=threading.RLock(), _method_cache={})
+        state.update(_sock=None, _lock=threading.RLock(), _method_cache={}, _used=0.0)
         self.__dict__.update(state)
 
     # ---- attribute protocol ------------------------------------------------------------
@@ -223,6 +227,20 @@ class Proxy(ProxyCore, Generic[T]):
             if sock is not None and self._connected_socket is None:
                 net.close_quietly(sock)
 
+    def _release_if_idle(self, now: float) -> bool:
+        """Idle release (config ``PROXY_IDLE_RELEASE``): close the connection if it has not been
+        used for that long; True once it is closed. Never waits for a call in progress."""
+        limit = config.PROXY_IDLE_RELEASE
+        if self._sock is None:
+            return True
+        if not limit or now - self._used < limit or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._release()
+            return True
+        finally:
+            self._lock.release()
+
     def _reconnect(self, tries: int = 100_000_000, wait: float = 1.0) -> None:
         """Release and connect again, trying up to ``tries`` times ``wait`` seconds apart.
 
@@ -281,7 +299,9 @@ class Proxy(ProxyCore, Generic[T]):
         except BaseException:
             net.close_quietly(sock)
             raise
-        self.__dict__.update(_sock=sock, _bound_uri=uri, _handshake_response=answer.response)
+        self.__dict__.update(_sock=sock, _bound_uri=uri, _handshake_response=answer.response, _used=time.monotonic())
+        if config.PROXY_IDLE_RELEASE:
+            watch(self, config.PROXY_IDLE_RELEASE)
         self._set_metadata(answer.meta)
         self._validate_handshake_response(self._handshake_response)
 
@@ -307,8 +327,15 @@ class Proxy(ProxyCore, Generic[T]):
         while True:
             with self._lock:
                 try:
-                    if self._sock is None:
+                    now = time.monotonic()
+                    sock = self._sock
+                    if sock is not None and now - self._used > _STALE and self._connected_socket is None \
+                            and net.peer_closed(sock):
+                        self._release()  # the daemon closed it while we were idle (IDLE_TIMEOUT): a new one
+                        sock = None
+                    if sock is None:
                         self._connect()
+                    self.__dict__["_used"] = now
                     return self._invoke_locked((self._bound_uri or self._pyroUri).object, method, args, kwargs,
                                                flags)
                 except ConnectionClosedError:

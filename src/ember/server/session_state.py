@@ -35,6 +35,7 @@ class Connection:
         self.released = False  # the daemon has run its connection_closed cleanup
         self.established_at: float | None = None
         self.tasks: set[Any] = set()  # asyncio driver: calls in flight on this connection
+        self.last_active = 0.0  # time.monotonic() of the last bytes received (kept when IDLE_TIMEOUT is on)
 
     @property
     def extended(self) -> bool:

@@ -222,6 +222,25 @@ def _send_parts(sock: socket.socket, parts: list) -> None:
         raise io_error(exc, sending=True) from None
 
 
+def peer_closed(sock: Any) -> bool:
+    """Whether the peer of an idle connection has closed it (or reset it): checked without
+    waiting and without consuming application data."""
+    try:
+        if not select.select([sock], [], [], 0)[0]:
+            return False  # nothing to read: still open
+        if isinstance(sock, ssl.SSLSocket):
+            sock.setblocking(False)
+            try:
+                return not sock.recv(1)  # EOF or close_notify; data here would be out of turn anyway
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return False
+            finally:
+                sock.setblocking(True)
+        return not sock.recv(1, socket.MSG_PEEK)
+    except OSError:
+        return True
+
+
 class SocketStream:
     """One connected socket with Ember's framing-aware receive and whole-frame send.
 

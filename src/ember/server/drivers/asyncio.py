@@ -209,9 +209,17 @@ class AsyncioServer(BaseDriver):
         conn = self.open_connection(stream, addr)
         self.connections.add(conn)
         session = conn.session
+        idle = self.config.IDLE_TIMEOUT
         try:
             while not stream.closed:
-                data = await stream.read(65536)
+                if idle:
+                    try:
+                        data = await asyncio.wait_for(stream.read(65536), idle)
+                    except asyncio.TimeoutError:
+                        log.debug("closing connection from %s: idle longer than IDLE_TIMEOUT", addr)
+                        break
+                else:
+                    data = await stream.read(65536)
                 if not data:
                     break
                 session.feed(data)

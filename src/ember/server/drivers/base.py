@@ -95,8 +95,13 @@ class BaseDriver:
         ctx = self.daemon.ssl_context
         if ctx is not None and not established:
             sock = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        stream = net.SocketStream(sock, addr, self.config.COMMTIMEOUT or None, blocking, owns_socket)
-        return self.open_connection(stream, addr, established)
+        cfg = self.config
+        # a blocking stream waits at most IDLE_TIMEOUT for a client's next message (then it closes)
+        waits = [t for t in (cfg.COMMTIMEOUT, cfg.IDLE_TIMEOUT if not established else 0) if t]
+        stream = net.SocketStream(sock, addr, min(waits) if waits else None, blocking, owns_socket)
+        conn = self.open_connection(stream, addr, established)
+        conn.last_active = time.monotonic()
+        return conn
 
     def close_connection(self, conn: Connection) -> None:
         """Release everything tied to a connection that went away (once per connection)."""
@@ -196,7 +201,13 @@ class SelectorDriver(BaseDriver):
                 self._accept()
             else:
                 self._ready(data)
+        if self.config.IDLE_TIMEOUT:
+            self._close_idle(time.monotonic() - self.config.IDLE_TIMEOUT)
         self.daemon.periodic()
+
+    def _close_idle(self, before: float) -> None:
+        """Close connections that sent nothing since ``before`` (IDLE_TIMEOUT); blocking
+        streams time out on their own."""
 
     def _accept(self) -> None:
         raise NotImplementedError

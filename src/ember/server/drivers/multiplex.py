@@ -6,7 +6,9 @@ everyone else (use the thread-pool server, or oneway calls, for long work).
 
 from __future__ import annotations
 
+import logging
 import selectors
+import time
 from typing import Any
 
 from ...transport import sync as net
@@ -14,6 +16,8 @@ from ..session_state import Connection
 from .base import SelectorDriver
 
 __all__ = ["MultiplexServer"]
+
+log = logging.getLogger("ember.server.multiplex")
 
 
 class MultiplexServer(SelectorDriver):
@@ -82,6 +86,7 @@ class MultiplexServer(SelectorDriver):
             chunk = stream.recv_available()
             if chunk is None:
                 return
+            conn.last_active = time.monotonic()
             if not chunk:
                 self._drop(conn)
                 return
@@ -103,6 +108,12 @@ class MultiplexServer(SelectorDriver):
             except (KeyError, ValueError, OSError):
                 pass
         self.close_connection(conn)
+
+    def _close_idle(self, before: float) -> None:
+        for conn in [c for c in self.connections if c.last_active < before]:
+            if conn.stream.owns_socket:  # never a connected socket the user handed in
+                log.debug("closing connection from %s: idle longer than IDLE_TIMEOUT", conn.addr)
+                self._drop(conn)
 
     def _release(self) -> None:
         for conn in list(self.connections):
