@@ -11,7 +11,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-pytest.importorskip("mypy")
+
 
 
 def _first_readme_snippet():
@@ -60,3 +60,43 @@ def test_untyped_proxy_is_proxy_of_any(tmp_path):
     reveals = re.findall(r'Revealed type is "([^"]+)"', out.stdout)
     assert reveals == ["ember.client.proxy.Proxy[Any]", "ember.client.proxy.Proxy[Any]",
                        "ember.client.proxy.Proxy[prog.Calc]"]
+
+
+def test_typed_proxy_checks_calls_against_the_class(tmp_path):
+    program = tmp_path / "typed_prog.py"
+    program.write_text(
+        "import ember\n"
+        "class Calc:\n"
+        "    def add(self, a: int, b: int) -> int:\n"
+        "        return a + b\n"
+        "with ember.Proxy('PYRO:calc@127.0.0.1:1') as proxy:\n"
+        "    calc = ember.typed(Calc, proxy)\n"
+        "    reveal_type(calc.add(1, 2))\n"
+        "    calc.add('one', 2)\n"
+        "    calc.mul(1, 2)\n"
+        "direct = ember.typed(Calc, 'PYRO:calc@127.0.0.1:1')\n"
+        "reveal_type(direct)\n"
+    )
+    out = _mypy(tmp_path, [str(program)])
+    reveals = re.findall(r'Revealed type is "([^"]+)"', out.stdout)
+    assert reveals in (["int", "typed_prog.Calc"], ["builtins.int", "typed_prog.Calc"]), out.stdout
+    assert 'Argument 1 to "add" of "Calc" has incompatible type "str"; expected "int"' in out.stdout
+    assert '"Calc" has no attribute "mul"' in out.stdout
+
+
+def test_typed_returns_the_proxy_itself(make_daemon):
+    import ember
+
+    from .services import Calc
+
+    uri = make_daemon().register(Calc, "calc")
+    with ember.Proxy(uri) as proxy:
+        calc = ember.typed(Calc, proxy)
+        assert calc is proxy and calc.add(2, 3) == 5
+    made = ember.typed(Calc, uri)
+    try:
+        assert isinstance(made, ember.Proxy) and made.add(1, 1) == 2
+    finally:
+        made._release()
+    with pytest.raises(TypeError, match="needs a class"):
+        ember.typed("Calc", uri)

@@ -42,6 +42,7 @@ _EXPORTS = {
     "resolve": "ember.naming",
     "serve": "ember.server",
     "tobytes": "ember.serializers",
+    "typed": "ember.client",
     "unregister_class_to_dict": "ember.serializers",
     "unregister_dict_to_class": "ember.serializers",
 }
@@ -73,13 +74,14 @@ __all__ = [
     "resolve",
     "serve",
     "tobytes",
+    "typed",
     "unregister_class_to_dict",
     "unregister_dict_to_class",
 ]
 
 if TYPE_CHECKING:
     from . import errors
-    from .client import AsyncBatchProxy, AsyncProxy, BatchProxy, Proxy, add_client_hook, remove_client_hook
+    from .client import AsyncBatchProxy, AsyncProxy, BatchProxy, Proxy, add_client_hook, remove_client_hook, typed
     from .context import current_context
     from .naming import locate_ns, resolve
     from .serializers import (

@@ -12,9 +12,10 @@ from .aproxy import AsyncBatchProxy, AsyncProxy, AsyncRemoteIterator
 from .batch import BatchProxy
 from .hooks import ClientHook, add_client_hook, remove_client_hook
 from .proxy import Proxy, RemoteIterator
+from .typedproxy import typed
 
 __all__ = ["AsyncBatchProxy", "AsyncProxy", "AsyncRemoteIterator", "BatchProxy", "ClientHook", "Proxy",
-           "ProxyCore", "RemoteIterator", "add_client_hook", "remove_client_hook"]
+           "ProxyCore", "RemoteIterator", "add_client_hook", "remove_client_hook", "typed"]
 
 # the client package's one piece of wiring: proxies of both flavours have a wire form
 serializers.register_class_to_dict(ProxyCore, proxy_to_dict)
