@@ -36,16 +36,17 @@ class EventServer:
         self.service = EventService(storage, config=config)
         self._closed = False
         self._lock = threading.Lock()
+        self.registered = ns is not False and ns is not None
         try:
             if ns is True:
                 ns = locate_ns(ns_host, ns_port)
             self.daemon = Daemon(host=host, port=port, unixsocket=unixsocket, nathost=nathost, natport=natport,
-                                 ssl_context=ssl_context, config=cfg, ns=ns or None)
+                                 ssl_context=ssl_context, config=cfg,
+                                 ns=None if ns is False else ns)
             self.uri: URI = self.daemon.register(self.service, EVENTSERVICE_NAME)
         except BaseException:
             self.shutdown()
             raise
-        self.registered = bool(ns)
 
     def start(self) -> EventServer:
         """Serve in a background thread; returns self."""

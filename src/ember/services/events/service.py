@@ -63,7 +63,7 @@ def _since(since: Any) -> int | None:
 def _check_subscriber(subscriber: Any) -> Proxy:
     if not isinstance(subscriber, Proxy):
         raise PyroError(f"invalid subscriber: expected a proxy to an object that exposes event(event), got "
-                        f"{type(subscriber).__name__} (pass the registered object or a proxy, not a {type(subscriber).__name__})")
+                        f"{type(subscriber).__name__} (pass the registered object itself, or a proxy to it)")
     return subscriber
 
 
@@ -336,9 +336,10 @@ class EventService:
                 sub.subjects.discard(name)
                 sub.patterns.pop(name, None)
             self._targets.clear()
-            if not sub.subjects and not sub.patterns:
+            empty = not sub.subjects and not sub.patterns
+            if empty:
                 del self._subs[key]
-        if not sub.subjects and not sub.patterns:
+        if empty:
             sub.close()
 
     def _remove(self, sub: _Subscription) -> None:
