@@ -257,22 +257,23 @@ def stuck():
 
 
 def test_a_stuck_subscriber_delays_neither_the_others_nor_the_publisher(subscribers, server, stuck):
-    with ember.config.override(EVENTS_QUEUE_SIZE=10, EVENTS_QUEUE_POLICY="drop-oldest", EVENTS_TIMEOUT=2.0):
-        fast = subscribers()
-        fast.subscribe("load")
-        with Publisher(server.uri) as pub:
+    fast = subscribers()
+    fast.subscribe("load")  # a queue of the default size: it does not fill
+    with Publisher(server.uri) as pub:
+        # queue settings are taken when a subscriber first subscribes
+        with ember.config.override(EVENTS_QUEUE_SIZE=10, EVENTS_QUEUE_POLICY="drop-oldest", EVENTS_TIMEOUT=2.0):
             pub.proxy.subscribe(["load"], stuck)
-            start = time.monotonic()
-            for i in range(300):
-                pub.publish("load", i)
-            took = time.monotonic() - start
-            assert wait_for(lambda: len(fast.received) == 300)
-            stats = pub.stats()["subscribers"]
-        assert took < 5 and fast.messages() == list(range(300))
-        assert stats[str(fast.uri)]["dropped"] == 0 and stats[str(fast.uri)]["delivered"] == 300
-        stuck_stats = stats[str(stuck._pyroUri)]
-        assert stuck_stats["queued"] == 10 and stuck_stats["delivered"] == 0
-        assert stuck_stats["dropped"] >= 300 - 10 - ember.config.EVENTS_BATCH_SIZE
+        start = time.monotonic()
+        for i in range(300):
+            pub.publish("load", i)
+        took = time.monotonic() - start
+        assert wait_for(lambda: len(fast.received) == 300)
+        stats = pub.stats()["subscribers"]
+    assert took < 5 and fast.messages() == list(range(300))
+    assert stats[str(fast.uri)]["dropped"] == 0 and stats[str(fast.uri)]["delivered"] == 300
+    stuck_stats = stats[str(stuck._pyroUri)]
+    assert stuck_stats["queued"] == 10 and stuck_stats["delivered"] == 0
+    assert stuck_stats["dropped"] >= 300 - 10 - ember.config.EVENTS_BATCH_SIZE
 
 
 def test_a_slow_subscriber_gets_the_newest_events_in_order(subscribers, server):
@@ -407,6 +408,25 @@ def test_replay_since_delivers_each_missed_event_once(server, subscribers):
     again.subscribe("other", since=last)
     assert wait_for(lambda: len(again.received) == total)
     assert [e["message"] for e in again.received if e["subject"] == "other"] == list(range(5, 10))
+    again.service.subscribe(["other"], again._receiver, since=last)  # again: the service skips what it sent
+    with Publisher(server.uri) as pub:
+        pub.publish("other", "marker")
+    assert wait_for(lambda: again.received[-1]["message"] == "marker")
+    assert [e["message"] for e in again.received if e["subject"] == "other"] == [*range(5, 10), "marker"]
+
+
+def test_replay_is_not_cut_by_the_queue_bound(server, subscribers):
+    with Publisher(server.uri) as pub:
+        pub.publish_many([("many", i) for i in range(300)])
+        with ember.config.override(EVENTS_QUEUE_SIZE=10, EVENTS_QUEUE_POLICY="drop-oldest"):
+            sub = subscribers()
+            sub.subscribe("many", since=0)
+        pub.publish_many([("many", i) for i in range(300, 320)])
+        assert wait_for(lambda: sub.received and sub.received[-1]["message"] == 319)
+        stats = pub.stats()["subscribers"][str(sub.uri)]
+    replayed = [e["message"] for e in sub.received if e["seq"] <= 300]
+    assert replayed == list(range(300))  # every replayed event, though the queue holds 10
+    assert len(sub.received) + stats["dropped"] == 320
 
 
 def test_replay_keeps_the_last_n_per_subject(tmp_path):
@@ -422,7 +442,7 @@ def test_replay_keeps_the_last_n_per_subject(tmp_path):
                     assert sub.messages()[-3:] == [27, 28, 29] and len(sub.received) <= 3 + 13
 
 
-def test_sqlite_storage_survives_sigkill(tmp_path, nameserver):
+def test_sqlite_storage_survives_sigkill(tmp_path, nameserver, request):
     db = tmp_path / "events.db"
     port = nameserver.daemon.port
     args = [sys.executable, "-m", "ember.cli", "events", "-n", "127.0.0.1", "-p", "0", "-s", f"sqlite:{db}",
@@ -441,11 +461,17 @@ def test_sqlite_storage_survives_sigkill(tmp_path, nameserver):
         proc.kill()
         raise AssertionError(f"ember events did not start: {proc.communicate()}")
 
+    early = Collector(ns_host="127.0.0.1", ns_port=port).start()  # subscribed before the crash
+    request.addfinalizer(early.close)
     proc, uri = start()
     try:
         assert str(nameserver.nameserver.lookup("Pyro.EventService")) == uri
+        early.subscribe("durable.0")
         with Publisher(uri) as pub:
-            for i in range(40):
+            for i in range(20):
+                pub.publish(f"durable.{i % 3}", {"i": i})
+            assert wait_for(lambda: len(early.received) == 7)
+            for i in range(20, 40):
                 pub.publish(f"durable.{i % 3}", {"i": i})
             pub.publish_many([("durable.x", i) for i in range(40, 50)])
     finally:
@@ -455,6 +481,12 @@ def test_sqlite_storage_survives_sigkill(tmp_path, nameserver):
     proc, uri2 = start()
     try:
         assert str(nameserver.nameserver.lookup("Pyro.EventService")) == uri2
+        # the early subscriber may or may not have seen the events sent just before the crash;
+        # after resubscribing it has every durable.0 event exactly once
+        early.resubscribe()
+        assert wait_for(lambda: len(early.received) == 14)
+        assert [e["message"]["i"] for e in early.received] == list(range(0, 40, 3))
+        early.close()
         with Collector(ns_host="127.0.0.1", ns_port=port) as sub, Publisher(ns_host="127.0.0.1", ns_port=port) as pub:
             sub.subscribe_match("durable", since=0)
             assert wait_for(lambda: len(sub.received) == 50)

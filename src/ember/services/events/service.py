@@ -83,7 +83,8 @@ class _Subscription:
         self.block = cfg.EVENTS_QUEUE_POLICY == "block"
         self.batch_size = max(1, cfg.EVENTS_BATCH_SIZE)
         self.max_failures = max(1, cfg.EVENTS_MAX_FAILURES)
-        self.items: deque[Event] = deque()
+        self.items: deque[Event] = deque()  # live events, bounded
+        self.replay: deque[Event] = deque()  # replayed events, sent first, bounded by what the store keeps
         self.cond = threading.Condition(threading.Lock())
         self.waiting = False  # the sender sleeps until an event arrives
         self.blocked = 0  # publishers waiting for room (policy "block")
@@ -98,11 +99,11 @@ class _Subscription:
 
     # ---- the queue (put: service lock held; take: sender thread) ---------------------------
 
-    def put(self, event: Event, bounded: bool = True) -> None:
+    def put(self, event: Event) -> None:
         with self.cond:
             if self.closed:
                 return
-            if bounded and len(self.items) >= self.maxsize:
+            if len(self.items) >= self.maxsize:
                 if self.block:
                     self.blocked += 1
                     while len(self.items) >= self.maxsize and not self.closed:
@@ -119,15 +120,22 @@ class _Subscription:
             if self.waiting:
                 self.cond.notify_all()
 
+    def put_replayed(self, events: list[Event]) -> None:
+        with self.cond:
+            if not self.closed and events:
+                self.replay.extend(events)
+                if self.waiting:
+                    self.cond.notify_all()
+
     def _take(self, limit: int) -> list[Event] | None:
         with self.cond:
-            while not self.items and not self.closed:
+            while not self.items and not self.replay and not self.closed:
                 self.waiting = True
                 self.cond.wait()
                 self.waiting = False
             if self.closed:
                 return None
-            items = self.items
+            items = self.replay or self.items
             batch = [items.popleft() for _ in range(min(limit, len(items)))]
             if self.blocked:
                 self.cond.notify_all()
@@ -137,6 +145,7 @@ class _Subscription:
         with self.cond:
             self.closed = True
             self.items.clear()
+            self.replay.clear()
             self.cond.notify_all()
 
     # ---- the sender ----------------------------------------------------------------------
@@ -177,8 +186,9 @@ class _Subscription:
         if isinstance(exc, SerializeError):
             self.failed += len(batch)
             log.warning("event subscriber %s: %d event(s) could not be serialized for it: %s", self.key, len(batch), exc)
+            batch = []
         if self.failures >= self.max_failures:
-            self.failed += len(batch) + len(self.items)
+            self.failed += len(batch) + len(self.items) + len(self.replay)
             log.warning("event subscriber %s unsubscribed after %d failed deliveries in a row: %s: %s",
                         self.key, self.failures, type(exc).__name__, exc)
             self.service._remove(self)
@@ -190,9 +200,9 @@ class _Subscription:
         return not self.closed
 
     def stats(self) -> dict[str, Any]:
-        return {"subjects": sorted(self.subjects), "patterns": sorted(self.patterns), "queued": len(self.items),
-                "delivered": self.delivered, "dropped": self.dropped, "failed": self.failed,
-                "failures": self.failures, "batching": self.batching}
+        return {"subjects": sorted(self.subjects), "patterns": sorted(self.patterns),
+                "queued": len(self.items) + len(self.replay), "delivered": self.delivered, "dropped": self.dropped,
+                "failed": self.failed, "failures": self.failures, "batching": self.batching}
 
 
 class EventService:
@@ -318,10 +328,9 @@ class EventService:
             return subject in old_subjects or any(p.match(subject) for p in old_patterns)
 
         high = sub.high
-        for event in self.storage.since(since, match):
-            if not new and event["seq"] <= high and had(event["subject"]):
-                continue  # it was queued for this subscriber already
-            sub.put(event, bounded=False)  # replay is bounded by what the store keeps
+        sub.put_replayed([e for e in self.storage.since(since, match)
+                          if new or e["seq"] > high or not had(e["subject"])])  # else it was queued already
+        sub.high = max(sub.high, self._seq)  # everything up to here that it wants is now queued
 
     @expose
     def unsubscribe(self, subjects_or_patterns: str | list[str], subscriber: Any) -> None:
