@@ -69,6 +69,7 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "EVENTS_MAX_FAILURES": (3, "failed deliveries in a row after which a subscriber is unsubscribed"),
     "EVENTS_TIMEOUT": (10.0, "seconds one delivery call to a subscriber may take"),
     "EVENTS_BATCH_SIZE": (200, "most events per events() call to a subscriber that takes batches"),
+    "EVENTS_LINGER": (0.001, "seconds a sender waits for more events to send in one events() call; 0 = at once"),
     "EVENTS_KEEP": (1000, "events kept per subject for replay (subscribe(..., since=seq))"),
     "EVENTS_KEEP_SECONDS": (0.0, "also forget events older than this many seconds; 0 = no time limit"),
     "SSL": (False, "use TLS"),

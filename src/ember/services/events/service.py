@@ -83,6 +83,7 @@ class _Subscription:
         self.block = cfg.EVENTS_QUEUE_POLICY == "block"
         self.batch_size = max(1, cfg.EVENTS_BATCH_SIZE)
         self.max_failures = max(1, cfg.EVENTS_MAX_FAILURES)
+        self.linger = max(0.0, cfg.EVENTS_LINGER)
         self.items: deque[Event] = deque()  # live events, bounded
         self.replay: deque[Event] = deque()  # replayed events, sent first, bounded by what the store keeps
         self.cond = threading.Condition(threading.Lock())
@@ -141,6 +142,15 @@ class _Subscription:
                 self.cond.notify_all()
             return batch
 
+    def _more(self, limit: int) -> list[Event]:
+        """Events that arrived meanwhile, without waiting (to fill a batch)."""
+        with self.cond:
+            items = self.replay or self.items
+            batch = [items.popleft() for _ in range(min(limit, len(items)))]
+            if batch and self.blocked:
+                self.cond.notify_all()
+            return batch
+
     def close(self) -> None:
         with self.cond:
             self.closed = True
@@ -155,6 +165,9 @@ class _Subscription:
             batch = self._take(self.batch_size if self.batching is not False else 1)
             if batch is None:
                 return
+            if self.linger and self.batching and len(batch) < self.batch_size:
+                time.sleep(self.linger)  # let a few more events come, to send them in one call
+                batch.extend(self._more(self.batch_size - len(batch)))
             while batch and not self.closed:
                 sent = 0
                 try:
