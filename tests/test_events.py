@@ -1,11 +1,13 @@
 """The event service (issue 17): real daemons on loopback, Pyro5 peers, an ``ember events`` process."""
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -503,12 +505,30 @@ def test_sqlite_storage_survives_sigkill(tmp_path, nameserver, request):
     assert "Pyro.EventService" not in nameserver.nameserver.list()
 
 
-def test_bad_storage_file_stops_the_start_up(tmp_path):
+@pytest.mark.parametrize("kind", ["garbage", "another database"])
+def test_bad_storage_file_stops_the_start_up(tmp_path, kind):
     bad = tmp_path / "bad.db"
-    bad.write_bytes(b"garbage" * 1000)
+    if kind == "garbage":
+        bad.write_bytes(b"garbage" * 1000)
+    else:
+        with contextlib.closing(sqlite3.connect(bad)) as db:
+            db.execute("CREATE TABLE names (name TEXT)")
+            db.commit()
     r = subprocess.run([sys.executable, "-m", "ember.cli", "events", "-x", "-p", "0", "-s", f"sqlite:{bad}"],
                        capture_output=True, text=True, timeout=30, env=ENV)
     assert r.returncode == 1 and str(bad) in r.stderr and r.stderr.startswith("ember events: error:")
+    assert "not an Ember event database" in r.stderr
+
+
+def test_without_a_name_server_ember_events_says_so():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+        udp.bind(("127.0.0.1", 0))
+        tcp.bind(("127.0.0.1", 0))  # ports nobody serves on
+        env = dict(ENV, PYRO_NS_PORT=str(tcp.getsockname()[1]), PYRO_NS_BCPORT=str(udp.getsockname()[1]),
+                   PYRO_NS_HOST="127.0.0.1")
+        r = subprocess.run([sys.executable, "-m", "ember.cli", "events", "-p", "0"], capture_output=True, text=True,
+                           timeout=30, env=env)
+    assert r.returncode == 1 and r.stderr.startswith("ember events: error:") and "name server" in r.stderr.lower()
 
 
 # ---- bad input -------------------------------------------------------------------------------------------

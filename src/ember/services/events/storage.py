@@ -109,6 +109,9 @@ class SqliteEventStorage(EventStorage):
         except sqlite3.Error as exc:
             raise PyroError(f"event storage {self.path}: cannot open: {exc}") from None
         try:
+            tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "ember_events" not in tables:
+                raise sqlite3.DatabaseError(f"it holds other tables ({', '.join(sorted(tables))})")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if synchronous.upper() == 'FULL' else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
