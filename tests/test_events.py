@@ -444,6 +444,21 @@ def test_replay_keeps_the_last_n_per_subject(tmp_path):
                     assert sub.messages()[-3:] == [27, 28, 29] and len(sub.received) <= 3 + 13
 
 
+def test_replay_forgets_events_older_than_keep_seconds(tmp_path):
+    with ember.config.override(EVENTS_KEEP_SECONDS=0.3):
+        for storage in (None, f"sqlite:{tmp_path / 'window.db'}"):
+            with EventServer("127.0.0.1", 0, ns=False, storage=storage).start() as srv:
+                with Publisher(srv.uri) as pub:
+                    pub.publish_many([("w", i) for i in range(5)])
+                    time.sleep(0.4)
+                    pub.publish_many([("w", i) for i in range(5, 7)])
+                with Collector(srv.uri) as sub:
+                    sub.subscribe("w", since=0)
+                    assert wait_for(lambda sub=sub: len(sub.received) == 2)
+                    time.sleep(0.05)
+                    assert sub.messages() == [5, 6]
+
+
 def test_sqlite_storage_survives_sigkill(tmp_path, nameserver, request):
     db = tmp_path / "events.db"
     port = nameserver.daemon.port
