@@ -55,3 +55,9 @@ def test_ember_bench_command(make_daemon):
     r = subprocess.run([sys.executable, "-m", "ember.cli", "bench", str(uri), "-m", "nope", "-n", "5"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "no exposed" in r.stderr
+
+
+def test_events_benchmark_runs():
+    r = bench("events.py", "--quick", "--subscribers", "1,2", "--storage", "memory,sqlite", "--modes", "many")
+    assert r.returncode == 0, r.stderr
+    assert "deliveries/s" in r.stdout and "sqlite" in r.stdout

@@ -69,3 +69,11 @@ def test_asyncio_example():
                          text=True, timeout=30, check=True)
     assert "menu: ['soup', 'pasta', 'pie']" in out.stdout and "30 dishes in" in out.stdout
     assert "courses: ['starter', 'main', 'dessert']" in out.stdout
+
+
+def test_events_example():
+    out = subprocess.run([sys.executable, os.path.join(EXAMPLES, "events.py")], capture_output=True, text=True,
+                         timeout=30, check=True)
+    assert "#1 weather.rotterdam: {'temp': 11.5, 'sky': 'rain'}" in out.stdout
+    assert "#4 weather.rotterdam" in out.stdout and "subscriber received 3 events; last seq 4" in out.stdout
+    assert "async subscriber got: ['Ajax 2 - 1 Feyenoord', 'Tulips in bloom']" in out.stdout

@@ -26,8 +26,8 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (4, ("ember.client",)),
     (5, ("ember.server",)),
     (6, ("ember.naming", "ember.services", "ember.observability")),
-    (7, ("ember", "ember.aio", "ember.tools", "ember.mobile", "ember.cli", "ember.nsc", "ember.otel",
-         "ember.pytest_plugin")),
+    (7, ("ember", "ember.aio", "ember.events", "ember.tools", "ember.mobile", "ember.cli", "ember.nsc",
+         "ember.otel", "ember.pytest_plugin")),
 ]
 # run as programs, never imported: they may start the command line from any layer
 ENTRY_POINTS = {"ember.naming.__main__", "ember.__main__"}

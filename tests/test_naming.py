@@ -131,7 +131,6 @@ def test_register_overwrites_unless_safe(ns):
     ("tab\tname", "no whitespace"),
     ("at@host", "'@'"),
     (42, "must be a string"),
-    ("Pyro.Mine", "reserved"),
     ("Pyro.NameServer", "reserved"),
 ])
 def test_invalid_names_are_refused_and_the_server_keeps_serving(ns, name, message):
@@ -450,8 +449,22 @@ def test_daemon_name_server_errors(ns_service):
         assert list(daemon.objects_by_id) == ["Pyro.Daemon"]
     with ember.Daemon(ns=ns_service.uri) as daemon:
         with pytest.raises(errors.NamingError, match="reserved"):
-            daemon.register(Calc, "Pyro.Mine")
-        assert "Pyro.Mine" not in daemon.objects_by_id
+            daemon.register(Calc, "Pyro.NameServer")
+        assert "Pyro.NameServer" not in daemon.objects_by_id
+
+
+def test_pyro_names_other_than_the_name_server_can_be_registered(ns):
+    """Only Pyro.NameServer is protected: services such as Pyro.EventService register under Pyro."""
+    ns.register("Pyro.EventService", "PYRO:Pyro.EventService@127.0.0.1:1")
+    assert str(ns.lookup("Pyro.EventService")) == "PYRO:Pyro.EventService@127.0.0.1:1"
+    ns.set_metadata("Pyro.EventService", {"events"})
+    assert ns.remove("Pyro.EventService") == 1
+    ns_uri = ns.lookup("Pyro.NameServer")
+    with pytest.raises(errors.NamingError, match="reserved"):
+        ns.set_metadata("Pyro.NameServer", {"x"})
+    assert ns.remove("Pyro.NameServer") == 0
+    assert ns.remove(prefix="Pyro.") == 0
+    assert ns.lookup("Pyro.NameServer") == ns_uri
 
 
 def test_serve_with_use_ns(ns_service):

@@ -46,7 +46,7 @@ _EXPORTS = {
     "unregister_class_to_dict": "ember.serializers",
     "unregister_dict_to_class": "ember.serializers",
 }
-_SUBMODULES = {"errors", "aio", "mobile", "naming", "serializers", "protocol", "config", "uri", "context", "client",
+_SUBMODULES = {"errors", "aio", "events", "mobile", "naming", "serializers", "protocol", "config", "uri", "context", "client",
                "server", "transport", "tools", "services"}
 
 __all__ = [

@@ -5,7 +5,8 @@ name server unchanged; a few keyword-only extras (``group``, ``metadata_all``/
 ``metadata_any`` on ``list``) are Ember's. Names are free-form strings without
 whitespace or ``@`` (they must fit in a ``PYRONAME:`` URI); dots make groups by
 convention, so ``list(group="shop")`` and ``remove(group="shop")`` act on every
-``shop.*`` name. Names under ``Pyro.`` are reserved for the name server itself.
+``shop.*`` name. Names under ``Pyro.`` are open to services (``Pyro.EventService``), but
+``Pyro.NameServer`` itself can never be registered over, changed or removed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ __all__ = ["NameServer", "NAMESERVER_NAME", "RESERVED_PREFIX", "AutoCleaner"]
 
 log = logging.getLogger("ember.naming")
 NAMESERVER_NAME = "Pyro.NameServer"
-RESERVED_PREFIX = "Pyro."
+RESERVED_PREFIX = "Pyro."  # the Pyro namespace: only NAMESERVER_NAME in it is protected
 # the metadata Pyro5 gives the name server's own registration, plus Ember's own tag
 NAMESERVER_METADATA = frozenset({"class:Pyro5.nameserver.NameServer", "class:ember.naming.NameServer"})
 _BAD_NAME_CHARS = re.compile(r"[\s@]")
@@ -140,8 +141,8 @@ class NameServer:
         it again raises :class:`NamingError`.
         """
         name = _check_name(name)
-        if name.startswith(RESERVED_PREFIX):
-            raise NamingError(f"invalid name {name!r}: names starting with {RESERVED_PREFIX!r} are reserved")
+        if name == NAMESERVER_NAME:
+            raise NamingError(f"invalid name {name!r}: reserved for the name server itself")
         uri_text = _check_uri(uri)
         tags = _check_tags(metadata, "metadata") or frozenset()
         if safe:
@@ -185,8 +186,8 @@ class NameServer:
     def set_metadata(self, name: str, metadata: Iterable[str] | None) -> None:
         """Replace the metadata tags of a registered name (None clears them)."""
         name = _check_name(name)
-        if name.startswith(RESERVED_PREFIX):
-            raise NamingError(f"the metadata of {name!r} cannot be changed: {RESERVED_PREFIX!r} names are reserved")
+        if name == NAMESERVER_NAME:
+            raise NamingError(f"the metadata of {name!r} cannot be changed: reserved for the name server itself")
         tags = _check_tags(metadata, "metadata") or frozenset()
         if not self.storage.set_metadata(name, tags):
             raise NamingError(f"unknown name: {name}")
@@ -196,16 +197,16 @@ class NameServer:
                group: str | None = None) -> int:
         """Remove one name, or every name matching ``prefix``/``regex``/``group``; returns how many.
 
-        Names under ``Pyro.`` (the name server's own entry) are never removed.
+        The name server's own entry, ``Pyro.NameServer``, is never removed.
         """
         if name is not None:
-            if not isinstance(name, str) or name.startswith(RESERVED_PREFIX):
+            if not isinstance(name, str) or name == NAMESERVER_NAME:
                 return 0
             return self.storage.remove([name])
         if prefix is None and regex is None and group is None:
             return 0
         selected = self._select(prefix, regex, group)
-        return self.storage.remove(n for n in selected if not n.startswith(RESERVED_PREFIX))
+        return self.storage.remove(n for n in selected if n != NAMESERVER_NAME)
 
 
 def _probe(uri: URI, timeout: float) -> bool:
@@ -260,7 +261,7 @@ class AutoCleaner:
         by_location: dict[str, list[str]] = {}
         uris: dict[str, URI] = {}
         for name, (uri_text, _meta) in self.nameserver.storage.items().items():
-            if name.startswith(RESERVED_PREFIX):
+            if name == NAMESERVER_NAME:
                 continue
             try:
                 uri = URI(uri_text)

@@ -16,7 +16,7 @@ import ember
 
 from ..config import config
 from ..protocol import PROTOCOL_VERSION
-from . import bench, demo, echo, ns, nsc
+from . import bench, demo, echo, events, genguid, ns, nsc
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "build_parser", "main", "run_subcommand"]
 
@@ -51,6 +51,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                       "Control a name server."),
     "echo": Subcommand("run the echo server (object id test.echoserver)", echo.add_arguments, echo.run,
                        "Run Ember's echo server."),
+    "events": Subcommand("run the event service (publish/subscribe, registered as Pyro.EventService)",
+                         events.add_arguments, events.run, "Run Ember's event service."),
+    "genguid": Subcommand("print new globally unique ids, one per line", genguid.add_arguments, genguid.run,
+                          "Print new globally unique ids."),
     "bench": Subcommand("measure calls/s and latency of a method of your server", bench.add_arguments, bench.run,
                         "Measure calls to your server."),
     "demo": Subcommand("run a name server, a daemon and a client on loopback and show what happens",
