@@ -152,21 +152,24 @@ class ClientSession:
             ann, corr = None, None
         if extra_annotations:
             ann = dict(ann, **extra_annotations) if ann else extra_annotations
-        ser = self.serializer
+        ser_id = self.serializer_id
         if args and type(args[0]) is SerializedBlob and len(args) == 1 and not kwargs:
             blob = args[0]
             ann = dict(ann) if ann else {}
             ann[BLOB_ANNOTATION] = blob_annotation(blob.info, object_id, method)
             flags |= F_KEEPSERIALIZED
             payload = blob.payload
-            if payload is not None and blob.serializer_id == self.serializer_id:
+            if payload is not None and blob.serializer_id is not None:
+                # forwarded byte for byte, never deserialized here: the header names the
+                # blob's serializer (the target decodes it with that one and answers in it)
                 data = payload
+                ser_id = blob.serializer_id
             else:
-                data = ser.dumps_call(object_id, method, blob.deserialized(), None)
+                data = self.serializer.dumps_call(object_id, method, blob.deserialized(), None)
         else:
-            data = ser.dumps_call(object_id, method, args, kwargs)
+            data = self.serializer.dumps_call(object_id, method, args, kwargs)
         cfg = self.config
-        return seq, encode(Message(T_INVOKE, self.serializer_id, flags, seq, data, ann, corr),
+        return seq, encode(Message(T_INVOKE, ser_id, flags, seq, data, ann, corr),
                            cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
 
     def result(self, reply: Message, seq: int, make_iterator: Callable[[str], Any]) -> Any:
@@ -181,9 +184,13 @@ class ClientSession:
             ctx = _peek()
             if ctx is not None:
                 ctx.response_annotations = reply.annotations
+        ser = self.serializer
+        if reply.serializer_id != self.serializer_id:
+            # the answer to a forwarded SerializedBlob comes in the blob's serializer
+            ser = serializers.by_id(reply.serializer_id, self.extended)
         if not reply.flags:
-            return self.serializer.loads(reply.data)  # the usual plain result
-        return call_result(reply, self.serializer, make_iterator)
+            return ser.loads(reply.data)  # the usual plain result
+        return call_result(reply, ser, make_iterator)
 
 
 def parse_metadata(meta: Any, uri: Any) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
