@@ -26,7 +26,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (4, ("ember.client",)),
     (5, ("ember.server",)),
     (6, ("ember.naming", "ember.services", "ember.observability")),
-    (7, ("ember", "ember.aio", "ember.tools", "ember.mobile", "ember.cli", "ember.nsc")),
+    (7, ("ember", "ember.aio", "ember.tools", "ember.mobile", "ember.cli", "ember.nsc", "ember.compat")),
 ]
 # run as programs, never imported: they may start the command line from any layer
 ENTRY_POINTS = {"ember.naming.__main__"}
