@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ...errors import NamingError
 from ...config import config as _ember_config
+from ...errors import NamingError
 from ...naming import NameServer, NameServerService
 from ...naming.nameserver import NAMESERVER_NAME, AutoCleaner
 from ...naming.responder import BroadcastResponder
