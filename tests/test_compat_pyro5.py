@@ -602,3 +602,60 @@ def test_combine_serves_both_daemons():
     main.combine(other)
     with Served(main), P.api.Proxy(uri) as p:
         assert p.add(1, 1) == 2
+
+
+def program_metadata(P, out):  # noqa: N803
+    Service = make_service(P)  # noqa: N806
+    daemon = P.api.Daemon(host="127.0.0.1")
+    uri = daemon.register(Service, "svc")
+    with Served(daemon), P.api.Proxy(uri) as p:
+        out.append(f"unbound {p._pyroMethods} {p._pyroAttrs} {p._pyroOneway}")
+        p._pyroMethods = set("abc")
+        p._pyroAttrs = set("xyz")
+        p._pyroBind()
+        out.append(f"bound {sorted(p._pyroMethods)} {p._pyroAttrs} {p._pyroOneway}")
+        p._pyroAttrs = None
+        p._pyroGetMetadata()
+        out.append(f"refetched {p._pyroAttrs}")
+        p._pyroAttrs = None
+        p._pyroGetMetadata(uri.object)
+        out.append(f"refetched by id {p._pyroAttrs}")
+        p._pyroGetMetadata(known_metadata={"attrs": set(), "oneway": set(), "methods": {"add"}})
+        out.append(f"known {p._pyroMethods} {p._pyroAttrs}")
+
+
+def test_proxy_metadata():
+    assert_same_output(program_metadata)
+
+
+def program_start_ns_loop(P, out, port):  # noqa: N803
+    stop = threading.Event()
+    buffer = io.StringIO()
+
+    def run():
+        with contextlib.redirect_stdout(buffer):
+            P.nameserver.start_ns_loop(host="127.0.0.1", port=port, loopCondition=lambda: not stop.is_set())
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with P.core.locate_ns("127.0.0.1", port) as ns:
+                    outcome(out, "count", ns.count)
+                    outcome(out, "register", ns.register, "x", "PYRO:x@127.0.0.1:1")
+                    outcome(out, "list", ns.list)
+                break
+            except P.errors.NamingError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join()
+    out.append(f"printed a URI {'URI = PYRO:Pyro.NameServer@' in buffer.getvalue()}")
+
+
+def test_start_ns_loop():
+    assert_same_output(program_start_ns_loop, _free_port())

@@ -399,11 +399,43 @@ class Thing:
     def __getitem__(self, i: int) -> int:
         return i * 2
 
+    def __iter__(self):
+        return iter(["q", "w", "e"])
+
+    def testargs(self, x: Any, *args: Any, **kwargs: Any) -> list:
+        return [x, list(args), kwargs]
+
+    def divide(self, a: int, b: int) -> int:
+        return a // b
+
+    def iterator(self):
+        return iter(["one", "two", "three"])
+
+    def annotated(self) -> list:
+        ctx = Pyro5.api.current_context if _SERVER.get("pyro5") else ember.current_context
+        ctx.response_annotations["ANN2"] = b"from the daemon"
+        return sorted(k for k in ctx.annotations if k.startswith("X"))
+
+    def unserializable(self) -> Any:
+        raise ValueError(("xantippe", lambda x: 0))
+
     def _hidden(self) -> None:
         raise AssertionError("never remotely")
 
 
 _SERVER: dict[str, bool] = {}
+
+
+class Partial:
+    """Only one method exposed."""
+
+    @Pyro5.api.expose
+    @ember.expose
+    def name(self) -> str:
+        return "partial"
+
+    def hidden(self) -> str:
+        raise AssertionError("never remotely")
 
 
 def daemon_harness(uri: Pyro5.api.URI) -> Transcript:
@@ -433,6 +465,34 @@ def daemon_harness(uri: Pyro5.api.URI) -> Transcript:
         time.sleep(0.01)
     t.step("oneway arrived", p.seen_values)
     t.step("private", lambda: p._hidden())
+    t.step("varargs", p.testargs, 1, 2, 3, a=4)
+    t.step("kwargs only", lambda: p.testargs(1, **{"a": 2}))
+    t.step("unicode kwargs", lambda: p.testargs("\u20ac", **{"\u20ac": 2}))
+    t.step("zero division", p.divide, 1, 0)
+    t.step("type error", p.add, "a", 1)
+    t.step("iterator", lambda: list(p.iterator()))
+    t.step("iter dunder", lambda: list(p))
+    t.step("hasattr method", hasattr, p, "add")
+    t.step("hasattr property", hasattr, p, "value")
+    t.step("hasattr private", hasattr, p, "_value")
+    t.step("hasattr missing", hasattr, p, "non_existing")
+    Pyro5.api.current_context.annotations = {"XYZZ": b"from the proxy"}
+    try:
+        t.step("annotations", p.annotated)
+        t.note("response annotation", Pyro5.api.current_context.response_annotations.get("ANN2"))
+    finally:
+        Pyro5.api.current_context.annotations = {}
+    t.step("exception with an unserializable argument", p.unserializable)
+    batch = Pyro5.api.BatchProxy(p)
+    t.note("batch records None", [batch.add(7, 6), batch.divide(999, 3), batch.divide(1, 0), batch.add(3, 4)])
+    results = batch()
+    t.step("batch 1", next, results)
+    t.step("batch 2", next, results)
+    t.step("batch error", next, results)
+    t.step("batch stops after error", next, results)
+    batch = Pyro5.api.BatchProxy(p)
+    batch.add(1, 2)
+    t.step("oneway batch", batch, oneway=True)
     t.step("unknown", lambda: p.nope())
     t.step("unknown attribute", lambda: p.nope_attr)
     Pyro5.api.current_context.correlation_id = uuid.uuid4()
@@ -470,6 +530,11 @@ def daemon_harness(uri: Pyro5.api.URI) -> Transcript:
         del meta
     with Pyro5.api.Proxy(f"PYRO:no.such.object@{uri.location}") as missing:
         t.step("unknown object", missing._pyroBind)
+    with Pyro5.api.Proxy(f"PYRO:partial@{uri.location}") as partial:
+        t.step("partial name", partial.name)
+        t.note("partial methods", partial._pyroMethods)
+        t.step("partial hidden", lambda: partial.hidden())
+        t.step("partial set unexposed", setattr, partial, "unexposed_set", 999)
     return t
 
 
@@ -480,11 +545,11 @@ def test_pyro5_client_sees_the_same_daemon(servertype, serializer):
     with pyro5_config(SERIALIZER=serializer):
         _SERVER["pyro5"] = True
         try:
-            with pyro5_daemon({"thing": Thing()}) as (_d, uris):
+            with pyro5_daemon({"thing": Thing(), "partial": Partial()}) as (_d, uris):
                 transcripts["pyro5"] = daemon_harness(uris["thing"])
         finally:
             _SERVER.clear()
-        with ember_daemon({"thing": Thing()}, servertype=servertype) as (_d, uris):
+        with ember_daemon({"thing": Thing(), "partial": Partial()}, servertype=servertype) as (_d, uris):
             transcripts["ember"] = daemon_harness(uris["thing"])
     assert_same(transcripts)
 

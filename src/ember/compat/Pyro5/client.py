@@ -95,8 +95,17 @@ class Proxy(_EmberProxy):
         """No-op: Ember proxies have no owner thread (documented difference)."""
 
     def _pyroGetMetadata(self, objectId: Any = None, known_metadata: Any = None) -> None:  # noqa: N803
-        """Fetch the remote object's metadata (connects)."""
-        self._bind()
+        """Take ``known_metadata`` (a dict with methods/attrs/oneway), or fetch the remote
+        object's metadata (connecting if needed)."""
+        if known_metadata is not None:
+            self._set_metadata(known_metadata)
+            return
+        if self._sock is None:
+            self._bind()
+        else:
+            with self._lock:
+                meta = self._invoke_locked("Pyro.Daemon", "get_metadata", [objectId or self._pyroUri.object], {}, 0)
+            self._set_metadata(meta)
 
     @property
     def _pyroTimeout(self) -> float | None:
@@ -144,9 +153,17 @@ class Proxy(_EmberProxy):
     def _pyroMethods(self) -> set[str]:
         return set(self._methods)
 
+    @_pyroMethods.setter
+    def _pyroMethods(self, value: Any) -> None:
+        self._methods = frozenset(value or ())  # replaced by the daemon's at the next connect
+
     @property
     def _pyroAttrs(self) -> set[str]:
         return set(self._attrs)
+
+    @_pyroAttrs.setter
+    def _pyroAttrs(self, value: Any) -> None:
+        self._attrs = frozenset(value or ())
 
     @property
     def _pyroConnection(self) -> Any:
