@@ -13,11 +13,12 @@ from ...client import BatchProxy
 from ...client import Proxy as _EmberProxy
 from ...client._base import receiving_flavour
 from ...client.proxy import RemoteIterator as _StreamResultIterator
+from ...context import current_context
 from ...serializers import SerializedBlob
 from ._unsupported import module_getattr, unsupported
 from .config import config
 
-__all__ = ["BatchProxy", "Proxy", "SerializedBlob", "_StreamResultIterator"]
+__all__ = ["BatchProxy", "Proxy", "SerializedBlob", "_StreamResultIterator", "config", "current_context"]
 
 _PROXY_UNSUPPORTED = {
     "_pyroRawWireResponse": "raw wire messages are not exposed; use ember.protocol to decode bytes yourself",

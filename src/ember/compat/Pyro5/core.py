@@ -9,8 +9,9 @@ from ...config import config as _ember_config
 from ...uri import URI
 from ._unsupported import module_getattr
 from .client import Proxy
+from .config import config
 
-__all__ = ["DAEMON_NAME", "NAMESERVER_NAME", "URI", "locate_ns", "resolve", "type_meta"]
+__all__ = ["DAEMON_NAME", "NAMESERVER_NAME", "URI", "config", "locate_ns", "resolve", "type_meta"]
 
 DAEMON_NAME = "Pyro.Daemon"
 NAMESERVER_NAME = "Pyro.NameServer"

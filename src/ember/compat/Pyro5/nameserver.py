@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ...config import config as _ember_config
-from ...errors import NamingError
+from ...errors import NamingError, ProtocolError, PyroError
 from ...naming import NameServer, NameServerService
 from ...naming.nameserver import NAMESERVER_NAME, AutoCleaner
 from ...naming.responder import BroadcastResponder
@@ -16,8 +16,8 @@ from ...naming.storage import open_storage
 from ._unsupported import module_getattr
 from .config import config
 
-__all__ = ["AutoCleaner", "BroadcastServer", "MemoryStorage", "NameServer", "NameServerDaemon", "SqlStorage",
-           "lookup", "start_ns", "start_ns_loop", "yplookup"]
+__all__ = ["AutoCleaner", "BroadcastServer", "MemoryStorage", "NameServer", "NameServerDaemon", "NamingError",
+           "ProtocolError", "PyroError", "SqlStorage", "config", "lookup", "start_ns", "start_ns_loop", "yplookup"]
 
 
 def MemoryStorage() -> Any:  # noqa: N802 - Pyro5's class name

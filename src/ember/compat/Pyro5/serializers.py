@@ -7,8 +7,9 @@ from typing import Any
 
 from ... import serializers as _ser
 from ._unsupported import module_getattr
+from .config import config
 
-__all__ = ["SerializerBase", "serializers", "serializers_by_id"]
+__all__ = ["SerializerBase", "config", "serializers", "serializers_by_id"]
 
 
 class SerializerBase:
@@ -61,6 +62,9 @@ serializers: dict[str, SerializerBase] = {name: SerializerBase(_ser.get(name)) f
 serializers_by_id: dict[int, SerializerBase] = {s.serializer_id: s for s in serializers.values()}
 
 __getattr__ = module_getattr(__name__, {
-    name: f"use serializers[{name[:-10].lower()!r}] (an adapter on ember.serializers.get())"
-    for name in ("SerpentSerializer", "JsonSerializer", "MarshalSerializer", "MsgpackSerializer")
+    **{name: f"use serializers[{name[:-10].lower()!r}] (an adapter on ember.serializers.get())"
+       for name in ("SerpentSerializer", "JsonSerializer", "MarshalSerializer", "MsgpackSerializer")},
+    "all_exceptions": "Ember rebuilds builtin exceptions and ember.errors classes by name (ember.serializers)",
+    "pyro_class_serpent_serializer": "internal to Pyro5; Ember's serpent module handles its own classes",
+    "serialize_pyro_object_to_dict": "internal to Pyro5; see ember.serializers.exception_to_dict",
 })

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ...context import current_context
 from ...errors import DaemonError
 from ...server import Daemon as _EmberDaemon
 from ...server import DaemonObject, behavior, callback, expose, oneway
@@ -21,7 +22,8 @@ from .client import Proxy
 from .config import config
 from .core import locate_ns
 
-__all__ = ["Daemon", "DaemonObject", "behavior", "callback", "expose", "is_private_attribute", "oneway", "serve"]
+__all__ = ["Daemon", "DaemonObject", "behavior", "callback", "config", "current_context", "expose",
+           "is_private_attribute", "oneway", "serve"]
 
 MethodcallErrorHandler = Callable[[Any, Any, Any, tuple, dict, BaseException], None]
 

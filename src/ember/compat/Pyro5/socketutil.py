@@ -10,8 +10,9 @@ from typing import Any
 
 from ...errors import CommunicationError, ConnectionClosedError, TimeoutError
 from ._unsupported import module_getattr
+from .config import config
 
-__all__ = ["bind_unused_port", "create_bc_socket", "create_socket", "find_probably_unused_port", "get_interface",
+__all__ = ["config", "bind_unused_port", "create_bc_socket", "create_socket", "find_probably_unused_port", "get_interface",
            "get_ip_address", "receive_data", "send_data"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -160,4 +161,7 @@ __getattr__ = module_getattr(__name__, {
     "set_noinherit": "call sock.set_inheritable(False)",
     "set_reuseaddr": "call sock.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)",
     "family_str": "use socket.AddressFamily(sock.family).name",
+    "USE_MSG_WAITALL": "Ember's transport decides how it receives (ember.transport.sync)",
+    **{name: "use the errno module" for name in ("ERRNO_RETRIES", "ERRNO_BADF", "ERRNO_ENOTSOCK",
+                                                 "ERRNO_EADDRNOTAVAIL", "ERRNO_EADDRINUSE")},
 })
