@@ -683,3 +683,54 @@ def test_every_public_pyro5_name_is_offered_or_explained(module):
             if "not supported by ember.compat.Pyro5" not in str(exc):
                 missing.append(name)
     assert not missing, f"Pyro5.{module} names neither offered nor explained: {missing}"
+
+
+def program_instance_modes_and_events(P, out):  # noqa: N803
+    import select
+
+    created = []
+
+    @P.api.behavior(instance_mode="percall")
+    @P.api.expose
+    class PerCall:
+        def __init__(self) -> None:
+            created.append("percall")
+
+        def me(self):
+            return "percall"
+
+    @P.api.behavior(instance_mode="single")
+    @P.api.expose
+    class Single:
+        def __init__(self) -> None:
+            created.append("single")
+
+        def me(self):
+            return "single"
+
+    daemon = P.api.Daemon(host="127.0.0.1")
+    uris = [daemon.register(PerCall, "percall"), daemon.register(Single, "single")]
+    stop = threading.Event()
+
+    def own_loop():  # a foreign select loop driving the daemon through sockets/events
+        while not stop.is_set():
+            ready, _, _ = select.select(daemon.sockets, [], [], 0.05)
+            if ready:
+                daemon.events(ready)
+
+    thread = threading.Thread(target=own_loop)
+    thread.start()
+    try:
+        for uri in uris:
+            with P.api.Proxy(uri) as p:
+                out.append([p.me() for _ in range(3)])
+    finally:
+        stop.set()
+        thread.join()
+        daemon.close()
+    out.append(f"instances {sorted(created)}")
+
+
+def test_instance_modes_and_a_foreign_event_loop():
+    lines = assert_same_output(program_instance_modes_and_events)
+    assert "instances ['percall', 'percall', 'percall', 'single']" in lines
