@@ -734,3 +734,16 @@ def program_instance_modes_and_events(P, out):  # noqa: N803
 def test_instance_modes_and_a_foreign_event_loop():
     lines = assert_same_output(program_instance_modes_and_events)
     assert "instances ['percall', 'percall', 'percall', 'single']" in lines
+
+
+def program_default_daemon(P, out):  # noqa: N803
+    with P.api.Daemon() as daemon:
+        uri = daemon.uriFor("Pyro.Daemon")
+        out.append(f"default host in URIs: {uri.host}; config HOST {P.config.HOST}")
+    with P.api.Daemon(host="127.0.0.1") as daemon:
+        out.append(f"given address: {daemon.uriFor('Pyro.Daemon').host}")
+
+
+def test_default_daemon_binds_and_publishes_localhost():
+    lines = assert_same_output(program_default_daemon)
+    assert lines[0] == "default host in URIs: localhost; config HOST localhost"

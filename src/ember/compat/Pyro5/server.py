@@ -9,6 +9,7 @@ called as Pyro5 calls them.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,14 @@ class _ErrorHandlerHook:
         handler(daemon, getattr(call.conn, "addr", None), method, (), {}, exc)
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 class _HandlerAdapter:
     """The Pyro5-style handler as Ember's dispatcher sees it (its 3-argument calls are dropped)."""
 
@@ -71,8 +80,10 @@ class Daemon(_EmberDaemon):
         self.__dict__["_pyro5_error_handler"] = None
         if host is None and unixsocket is None and connected_socket is None:
             host = config.HOST
+        # Pyro5 puts the host it was given in URIs (``PYRO:x@localhost:port``), not its address
         super().__init__(host=None if host is None else str(host), port=port, unixsocket=unixsocket,
-                         nathost=nathost, natport=natport, connected_socket=connected_socket)
+                         nathost=nathost, natport=natport, connected_socket=connected_socket,
+                         publish_hostname=host is not None and not _is_ip(str(host)))
         self._combined: list[_EmberDaemon] = []
         self.add_hook(_ErrorHandlerHook(self))
 
