@@ -10,6 +10,7 @@ to ``out``. Addresses and ports are normalised, nothing else.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import io
 import re
@@ -747,3 +748,32 @@ def program_default_daemon(P, out):  # noqa: N803
 def test_default_daemon_binds_and_publishes_localhost():
     lines = assert_same_output(program_default_daemon)
     assert lines[0] == "default host in URIs: localhost; config HOST localhost"
+
+
+def program_timeouts(P, out):  # noqa: N803
+    @P.api.expose
+    class Slow:
+        def sleep(self, seconds):
+            time.sleep(seconds)
+            return seconds
+
+    daemon = P.api.Daemon(host="127.0.0.1")
+    uri = daemon.register(Slow, "slow")
+    with Served(daemon):
+        p = P.api.Proxy(uri)
+        p._pyroTimeout = 0.3
+        outcome(out, "fast enough", p.sleep, 0.01)
+        exc = outcome(out, "too slow", p.sleep, 1.0)
+        out.append(f"a CommunicationError {isinstance(exc, P.errors.CommunicationError)}; connection dropped "
+                   f"{p._pyroConnection is None}")
+        dup = copy.copy(p)
+        out.append(f"copy keeps the timeout {dup._pyroTimeout}")
+        p._pyroTimeout = None
+        outcome(out, "no timeout", p.sleep, 0.5)
+        p._pyroRelease()
+        time.sleep(0.6)  # let the abandoned slow call finish before the daemon stops
+
+
+def test_timeouts():
+    lines = assert_same_output(program_timeouts)
+    assert "too slow: raises TimeoutError" in lines

@@ -284,9 +284,11 @@ def test_autoclean_sweep_spares_a_daemon_that_comes_back(make_daemon):
     daemon = make_daemon()
     ns_obj.register("x", daemon.register(Calc, "calc"))
     ns_obj.register("ghost", "PYRO:g@127.0.0.1:1")
+    ns_obj.register("alias", "PYRONAME:x")  # names leading to names have no daemon to probe
+    ns_obj.register("tagged", "PYROMETA:a,b@127.0.0.1:1")
     assert cleaner.sweep() == 0  # first failure only marks it
     assert cleaner.sweep() == 1  # second consecutive failure removes it
-    assert set(ns_obj.list()) == {"x"}
+    assert set(ns_obj.list()) == {"x", "alias", "tagged"}
 
 
 # ---- broadcast discovery ---------------------------------------------------------------------

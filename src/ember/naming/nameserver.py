@@ -276,6 +276,8 @@ class AutoCleaner:
                 uri = URI(uri_text)
             except InvalidURIError:
                 continue
+            if uri.protocol != "PYRO":
+                continue  # a name leading to another name: no daemon of its own to probe
             loc = uri.location or ""
             by_location.setdefault(loc, []).append(name)
             uris[loc] = uri
