@@ -255,6 +255,12 @@ def ns_harness(ns_uri: Pyro5.api.URI, bcport: int, serializer: str) -> Transcrip
     t.step("resolve not a uri", Pyro5.api.resolve, 999)
     with Pyro5.api.locate_ns("127.0.0.1", ns_uri.port) as ns:
         ns.register("named.one", "PYRO:n1@10.0.0.1:1", metadata=["tag1"])
+    with Pyro5.api.locate_ns("127.0.0.1", ns_uri.port) as ns:
+        t.step("lookup helper", Pyro5.nameserver.lookup, ns, "named.one")
+        t.step("lookup helper metadata", Pyro5.nameserver.lookup, ns, "named.one", True)
+        t.step("lookup helper waits then fails", Pyro5.nameserver.lookup, ns, "named.later", delay_time=0.3)
+        t.step("yplookup helper", Pyro5.nameserver.yplookup, ns, ["tag1"], None, False, delay_time=0.1)
+        t.step("yplookup helper nothing", Pyro5.nameserver.yplookup, ns, ["nope"], None, False, delay_time=0.2)
     t.step("resolve PYROMETA", Pyro5.api.resolve, f"PYROMETA:tag1@{loc}")
     t.step("resolve PYROMETA none", Pyro5.api.resolve, f"PYROMETA:tag1,tag2@{loc}")
     return t
