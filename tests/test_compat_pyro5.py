@@ -43,6 +43,7 @@ def restore_configs():
     pyro5_saved = Pyro5.config.as_dict()
     ember_saved = ember.config.as_dict()
     compat_saved = dict(ember.compat.Pyro5.config._own)
+    Pyro5.config.BROADCAST_ADDRS = ["127.255.255.255"]  # never the LAN, should a lookup fall back to broadcast
     yield
     for name, value in pyro5_saved.items():
         setattr(Pyro5.config, name, value)

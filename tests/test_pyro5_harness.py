@@ -50,6 +50,12 @@ def pyro5_config(**items: Any):
             setattr(Pyro5.config, name, value)
 
 
+@pytest.fixture(autouse=True)
+def pyro5_broadcasts_on_loopback_only():
+    with pyro5_config(BROADCAST_ADDRS=["127.255.255.255"]):
+        yield
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
