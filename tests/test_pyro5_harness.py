@@ -241,6 +241,8 @@ def ns_harness(ns_uri: Pyro5.api.URI, bcport: int, serializer: str) -> Transcrip
         t.step("remove prefix", ns.remove, prefix="meta.")
         t.step("remove regex", ns.remove, regex=r"unit\..*")
         t.step("remove nothing", ns.remove)
+        t.step("remove empty prefix", ns.remove, prefix="")
+        t.step("remove empty regex", ns.remove, regex="")
         t.step("remove own entry", ns.remove, "Pyro.NameServer")
         t.step("remove prefix Pyro", ns.remove, prefix="Pyro")
         t.step("remove regex Pyro", ns.remove, regex="Pyro.*")
@@ -314,6 +316,15 @@ def test_ember_keeps_the_name_servers_own_entry():
         with pytest.raises(Pyro5.errors.NamingError, match="cannot be replaced"):
             ns.register("Pyro.NameServer", "PYRO:x@10.0.0.1:1")
         assert ns.lookup("Pyro.NameServer") == uri
+
+
+def test_ember_removes_the_empty_name():
+    """Where Ember differs on purpose: Pyro5 5.17 registers the name "" but its remove("")
+    removes nothing (it tests the name for truth); Ember removes it."""
+    for backend, removed in (("pyro5", 0), ("ember", 1)):
+        with name_server(backend) as (uri, _bcport), Pyro5.api.Proxy(uri) as ns:
+            ns.register("", "PYRO:x@10.0.0.1:1")
+            assert ns.remove("") == removed
 
 
 # ---- the echo server harness ----------------------------------------------------------------

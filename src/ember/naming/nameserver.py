@@ -212,6 +212,8 @@ class NameServer:
             if not isinstance(name, str) or name == NAMESERVER_NAME:
                 return 0
             return self.storage.remove([name])
+        # as Pyro5: an empty prefix or regex selects nothing here (it would select everything)
+        prefix, regex = prefix or None, regex or None
         if prefix is None and regex is None and group is None:
             return 0
         selected = self._select(prefix, regex, group)
