@@ -250,7 +250,8 @@ def program_daemon_hooks(P, out):  # noqa: N803
     daemon = HookedDaemon(host="127.0.0.1")
 
     def handler(d, client_sock, method, vargs, kwargs, exc):
-        events.append(("error", d is daemon, getattr(method, "__name__", method), type(exc).__name__, str(exc)))
+        events.append(("error", d is daemon, client_sock[0], getattr(method, "__name__", method), list(vargs), kwargs,
+                       type(exc).__name__, str(exc)))
 
     daemon.methodcall_error_handler = handler
     uri = daemon.register(Service, "svc")
@@ -277,7 +278,7 @@ def program_daemon_hooks(P, out):  # noqa: N803
 
 def test_daemon_hooks():
     lines = assert_same_output(program_daemon_hooks)
-    assert "('error', True, 'fail', 'KeyError', \"'boom'\")" in lines
+    assert "('error', True, '127.0.0.1', 'fail', ['boom'], {}, 'KeyError', \"'boom'\")" in lines
 
 
 def program_serve(P, out, ns_port):  # noqa: N803

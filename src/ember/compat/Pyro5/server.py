@@ -42,7 +42,7 @@ class _ErrorHandlerHook:
             return
         obj = daemon.objects_by_id.get(call.object_id)
         method = getattr(obj, call.method, call.method) if obj is not None and not call.batch else call.method
-        handler(daemon, getattr(call.conn, "addr", None), method, (), {}, exc)
+        handler(daemon, getattr(call.conn, "addr", None), method, tuple(call.args or ()), dict(call.kwargs or {}), exc)
 
 
 def _is_ip(host: str) -> bool:
