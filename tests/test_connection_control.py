@@ -761,6 +761,107 @@ def test_serialized_blob_interop_with_pyro5(make_daemon):
         pyro_daemon.close()
 
 
+@ember.expose
+class RawBlobTarget:
+    def accept(self, blob):
+        return [blob.serializer_id, bytes(blob.payload).hex(), blob.info, blob.deserialized()]
+
+
+@ember.expose
+class Forwarder:
+    """Forwards a blob with a proxy of another serializer; records what it received."""
+
+    def __init__(self, target, serializer):
+        self.target, self.serializer, self.received = target, serializer, []
+
+    def accept(self, blob):
+        self.received.append((blob.serializer_id, blob.payload))
+        with ember.Proxy(self.target) as target:
+            target._serializer = self.serializer
+            return target.accept(blob)
+
+
+@pytest.fixture
+def pyro5_blob_target():
+    import Pyro5.api
+    import Pyro5.serializers
+
+    @Pyro5.api.expose
+    class P5RawTarget:
+        def accept(self, blob):
+            # not blob.deserialized(): Pyro5 5.17's gives the wrong value for json payloads
+            msg = blob._data
+            data = Pyro5.serializers.serializers_by_id[msg.serializer_id].loadsCall(bytes(msg.data))[2]
+            return [msg.serializer_id, bytes(msg.data).hex(), blob.info, data]
+
+    daemon = Pyro5.api.Daemon(host="127.0.0.1")
+    uri = daemon.register(P5RawTarget(), "p5raw")
+    thread = threading.Thread(target=daemon.requestLoop)
+    thread.start()
+    yield str(uri)
+    daemon.shutdown()
+    thread.join()
+    daemon.close()
+
+
+@pytest.mark.parametrize(("origin", "via"), [("serpent", "msgpack"), ("json", "serpent"), ("msgpack", "json")])
+def test_forwarded_blob_keeps_its_bytes_and_serializer_with_pyro5_peers(make_daemon, pyro5_blob_target, origin,
+                                                                         via):
+    """Pyro5 client -> Ember forwarder (another serializer) -> Ember and Pyro5 targets (issue 15)."""
+    import Pyro5.api
+
+    ids = {"serpent": 1, "marshal": 2, "json": 3, "msgpack": 4}
+    data = {"k": [1, 2], "s": "text"}
+    for target in (make_daemon().register(RawBlobTarget, "raw"), pyro5_blob_target):
+        forwarder = Forwarder(str(target), via)
+        uri = make_daemon().register(forwarder, "forwarder")
+        with Pyro5.api.Proxy(str(uri)) as p:
+            p._pyroSerializer = origin
+            sid, payload, info, got = p.accept(Pyro5.api.SerializedBlob("route", data))
+        assert forwarder.received[0][0] == ids[origin] == sid
+        assert bytes(forwarder.received[0][1]).hex() == payload  # byte for byte
+        assert (info, got) == ("route", data)
+
+
+def test_forwarded_blob_from_ember_through_pyro5_and_ember(make_daemon, pyro5_blob_target):
+    """Ember client -> Ember forwarder -> Pyro5 target, and Ember client -> Pyro5 forwarder -> Ember target."""
+    import Pyro5.api
+
+    forwarder = Forwarder(pyro5_blob_target, "serpent")
+    uri = make_daemon().register(forwarder, "forwarder")
+    with ember.Proxy(uri) as p:
+        p._serializer = "json"
+        sid, payload, info, got = p.accept(ember.SerializedBlob("route", [1, "two"]))
+    assert (sid, info, got) == (3, "route", [1, "two"])  # json
+    assert payload == bytes(forwarder.received[0][1]).hex()
+
+    @Pyro5.api.expose
+    class P5Forwarder:
+        def accept(self, blob):
+            with Pyro5.api.Proxy(self.target) as target:
+                target._pyroSerializer = "msgpack"  # Pyro5 forwards the bytes under its own proxy's id
+                return target.accept(blob)
+
+    target = make_daemon().register(RawBlobTarget, "raw")
+    pyro_daemon = Pyro5.api.Daemon(host="127.0.0.1")
+    p5 = P5Forwarder()
+    p5.target = str(target)
+    puri = pyro_daemon.register(p5, "p5fwd")
+    thread = threading.Thread(target=pyro_daemon.requestLoop)
+    thread.start()
+    try:
+        with ember.Proxy(str(puri)) as p:
+            p._serializer = "msgpack"
+            sid, payload, info, got = p.accept(ember.SerializedBlob("route", {"x": 1}))
+        assert (sid, info, got) == (4, "route", {"x": 1})
+        sent = ember.serializers.get("msgpack").loads_call(bytes.fromhex(payload))
+        assert sent[:3] == ("p5fwd", "accept", {"x": 1})  # the bytes the client sent
+    finally:
+        pyro_daemon.shutdown()
+        thread.join()
+        pyro_daemon.close()
+
+
 def test_malformed_blob_annotation_is_refused(make_daemon):
     uri = make_daemon().register(BlobTarget, "target")
     from ember import serializers

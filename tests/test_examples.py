@@ -43,10 +43,10 @@ def test_echo_server_cli():
             assert list(echo.generator()) == ["one", "two", "three"]
             try:
                 echo.error()
-            except ZeroDivisionError:
-                pass
+            except ValueError as exc:  # what Pyro5's echo server raises
+                assert str(exc) == "this is the generated error from echoserver echo() method"
             else:
-                raise AssertionError("expected ZeroDivisionError")
+                raise AssertionError("expected ValueError")
             echo.verbose = False
             assert echo.verbose is False
             echo.shutdown()

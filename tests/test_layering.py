@@ -27,7 +27,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (5, ("ember.server",)),
     (6, ("ember.naming", "ember.services", "ember.observability")),
     (7, ("ember", "ember.aio", "ember.events", "ember.tools", "ember.mobile", "ember.cli", "ember.nsc",
-         "ember.otel", "ember.pytest_plugin")),
+         "ember.otel", "ember.pytest_plugin", "ember.compat")),
 ]
 # run as programs, never imported: they may start the command line from any layer
 ENTRY_POINTS = {"ember.naming.__main__", "ember.__main__"}

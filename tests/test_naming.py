@@ -113,7 +113,12 @@ def test_list_filters_by_metadata_and_combines_filters(ns):
     assert set(ns.list(metadata_all=["red", "big"])) == {"a.one"}
     assert set(ns.list(metadata_any=["big"])) == {"a.one", "b.three"}
     assert set(ns.list(prefix="a.", metadata_any=["big"])) == {"a.one"}
-    assert set(ns.yplookup(meta_all=["red"], meta_any=["big"])) == {"a.one"}
+    with pytest.raises(ValueError, match="at the same time"):  # Pyro5's rule (issue 15)
+        ns.yplookup(meta_all=["red"], meta_any=["big"])
+    with pytest.raises(ValueError, match="one thing at a time"):
+        ns.list(prefix="a.", regex="a")
+    assert set(ns.yplookup(meta_all=[], meta_any=["big"])) == {"a.one", "b.three"}  # empty = not given
+    assert ns.yplookup(meta_all=[]) == {}
 
 
 def test_register_overwrites_unless_safe(ns):
@@ -125,43 +130,68 @@ def test_register_overwrites_unless_safe(ns):
     assert str(ns.lookup("dup")) == "PYRO:y@127.0.0.1:2"
 
 
-@pytest.mark.parametrize("name, message", [
-    ("", "must be non-empty"),
-    ("has space", "no whitespace"),
-    ("tab\tname", "no whitespace"),
-    ("at@host", "'@'"),
-    (42, "must be a string"),
-    ("Pyro.NameServer", "reserved"),
+@pytest.mark.parametrize("name", ["", "has space", "tab\tname", "at@host", "line\nbreak", "Pyro.Mine", "€uro"])
+def test_any_string_is_a_name_as_in_pyro5(ns, name):
+    # names that cannot be written in a PYRONAME: URI stay reachable through lookup
+    ns.register(name, "PYRO:x@127.0.0.1:1", metadata=["t"])
+    assert str(ns.lookup(name)) == "PYRO:x@127.0.0.1:1"
+    assert ns.list(prefix=name)[name] == "PYRO:x@127.0.0.1:1"
+    ns.set_metadata(name, ["u"])
+    assert set(ns.lookup(name, return_metadata=True)[1]) == {"u"}
+    assert ns.remove(name) == 1
+    assert ns.count() == 1
+
+
+@pytest.mark.parametrize("name, exc, message", [
+    (42, TypeError, "name must be a str"),
+    (None, TypeError, "name must be a str"),
+    ("Pyro.NameServer", errors.NamingError, "cannot be replaced"),
 ])
-def test_invalid_names_are_refused_and_the_server_keeps_serving(ns, name, message):
-    with pytest.raises(errors.NamingError, match=re.escape(message)):
+def test_invalid_names_are_refused_and_the_server_keeps_serving(ns_service, ns, name, exc, message):
+    with pytest.raises(exc, match=re.escape(message)):
         ns.register(name, "PYRO:x@127.0.0.1:1")
     assert ns.count() == 1
+    assert ns.lookup(NAMESERVER_NAME) == ns_service.uri
+    with pytest.raises(errors.NamingError, match="cannot be changed"):
+        ns.set_metadata(NAMESERVER_NAME, ["mine"])
+    with pytest.raises(TypeError, match="name must be a str"):
+        ns.lookup(42)
     ns.ping()
 
 
-@pytest.mark.parametrize("uri, message", [
-    ("nonsense", "invalid uri"),
-    ("PYRO:obj@host", "missing port"),
-    ("PYRONAME:other", "direct PYRO: URI"),
-    ("PYRO:obj@[zz]:1", "not an IPv6 address"),
-    (12345, "invalid uri"),
+@pytest.mark.parametrize("uri", ["PYRONAME:other", "PYRONAME:other@127.0.0.1:9090", "PYROMETA:a,b",
+                                 "PYROMETA:a@127.0.0.1:9090", "PYRO:obj@./u:/tmp/sock"])
+def test_a_name_maps_to_any_valid_uri(ns, uri):
+    ns.register("good.name", uri)
+    assert ns.lookup("good.name") == ember.URI(uri)
+    assert ns.list()["good.name"] == uri
+
+
+@pytest.mark.parametrize("uri, exc, message", [
+    ("nonsense", errors.PyroError, "invalid uri"),
+    ("PYRO:obj@host", errors.PyroError, "missing port"),
+    ("PYRO:obj@[zz]:1", errors.PyroError, "not an IPv6 address"),
+    (12345, TypeError, "only URIs or strings"),
+    (None, TypeError, "only URIs or strings"),
 ])
-def test_invalid_uris_are_refused(ns, uri, message):
-    with pytest.raises(errors.NamingError, match=re.escape(message)):
+def test_invalid_uris_are_refused(ns, uri, exc, message):
+    with pytest.raises(exc, match=re.escape(message)):
         ns.register("good.name", uri)
     assert "good.name" not in ns.list()
 
 
 @pytest.mark.parametrize("metadata", ["just-a-string", [1, 2], 42])
 def test_invalid_metadata_is_refused(ns, metadata):
-    with pytest.raises(errors.NamingError, match="metadata must"):
+    with pytest.raises(TypeError, match="metadata"):
         ns.register("good.name", "PYRO:x@127.0.0.1:1", metadata=metadata)
     ns.register("good.name", "PYRO:x@127.0.0.1:1")
-    with pytest.raises(errors.NamingError, match="metadata must"):
+    with pytest.raises(TypeError, match="metadata should not be a str"):
         ns.set_metadata("good.name", "oops")
-    with pytest.raises(errors.NamingError, match="meta_all must"):
-        ns.yplookup(meta_all="oops")
+    for bad in ("oops", 42):
+        with pytest.raises(TypeError, match="meta_all"):
+            ns.yplookup(meta_all=bad)
+        with pytest.raises(TypeError, match="meta_any"):
+            ns.yplookup(meta_any=bad)
 
 
 def test_bad_regex_and_unknown_names(ns):
@@ -256,9 +286,11 @@ def test_autoclean_sweep_spares_a_daemon_that_comes_back(make_daemon):
     daemon = make_daemon()
     ns_obj.register("x", daemon.register(Calc, "calc"))
     ns_obj.register("ghost", "PYRO:g@127.0.0.1:1")
+    ns_obj.register("alias", "PYRONAME:x")  # names leading to names have no daemon to probe
+    ns_obj.register("tagged", "PYROMETA:a,b@127.0.0.1:1")
     assert cleaner.sweep() == 0  # first failure only marks it
     assert cleaner.sweep() == 1  # second consecutive failure removes it
-    assert set(ns_obj.list()) == {"x"}
+    assert set(ns_obj.list()) == {"x", "alias", "tagged"}
 
 
 # ---- broadcast discovery ---------------------------------------------------------------------
@@ -359,6 +391,22 @@ def test_pyroname_and_pyrometa_proxies(ns_service, calc_daemon):
         ember.resolve(f"PYROMETA:math,absent@{nsloc}")
 
 
+def test_a_name_leading_to_another_magic_uri_is_followed(ns_service, calc_daemon):
+    nsloc = ns_service.daemon.location
+    ns = ns_service.nameserver
+    ns.register("calc.real", calc_daemon.uri_for("calc"), metadata=["real"])
+    ns.register("calc.alias", f"PYRONAME:calc.real@{nsloc}")
+    ns.register("calc.meta", f"PYROMETA:real@{nsloc}")
+    ns.register("calc.alias2", f"PYRONAME:calc.meta@{nsloc}")
+    with ember.Proxy(f"PYRONAME:calc.alias2@{nsloc}") as p:
+        assert p.add(1, 2) == 3
+    assert ember.resolve(f"PYRONAME:calc.alias@{nsloc}") == calc_daemon.uri_for("calc")
+    ns.register("loop.a", f"PYRONAME:loop.b@{nsloc}")
+    ns.register("loop.b", f"PYRONAME:loop.a@{nsloc}")
+    with pytest.raises(errors.NamingError, match="lead to one another"):
+        ember.resolve(f"PYRONAME:loop.a@{nsloc}")
+
+
 def test_pyroname_without_location_uses_locate_ns(ns_service, calc_daemon):
     ns_service.nameserver.register("calc.located", calc_daemon.uri_for("calc"))
     with ember.config.override(NS_HOST="127.0.0.1", NS_PORT=ns_service.daemon.port):
@@ -448,9 +496,9 @@ def test_daemon_name_server_errors(ns_service):
             daemon.register(Calc, ns_name="x")
         assert list(daemon.objects_by_id) == ["Pyro.Daemon"]
     with ember.Daemon(ns=ns_service.uri) as daemon:
-        with pytest.raises(errors.NamingError, match="reserved"):
-            daemon.register(Calc, "Pyro.NameServer")
-        assert "Pyro.NameServer" not in daemon.objects_by_id
+        with pytest.raises(errors.NamingError, match="cannot be replaced"):
+            daemon.register(Calc, ns_name="Pyro.NameServer")
+        assert list(daemon.objects_by_id) == ["Pyro.Daemon"]
 
 
 def test_pyro_names_other_than_the_name_server_can_be_registered(ns):
@@ -460,7 +508,7 @@ def test_pyro_names_other_than_the_name_server_can_be_registered(ns):
     ns.set_metadata("Pyro.EventService", {"events"})
     assert ns.remove("Pyro.EventService") == 1
     ns_uri = ns.lookup("Pyro.NameServer")
-    with pytest.raises(errors.NamingError, match="reserved"):
+    with pytest.raises(errors.NamingError, match="cannot be changed"):
         ns.set_metadata("Pyro.NameServer", {"x"})
     assert ns.remove("Pyro.NameServer") == 0
     assert ns.remove(prefix="Pyro.") == 0

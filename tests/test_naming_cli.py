@@ -109,7 +109,7 @@ def test_nsc_errors_exit_nonzero(nameserver):
     for args, message in [
         (("lookup", "nobody"), "unknown name: nobody"),
         (("listmatching", "["), "invalid regex"),
-        (("register", "bad name", "PYRO:x@127.0.0.1:1"), "invalid name"),
+        (("register", "Pyro.NameServer", "PYRO:x@127.0.0.1:1"), "cannot be replaced"),
         (("register", "good", "not-a-uri"), "invalid uri"),
         (("lookup",), "usage: lookup name"),
     ]:

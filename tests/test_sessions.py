@@ -650,12 +650,23 @@ def test_client_received_blob_is_forwarded_byte_for_byte(call_context):
     assert msg.annotations.keys() == {"ABCD", BLOB_ANNOTATION} and msg.annotations["ABCD"] == b"xyz"
     assert marshal.loads(msg.annotations[BLOB_ANNOTATION]) == ("info", "b", "accept")
     assert call_context.annotations == {"ABCD": b"xyz"}
-    # a blob in another serializer is decoded and written again in the session's
+    # a blob in another serializer keeps its bytes and its own serializer id (issue 15)
     session = client_ready("msgpack")
     _, frame = session.invoke_frame("b", "accept", (blob,), {}, seq=3)
     msg = decode(frame)
-    assert msg.serializer_id == 4 and msg.flags == F_KEEPSERIALIZED
-    assert MSGPACK.loads_call(msg.data)[:3] == ("b", "accept", {"k": [1, 2]})
+    assert msg.serializer_id == 1 and msg.flags == F_KEEPSERIALIZED and msg.data == incoming
+    # and the answer, which comes in the blob's serializer, is read with that one
+    reply = frame_of(MsgType.RESULT, 1, 0, 3, SERPENT.dumps({"ok": [1]}))
+    assert session.result(received(session, reply), 3, no_iterator) == {"ok": [1]}
+
+
+def test_client_never_deserializes_a_forwarded_blob():
+    garbage = b"\xff\x00 not any serializer's output"
+    for sid in (1, 2, 3, 4):
+        blob = SerializedBlob("route", garbage, is_blob=True, serializer_id=sid)
+        for name in ("serpent", "json", "marshal", "msgpack"):
+            msg = decode(client_ready(name).invoke_frame("b", "accept", (blob,), {}, seq=1)[1])
+            assert (msg.serializer_id, msg.data, msg.flags) == (sid, garbage, F_KEEPSERIALIZED)
 
 
 def test_client_blob_among_other_arguments_is_a_normal_call():

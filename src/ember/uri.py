@@ -146,9 +146,18 @@ class URI:
             protocol, obj, sockname, host, port = state
         except (TypeError, ValueError):
             raise InvalidURIError(f"invalid URI state {state!r}") from None
+        protocol = str(protocol).upper()
+        if protocol == "PYROMETA" and isinstance(obj, (set, frozenset, list, tuple)):
+            obj = ",".join(sorted(str(tag) for tag in obj))  # Pyro5 carries a PYROMETA URI's tags as a set
         uri = cls.__new__(cls)
-        uri._set(str(protocol).upper(), obj, sockname, host, port)
+        uri._set(protocol, obj, sockname, host, port)
         return uri
+
+    def wire_state(self) -> tuple:
+        """:meth:`state` as Pyro5 puts it on the wire: a ``PYROMETA:`` URI's tags as a set."""
+        if self.protocol == "PYROMETA":
+            return (self.protocol, set(self.metadata), self.sockname, self.host, self.port)
+        return self.state()
 
     def __str__(self) -> str:
         loc = self.location

@@ -166,10 +166,24 @@ def _retrying(step: Callable[[], _Step], done: Callable[[Any], bool]) -> _Plan:
         yield _Sleep(max(0.2, delay / 5))
 
 
+_MAX_INDIRECTIONS = 8  # a name may map to another PYRONAME:/PYROMETA: URI; a loop stops here
+
+
 def _resolve_plan(uri: str | URI) -> _Plan:
-    uri = URI(uri)
-    if uri.protocol == "PYRO":
-        return uri
+    """Follow ``uri`` to a ``PYRO:`` URI: a name may map to another magic URI, up to
+    ``_MAX_INDIRECTIONS`` steps."""
+    start = current = URI(uri)
+    for _ in range(_MAX_INDIRECTIONS):
+        if current.protocol == "PYRO":
+            return current
+        current = yield from _resolve_once(current)
+    if current.protocol == "PYRO":
+        return current
+    raise NamingError(f"cannot resolve {start}: more than {_MAX_INDIRECTIONS} names lead to one another (a loop?)")
+
+
+def _resolve_once(uri: URI) -> _Plan:
+    """One step: the URI a magic URI stands for (which may itself be magic)."""
     if uri.protocol == "PYROLOC":
         return (yield from _pyroloc_plan(uri))
     if uri.sockname is not None:

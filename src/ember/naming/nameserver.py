@@ -1,12 +1,14 @@
 """The name server object ``Pyro.NameServer``: names to URIs, with metadata tags.
 
 Its remote interface is Pyro5's (PROTOCOL.md §7), so Pyro5 clients and tools use an Ember
-name server unchanged; a few keyword-only extras (``group``, ``metadata_all``/
-``metadata_any`` on ``list``) are Ember's. Names are free-form strings without
-whitespace or ``@`` (they must fit in a ``PYRONAME:`` URI); dots make groups by
-convention, so ``list(group="shop")`` and ``remove(group="shop")`` act on every
-``shop.*`` name. Names under ``Pyro.`` are open to services (``Pyro.EventService``), but
-``Pyro.NameServer`` itself can never be registered over, changed or removed.
+name server unchanged, and they see the exceptions Pyro5's raises (``TypeError`` for an
+argument of the wrong type, ``ValueError`` for filters that exclude each other). A few
+keyword-only extras (``group``, ``metadata_all``/``metadata_any`` on ``list``) are
+Ember's. A name is any string, as in Pyro5 (one that cannot be written in a ``PYRONAME:``
+URI, with ``@`` or whitespace, stays reachable through ``lookup``); dots make groups by
+convention, so ``list(group="shop")`` and ``remove(group="shop")`` act on every ``shop.*``
+name. A name maps to any valid URI (``PYRO:``, ``PYRONAME:``, ``PYROMETA:``...). Only the
+name server's own entry, ``Pyro.NameServer``, can be neither overwritten nor removed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import InvalidURIError, NamingError
+from ..errors import InvalidURIError, NamingError, PyroError
 from ..server.decorators import expose
 from ..uri import URI
 from .storage import Entry, Storage, open_storage
@@ -28,52 +30,49 @@ __all__ = ["NameServer", "NAMESERVER_NAME", "RESERVED_PREFIX", "AutoCleaner"]
 
 log = logging.getLogger("ember.naming")
 NAMESERVER_NAME = "Pyro.NameServer"
-RESERVED_PREFIX = "Pyro."  # the Pyro namespace: only NAMESERVER_NAME in it is protected
-# the metadata Pyro5 gives the name server's own registration, plus Ember's own tag
-NAMESERVER_METADATA = frozenset({"class:Pyro5.nameserver.NameServer", "class:ember.naming.NameServer"})
-_BAD_NAME_CHARS = re.compile(r"[\s@]")
+RESERVED_PREFIX = "Pyro."  # the prefix of Pyro's own names; only NAMESERVER_NAME itself is protected
+# the metadata Pyro5 gives the name server's own registration (nothing more: a Pyro5 client
+# listing the registry sees what Pyro5's name server shows)
+NAMESERVER_METADATA = frozenset({"class:Pyro5.nameserver.NameServer"})
 
 
 def _check_name(name: Any) -> str:
     if not isinstance(name, str):
-        raise NamingError(f"invalid name {name!r}: a name must be a string, not {type(name).__name__}")
-    if not name or _BAD_NAME_CHARS.search(name) or not name.isprintable():
-        raise NamingError(f"invalid name {name!r}: a name must be non-empty, printable, and contain no whitespace "
-                          "or '@' (it must fit in a PYRONAME: URI)")
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
     return name
 
 
 def _check_uri(uri: Any) -> str:
+    if isinstance(uri, URI):
+        return str(uri)
+    if not isinstance(uri, str):
+        raise TypeError(f"only URIs or strings can be registered, not {type(uri).__name__}")
     try:
-        parsed = URI(uri)
+        URI(uri)
     except InvalidURIError as exc:
-        raise NamingError(f"invalid uri: {exc}") from None
-    if parsed.protocol != "PYRO":
-        raise NamingError(f"invalid uri {str(parsed)!r}: a name must map to a direct PYRO: URI, not {parsed.protocol}")
-    return str(parsed)
+        # Pyro5 raises its base PyroError here (the class a Pyro5 client expects)
+        raise PyroError(f"invalid uri: {exc}") from None
+    return uri
 
 
-def _check_tags(tags: Any, what: str, allow_none: bool = True) -> frozenset[str] | None:
+def _check_tags(tags: Any, what: str) -> frozenset[str] | None:
     if tags is None:
-        if allow_none:
-            return None
-        raise NamingError(f"{what} must be a collection of strings")
+        return None
     if isinstance(tags, (str, bytes)):
-        raise NamingError(f"{what} must be a collection of strings, not a single {type(tags).__name__} "
-                          f"(write [{tags!r}])")
+        raise TypeError(f"{what} should not be a {type(tags).__name__}, but another iterable (set, list, etc)")
     try:
         result = frozenset(tags)
     except TypeError:
-        raise NamingError(f"{what} must be a collection of strings, not {type(tags).__name__}") from None
+        raise TypeError(f"{what} must be an iterable of strings, not {type(tags).__name__}") from None
     for tag in result:
         if not isinstance(tag, str):
-            raise NamingError(f"{what} must contain only strings; got {tag!r}")
+            raise TypeError(f"{what} must contain only strings; got {tag!r}")
     return result
 
 
 def _compile(regex: Any) -> re.Pattern:
     if not isinstance(regex, str):
-        raise NamingError(f"invalid regex {regex!r}: must be a string")
+        raise TypeError(f"regex must be a str, not {type(regex).__name__}")
     try:
         return re.compile(regex)
     except re.error as exc:
@@ -92,7 +91,7 @@ class NameServer:
                 meta_any: Any = None) -> dict[str, Entry]:
         pattern = _compile(regex) if regex is not None else None
         if prefix is not None and not isinstance(prefix, str):
-            raise NamingError(f"invalid prefix {prefix!r}: must be a string")
+            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
         if group is not None:
             group = _check_name(group).rstrip(".") + "."
         all_tags = _check_tags(meta_all, "meta_all")
@@ -137,14 +136,16 @@ class NameServer:
     def register(self, name: str, uri: Any, safe: bool = False, metadata: Iterable[str] | None = None) -> None:
         """Map ``name`` to ``uri`` (a URI object or string), with optional metadata tags.
 
-        An existing name is replaced unless ``safe`` is true, in which case registering
-        it again raises :class:`NamingError`.
+        ``name`` is any string; ``uri`` any valid URI (``PYRONAME:`` and ``PYROMETA:``
+        included). An existing name is replaced unless ``safe`` is true, in which case
+        registering it again raises :class:`NamingError`; ``Pyro.NameServer`` is never
+        replaced. Wrong argument types raise :class:`TypeError`, as in Pyro5.
         """
-        name = _check_name(name)
-        if name == NAMESERVER_NAME:
-            raise NamingError(f"invalid name {name!r}: reserved for the name server itself")
         uri_text = _check_uri(uri)
+        name = _check_name(name)
         tags = _check_tags(metadata, "metadata") or frozenset()
+        if name == NAMESERVER_NAME:
+            raise NamingError(f"name already registered: {name} (the name server's own entry cannot be replaced)")
         if safe:
             if not self.storage.put_if_absent(name, uri_text, tags):
                 raise NamingError(f"name already registered: {name}")
@@ -155,7 +156,7 @@ class NameServer:
     @expose
     def lookup(self, name: str, return_metadata: bool = False) -> Any:
         """The URI of ``name`` (a URI object), or ``(uri, metadata set)`` with ``return_metadata``."""
-        entry = self.storage.get(name) if isinstance(name, str) else None
+        entry = self.storage.get(_check_name(name))
         if entry is None:
             raise NamingError(f"unknown name: {name}")
         uri = URI(entry[0])
@@ -170,7 +171,10 @@ class NameServer:
         Filters combine (all must hold): ``prefix`` (name starts with), ``regex``
         (:func:`re.match` at the start of the name), ``group`` (every ``group.*`` name),
         ``metadata_all`` (carries all these tags), ``metadata_any`` (carries one of them).
+        ``prefix`` and ``regex`` together raise :class:`ValueError`, as in Pyro5.
         """
+        if prefix and regex:
+            raise ValueError("you can only filter on one thing at a time")
         selected = self._select(prefix, regex, group, metadata_all, metadata_any)
         return self._out(selected, return_metadata)
 
@@ -178,17 +182,22 @@ class NameServer:
     def yplookup(self, meta_all: Iterable[str] | None = None, meta_any: Iterable[str] | None = None,
                  return_metadata: bool = True) -> dict[str, Any]:
         """Names whose metadata has all of ``meta_all`` and/or any of ``meta_any``; ``{}`` with neither."""
-        if meta_all is None and meta_any is None:
-            return {}
-        return self._out(self._select(meta_all=meta_all, meta_any=meta_any), return_metadata)
+        # Pyro5's rules: an empty collection counts as not given; the two exclude each other
+        if meta_all and meta_any:
+            raise ValueError("you can't use meta_all or meta_any at the same time")
+        if meta_all:
+            return self._out(self._select(meta_all=meta_all), return_metadata)
+        if meta_any:
+            return self._out(self._select(meta_any=meta_any), return_metadata)
+        return {}
 
     @expose
     def set_metadata(self, name: str, metadata: Iterable[str] | None) -> None:
         """Replace the metadata tags of a registered name (None clears them)."""
         name = _check_name(name)
-        if name == NAMESERVER_NAME:
-            raise NamingError(f"the metadata of {name!r} cannot be changed: reserved for the name server itself")
         tags = _check_tags(metadata, "metadata") or frozenset()
+        if name == NAMESERVER_NAME:
+            raise NamingError(f"the metadata of {name!r} (the name server's own entry) cannot be changed")
         if not self.storage.set_metadata(name, tags):
             raise NamingError(f"unknown name: {name}")
 
@@ -203,6 +212,8 @@ class NameServer:
             if not isinstance(name, str) or name == NAMESERVER_NAME:
                 return 0
             return self.storage.remove([name])
+        # as Pyro5: an empty prefix or regex selects nothing here (it would select everything)
+        prefix, regex = prefix or None, regex or None
         if prefix is None and regex is None and group is None:
             return 0
         selected = self._select(prefix, regex, group)
@@ -267,6 +278,8 @@ class AutoCleaner:
                 uri = URI(uri_text)
             except InvalidURIError:
                 continue
+            if uri.protocol != "PYRO":
+                continue  # a name leading to another name: no daemon of its own to probe
             loc = uri.location or ""
             by_location.setdefault(loc, []).append(name)
             uris[loc] = uri

@@ -159,21 +159,24 @@ class ClientSession:
             ann, corr = None, None
         if extra_annotations:
             ann = dict(ann, **extra_annotations) if ann else extra_annotations
-        ser = self.serializer
+        ser_id = self.serializer_id
         if args and type(args[0]) is SerializedBlob and len(args) == 1 and not kwargs:
             blob = args[0]
             ann = dict(ann) if ann else {}
             ann[BLOB_ANNOTATION] = blob_annotation(blob.info, object_id, method)
             flags |= F_KEEPSERIALIZED
             payload = blob.payload
-            if payload is not None and blob.serializer_id == self.serializer_id:
+            if payload is not None and blob.serializer_id is not None:
+                # forwarded byte for byte, never deserialized here: the header names the
+                # blob's serializer (the target decodes it with that one and answers in it)
                 data = payload
+                ser_id = blob.serializer_id
             else:
-                data = ser.dumps_call(object_id, method, blob.deserialized(), None)
+                data = self.serializer.dumps_call(object_id, method, blob.deserialized(), None)
         else:
-            data = ser.dumps_call(object_id, method, args, kwargs)
+            data = self.serializer.dumps_call(object_id, method, args, kwargs)
         cfg = self.config
-        msg = Message(T_INVOKE, self.serializer_id, flags, seq, data, ann, corr)
+        msg = Message(T_INVOKE, ser_id, flags, seq, data, ann, corr)
         if self.wirelog is not None:
             self.wirelog.sent(msg)
         return seq, encode(msg, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
@@ -190,10 +193,14 @@ class ClientSession:
             ctx = _peek()
             if ctx is not None:
                 ctx.response_annotations = reply.annotations
+        ser = self.serializer
+        if reply.serializer_id != self.serializer_id:
+            # the answer to a forwarded SerializedBlob comes in the blob's serializer
+            ser = serializers.by_id(reply.serializer_id, self.extended)
         if not reply.flags:
-            return self.serializer.loads(reply.data)  # the usual plain result
+            return ser.loads(reply.data)  # the usual plain result
         try:
-            return call_result(reply, self.serializer, make_iterator)
+            return call_result(reply, ser, make_iterator)
         except MessageTooLargeError:
             self._enter(State.MUST_CLOSE)  # the daemon refused a call for its size and closes the connection
             raise

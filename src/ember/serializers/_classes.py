@@ -350,7 +350,7 @@ register_class_to_dict(ExceptionWrapper, ExceptionWrapper.to_dict)
 
 
 def _register_uri() -> None:
-    register_class_to_dict(URI, lambda u: {"__class__": "Pyro5.core.URI", "state": u.state()})
+    register_class_to_dict(URI, lambda u: {"__class__": "Pyro5.core.URI", "state": u.wire_state()})
     register_dict_to_class("Pyro5.core.URI", lambda _, d: URI.from_state(d["state"]))
     register_dict_to_class("ember.URI", lambda _, d: URI.from_state(d["state"]))
     # a daemon object sent over the wire is only a placeholder (as in Pyro5)

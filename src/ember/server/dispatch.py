@@ -302,6 +302,7 @@ class Call:
         info = self.info = CallInfo(self.conn, self.object_id, self.method,
                                     bool(msg.flags & F_ONEWAY), self.func is None, msg.correlation_id,
                                     msg.annotations, time.perf_counter())
+        info.args, info.kwargs = self.args, self.kwargs
         try:
             for hook in self.dispatcher.hooks.call_started:
                 hook(info)

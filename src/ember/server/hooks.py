@@ -27,7 +27,7 @@ class CallInfo:
     """What a hook learns about one call."""
 
     __slots__ = ("conn", "object_id", "method", "oneway", "batch", "correlation_id", "annotations", "started",
-                 "state")
+                 "state", "args", "kwargs")
 
     def __init__(self, conn: Any, object_id: str, method: str, oneway: bool, batch: bool, correlation_id: Any,
                  annotations: dict[str, bytes], started: float) -> None:
@@ -40,6 +40,8 @@ class CallInfo:
         self.annotations = annotations
         self.started = started  # time.perf_counter() when the call was decoded
         self.state: dict[str, Any] = {}  # for hooks: carry data from call_started to call_finished
+        self.args: Any = ()  # the call's positional arguments (for a batch: its recorded calls)
+        self.kwargs: dict | None = None
 
     def __repr__(self) -> str:
         return f"<CallInfo {self.object_id}.{self.method} from {getattr(self.conn, 'addr', None)}>"

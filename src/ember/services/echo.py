@@ -27,10 +27,10 @@ class EchoServer:
         return message
 
     def error(self) -> None:
-        """Raise a ZeroDivisionError, to test remote exceptions."""
+        """Raise a ValueError, to test remote exceptions (the one Pyro5's echo server raises)."""
         if self._verbose:
             print(f"{time.strftime('%H:%M:%S')} - error: generating exception")
-        1 // 0  # noqa: B018
+        raise ValueError("this is the generated error from echoserver echo() method")
 
     def error_with_text(self) -> None:
         """Raise a ValueError with a message."""
@@ -63,6 +63,10 @@ class EchoServer:
 
     def inf(self) -> float:
         return float("inf")
+
+    def __dunder__(self) -> str:
+        """A double-underscore method that is exposed (private ``_names`` never are)."""
+        return "should be allowed (dunder)"
 
     @oneway
     def shutdown(self) -> None:
