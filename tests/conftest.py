@@ -16,18 +16,9 @@ def servertype(request):
 
 
 @pytest.fixture
-def make_daemon():
-    daemons = []
-
-    def make(**kwargs):
-        d = ember.Daemon(**kwargs)
-        daemons.append(d)
-        d.start()
-        return d
-
-    yield make
-    for d in daemons:
-        d.shutdown()
+def make_daemon(ember_daemon):
+    """Ember's own pytest plugin (ember.pytest_plugin) makes and tears down the daemons."""
+    return ember_daemon
 
 
 # Broadcasts from tests go to the loopback network only, never to the LAN; subprocesses

@@ -5,7 +5,7 @@ import ember
 
 from .services import Calc
 
-pytest_plugins = ["pytester", "ember.pytest_plugin"]  # until the pytest11 entry point is installed
+pytest_plugins = ["pytester"]
 
 
 def test_serve_and_proxy_fixtures(ember_serve, ember_proxy, ember_servertypes):
@@ -49,5 +49,5 @@ def test_a_fresh_pytest_run_gets_the_fixtures(pytester):
         def test_greet(ember_serve, ember_proxy):
             assert ember_proxy(ember_serve(Greeter(), "greeter")).greet("x") == "hello, x"
     """)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "ember.pytest_plugin")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")  # the fixtures come from the entry point
     result.assert_outcomes(passed=1)
