@@ -34,6 +34,7 @@ __all__ = ["Proxy", "RemoteIterator", "loop_serves", "loop_stopped"]
 
 T = TypeVar("T")
 _DAEMON = "Pyro.Daemon"
+_monotonic = time.monotonic
 # a connection unused for this long is checked for a close by the daemon before the next call
 # (one non-blocking select, only after a pause, so back-to-back calls never pay it)
 _STALE = 0.05
@@ -42,20 +43,28 @@ _STALE = 0.05
 # a blocking call from such a loop's own thread to one of them could never be answered
 _serving_loops: weakref.WeakKeyDictionary[AbstractEventLoop, set[tuple]] = weakref.WeakKeyDictionary()
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "::", ""})
+# whether any loop serves a daemon: a plain global read on every call (a WeakKeyDictionary's
+# truth test runs Python code); it may stay true after a loop was collected, which only costs
+# the full check
+_serving = False
 
 
 def loop_serves(loop: AbstractEventLoop, location: tuple) -> None:
     """Note that ``loop`` serves an asyncio daemon at ``location`` (called by the asyncio driver)."""
+    global _serving
     _serving_loops.setdefault(loop, set()).add(tuple(location))
+    _serving = True
 
 
 def loop_stopped(loop: AbstractEventLoop, location: tuple) -> None:
     """The daemon at ``location`` no longer serves on ``loop``."""
+    global _serving
     locations = _serving_loops.get(loop)
     if locations is not None:
         locations.discard(tuple(location))
         if not locations:
             _serving_loops.pop(loop, None)
+    _serving = bool(_serving_loops)
 
 
 def _is_local(host: str | None) -> bool:
@@ -275,7 +284,7 @@ class Proxy(ProxyCore, Generic[T]):
             self._set_metadata(self._invoke_locked(_DAEMON, "get_metadata", [self._pyroUri.object], {}, 0))
             return
         uri = self._resolve()
-        if _serving_loops and _served_here(uri):
+        if _serving and _served_here(uri):
             raise _deadlock(uri, "<connect>")
         sock = net.connect(uri, self._effective_timeout(), config.SOCK_NODELAY)
         try:
@@ -319,7 +328,7 @@ class Proxy(ProxyCore, Generic[T]):
     # ---- calls -------------------------------------------------------------------------
 
     def _invoke(self, method: str, args: Any, kwargs: dict | None, flags: int = 0) -> Any:
-        if _serving_loops and _served_here(self._bound_uri or self._pyroUri):
+        if _serving and _served_here(self._bound_uri or self._pyroUri):
             raise _deadlock(self._bound_uri or self._pyroUri, method)
         if method in self._oneway_server or method in self._oneway:
             flags |= F_ONEWAY
@@ -327,15 +336,15 @@ class Proxy(ProxyCore, Generic[T]):
         while True:
             with self._lock:
                 try:
-                    now = time.monotonic()
-                    sock = self._sock
-                    if sock is not None and now - self._used > _STALE and self._connected_socket is None \
-                            and net.peer_closed(sock):
-                        self._release()  # the daemon closed it while we were idle (IDLE_TIMEOUT): a new one
-                        sock = None
-                    if sock is None:
+                    state = self.__dict__
+                    now = _monotonic()
+                    if now - state["_used"] > _STALE:  # after a pause: did the daemon close it (IDLE_TIMEOUT)?
+                        sock = state["_sock"]
+                        if sock is not None and state["_connected_socket"] is None and net.peer_closed(sock):
+                            self._release()
+                    state["_used"] = now
+                    if state["_sock"] is None:
                         self._connect()
-                    self.__dict__["_used"] = now
                     return self._invoke_locked((self._bound_uri or self._pyroUri).object, method, args, kwargs,
                                                flags)
                 except ConnectionClosedError:

@@ -368,9 +368,9 @@ class Daemon:
         ``[header, payload]`` for a large payload: see :func:`ember.protocol.encode`),
         through the connection's ``session`` when given (which logs it when ``LOGWIRE``)."""
         cfg = self.config
-        if session is not None:
+        if session is not None and session.wirelog is not None:
             frame = session.encode(reply, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
-        else:
+        else:  # the session would only encode it: save the call
             frame = encode(reply, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
         if self._statistics is not None:
             self._statistics.sent(len(frame) if type(frame) is not list else sum(map(len, frame)))
