@@ -34,6 +34,7 @@ from ..uri import URI
 from . import hooks
 from ._base import ProxyCore, receiving_flavour
 from .hooks import installed as _hooks
+from .proxy import _RemoteMethod
 from .resolve import aresolve
 
 __all__ = ["AsyncProxy", "AsyncBatchProxy", "AsyncRemoteIterator"]
@@ -42,18 +43,10 @@ _DAEMON = "Pyro.Daemon"
 _background: set[asyncio.Task] = set()  # idle releases in progress (kept from being garbage-collected)
 
 
-class _AsyncMember:
+class _AsyncMember(_RemoteMethod):
     """``proxy.name``: call it for a remote method (a coroutine), await it for a remote attribute."""
 
-    __slots__ = ("_proxy", "_name", "__name__")
-
-    def __init__(self, proxy: AsyncProxy, name: str) -> None:
-        self._proxy = proxy
-        self._name = name
-        self.__name__ = name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._proxy._call_remote(self._name, args, kwargs)
+    __slots__ = ()
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._proxy._get(self._name).__await__()
