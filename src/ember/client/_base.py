@@ -105,6 +105,20 @@ class ProxyCore:
     def _set_metadata(self, meta: Any) -> None:
         self._methods, self._attrs, self._oneway_server = parse_metadata(meta, self._pyroUri)
         self._metadata_known = True
+        docs = meta.get("docs") if isinstance(meta, dict) else None
+        self.__dict__["_docs"] = {str(k): str(v) for k, v in docs.items()} if isinstance(docs, dict) else {}
+        # help(proxy) and proxy.__doc__ show the remote object's docstrings (an instance
+        # attribute: the class keeps its own docstring)
+        self.__dict__["__doc__"] = self._remote_doc()
+
+    def _remote_doc(self) -> str:
+        """What ``help(proxy)`` shows: the remote class's docstring and its exposed members'."""
+        docs = self.__dict__.get("_docs") or {}
+        lines = [f"Proxy to {self._pyroUri}", "", docs.get("", "")]
+        for name in sorted(self._methods | self._attrs):
+            kind = "attribute" if name in self._attrs else "oneway method" if name in self._oneway_server else "method"
+            lines += ["", f"{name} ({kind})"] + [f"    {line}" for line in docs.get(name, "").splitlines()]
+        return "\n".join(lines).strip() + "\n"
 
     def _adopt_metadata(self, methods: Any, attrs: Any, oneway: Any) -> None:
         """Metadata known without asking (a proxy received over the wire carries it)."""

@@ -99,12 +99,36 @@ class AsyncProxy(ProxyCore):
 
     def __bool__(self) -> bool:
         """Always True: truth cannot be awaited, so ``if proxy:`` never asks the remote object
-        (use ``await proxy.__len__()`` for a remote container's size)."""
+        (use ``await proxy._len()`` for a remote container's size)."""
         return True
 
     def __repr__(self) -> str:
         state = "connected" if self._stream is not None else "not connected"
         return f"<ember.AsyncProxy {self._pyroUri} {state}>"
+
+    # the remote object's dunders, in the forms Python lets be awaited
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``await proxy(...)``: call the remote object itself (its exposed ``__call__``)."""
+        return self._call("__call__", args, kwargs)
+
+    def __getitem__(self, key: Any) -> Any:
+        """``await proxy[key]``."""
+        return self._call("__getitem__", (key,), None)
+
+    async def _len(self) -> int:
+        """The remote ``len()`` (``len(proxy)`` cannot wait for the network)."""
+        return await self._call("__len__", (), None)
+
+    async def _contains(self, item: Any) -> bool:
+        """The remote ``item in obj`` (``in`` cannot wait for the network)."""
+        return bool(await self._call("__contains__", (item,), None))
+
+    def __aiter__(self) -> Any:
+        """``async for item in proxy``: the remote object's ``__iter__``, item by item."""
+        return _RemoteIteration(self)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | self._methods | self._attrs)
 
     async def __aenter__(self) -> AsyncProxy:
         return self
@@ -364,6 +388,36 @@ def _fail_pending(session: ClientSession, error: Exception) -> None:
     for future in pending.values():
         if not future.done():
             future.set_exception(error)
+
+
+class _RemoteIteration:
+    """``async for`` over a proxy: asks for the remote iterator on the first step."""
+
+    def __init__(self, proxy: AsyncProxy) -> None:
+        self.proxy = proxy
+        self.iterator: Any = None
+
+    def __aiter__(self) -> _RemoteIteration:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self.iterator is None:
+            result = await self.proxy._call("__iter__", (), None)
+            self.iterator = result if hasattr(result, "__anext__") else _ListIteration(result)
+        return await self.iterator.__anext__()
+
+
+class _ListIteration:
+    """A remote ``__iter__`` that returned a list (no stream): its items."""
+
+    def __init__(self, items: Any) -> None:
+        self.items = iter(items)
+
+    async def __anext__(self) -> Any:
+        try:
+            return next(self.items)
+        except StopIteration:
+            raise StopAsyncIteration from None
 
 
 class AsyncRemoteIterator:

@@ -98,12 +98,18 @@ def _deadlock(uri: URI, method: str) -> DeadlockError:
 class _RemoteMethod:
     """A bound remote method: calling it performs the remote call (``proxy._call_remote``)."""
 
-    __slots__ = ("_proxy", "_name", "__name__")
+    __slots__ = ("_proxy", "_name", "__name__", "_doc")
 
-    def __init__(self, proxy: Any, name: str) -> None:
+    def __init__(self, proxy: Any, name: str, doc: str | None = None) -> None:
         self._proxy = proxy
         self._name = name
         self.__name__ = name
+        self._doc = doc
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        """The remote method's docstring (``help(proxy.method)``), when the daemon sent it."""
+        return self._doc
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._proxy._call_remote(self._name, args, kwargs)
@@ -151,7 +157,7 @@ class Proxy(ProxyCore, Generic[T]):
         if not self._metadata_known:
             self._bind()
         if name in self._methods:
-            method = self._method_cache[name] = _RemoteMethod(self, name)
+            method = self._method_cache[name] = _RemoteMethod(self, name, self.__dict__.get("_docs", {}).get(name))
             self.__dict__[name] = method  # later lookups skip __getattr__ (cleared with the metadata)
             return method
         if name in self._attrs:
@@ -206,6 +212,13 @@ class Proxy(ProxyCore, Generic[T]):
 
     def __iter__(self) -> Any:
         return iter(self._remote("__iter__")())
+
+    def __contains__(self, item: Any) -> bool:
+        return bool(self._remote("__contains__")(item))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the remote object itself (its exposed ``__call__``)."""
+        return self._remote("__call__")(*args, **kwargs)
 
     def __enter__(self) -> Proxy[T]:
         return self

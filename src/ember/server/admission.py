@@ -116,7 +116,7 @@ class Admission:
         if payload is None:
             try:
                 payload = serializers.by_id(msg.serializer_id, extended).dumps(
-                    {"handshake": answer, "meta": class_meta.as_dict()})
+                    {"handshake": answer, "meta": class_meta.as_dict(docs=extended)})
             except Exception as exc:
                 return self.refuse(conn, msg, f"handshake answer cannot be serialized: {exc}")
             if key is not None:

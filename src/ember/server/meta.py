@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["ClassMeta", "class_meta", "is_private", "reset_cache"]
 
@@ -17,6 +18,15 @@ _PRIVATE_DUNDERS = frozenset(
     __reduce_ex__ __class_getitem__ __set_name__ __dict__ __class__ __module__ __weakref__ __doc__
     __slots__ __get__ __set__ __delete__ __await__ __post_init__""".split()
 )
+
+
+# private dunders a class may still expose by defining them on an exposed class (or
+# decorating them with @expose): ``proxy(...)`` then calls the remote object itself
+_OPT_IN_DUNDERS = frozenset({"__call__"})
+
+
+def _defines(cls: type, name: str) -> bool:
+    return any(name in vars(klass) for klass in cls.__mro__ if klass is not object)
 
 
 def is_private(name: str) -> bool:
@@ -37,10 +47,18 @@ class ClassMeta:
     attrs: frozenset[str]
     callbacks: frozenset[str]
     synchronized: bool = False
+    # docstrings of the class ("") and of its exposed members, for Ember clients' help()
+    docs: tuple[tuple[str, str], ...] = ()
 
-    def as_dict(self) -> dict:
-        """The wire form (sets; serializers that lack sets send lists). A fresh dict each time."""
-        return {"methods": set(self.methods), "oneway": set(self.oneway), "attrs": set(self.attrs)}
+    def as_dict(self, docs: bool = False) -> dict:
+        """The wire form (sets; serializers that lack sets send lists). A fresh dict each time.
+
+        ``docs`` adds the docstrings (``{"": class doc, name: doc}``) under ``"docs"``: only for
+        Ember peers, Pyro5 sees exactly Pyro5's three keys."""
+        meta: dict[str, Any] = {"methods": set(self.methods), "oneway": set(self.oneway), "attrs": set(self.attrs)}
+        if docs and self.docs:
+            meta["docs"] = dict(self.docs)
+        return meta
 
 
 _cache: dict[type, ClassMeta] = {}
@@ -73,7 +91,7 @@ def class_meta(cls: type) -> ClassMeta:
     whole_class = _exposed(cls)
     methods, oneways, attrs, callbacks = set(), set(), set(), set()
     for name in dir(cls):
-        if is_private(name):
+        if is_private(name) and not (name in _OPT_IN_DUNDERS and _defines(cls, name)):
             continue
         try:
             value = inspect.getattr_static(cls, name)
@@ -92,7 +110,9 @@ def class_meta(cls: type) -> ClassMeta:
                 oneways.add(name)
             if getattr(func, "_pyroCallback", False):
                 callbacks.add(name)
+    docs = [(name, inspect.getdoc(getattr(cls, name, None)) or "") for name in sorted(methods | attrs)]
+    docs.insert(0, ("", inspect.getdoc(cls) or ""))
     meta = ClassMeta(frozenset(methods), frozenset(oneways), frozenset(attrs), frozenset(callbacks),
-                     bool(getattr(cls, "_pyroSynchronized", False)))
+                     bool(getattr(cls, "_pyroSynchronized", False)), tuple((n, d) for n, d in docs if d))
     _cache[cls] = meta
     return meta
