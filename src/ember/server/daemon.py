@@ -372,8 +372,9 @@ class Daemon:
             frame = session.encode(reply, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
         else:  # the session would only encode it: save the call
             frame = encode(reply, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
-        if self._statistics is not None:
-            self._statistics.sent(len(frame) if type(frame) is not list else sum(map(len, frame)))
+        stats = self._statistics
+        if stats is not None:
+            stats.bytes_out += len(frame) if type(frame) is not list else len(frame[0]) + len(frame[1])
         return frame
 
     def await_coroutine(self, coro: Any) -> Any:

@@ -22,9 +22,15 @@ class _MethodStats:
     __slots__ = ("calls", "errors", "latencies")
 
     def __init__(self, window: int) -> None:
-        self.calls = 0
-        self.errors = 0
-        self.latencies: deque[float] = deque(maxlen=window)
+        # itertools.count: next() is atomic under the GIL, so a call's end takes no lock
+        self.calls = itertools.count()
+        self.errors = itertools.count()
+        self.latencies: deque[float] = deque(maxlen=window)  # append is atomic too
+
+
+def _value(counter: itertools.count) -> int:
+    """A counter's current value, without taking one."""
+    return next(copy.copy(counter))
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -43,7 +49,7 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 class Statistics:
     """Counts what a daemon does; thread-safe. The dispatcher feeds it directly (not as a
     hook, which would cost a :class:`~.hooks.CallInfo` per call): a start time and an atomic
-    counter when a call begins, one locked update when it ends."""
+    counter when a call begins, atomic counters and a ring-buffer append when it ends."""
 
     def __init__(self, window: int = 1000) -> None:
         self.window = window
@@ -51,7 +57,7 @@ class Statistics:
         self._lock = threading.Lock()
         self._methods: dict[tuple[str, str], _MethodStats] = {}
         self.calls_started = itertools.count()  # next() is atomic: no lock when a call begins
-        self._finished = 0
+        self._finished = itertools.count()
         self.connections_open = 0
         self.connections_total = 0
         self.bytes_in = 0
@@ -69,16 +75,15 @@ class Statistics:
     def record(self, object_id: str, method: str, t0: float, failed: bool) -> None:
         """A call that began at ``t0`` (``time.perf_counter()``) ended."""
         elapsed = time.perf_counter() - t0
-        key = (object_id, method)
-        with self._lock:
-            self._finished += 1
-            stats = self._methods.get(key)
-            if stats is None:
-                stats = self._methods[key] = _MethodStats(self.window)
-            stats.calls += 1
-            if failed:
-                stats.errors += 1
-            stats.latencies.append(elapsed)
+        stats = self._methods.get((object_id, method))
+        if stats is None:
+            with self._lock:
+                stats = self._methods.setdefault((object_id, method), _MethodStats(self.window))
+        next(stats.calls)
+        if failed:
+            next(stats.errors)
+        stats.latencies.append(elapsed)
+        next(self._finished)
 
     def received(self, nbytes: int) -> None:
         self.bytes_in += nbytes  # one writer per connection; a lost increment under a race is acceptable
@@ -91,9 +96,11 @@ class Statistics:
     def snapshot(self) -> dict[str, Any]:
         """Everything counted so far, as plain values (safe to send over the wire)."""
         with self._lock:
-            methods = {key: (s.calls, s.errors, list(s.latencies)) for key, s in self._methods.items()}
-            started = next(copy.copy(self.calls_started))  # the count so far, without taking one
-            in_flight = started - self._finished
+            finished = _value(self._finished)
+            started = _value(self.calls_started)
+            in_flight = started - finished
+            methods = {key: (_value(s.calls), _value(s.errors), list(s.latencies))
+                       for key, s in list(self._methods.items())}
             conns = {"open": self.connections_open, "total": self.connections_total}
         per_method = {
             f"{object_id}.{method}": {"calls": calls, "errors": errors, "latency_ms": _percentiles(samples)}
