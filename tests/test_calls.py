@@ -552,3 +552,21 @@ def test_large_payloads_both_ways(make_daemon, servertype, serializer):
     import asyncio
 
     assert asyncio.run(async_side()) == big + "?"
+
+
+def test_weak_registration_ends_when_the_object_is_collected(make_daemon, servertype):
+    import gc
+
+    daemon = make_daemon(servertype=servertype)
+    calc = Calc()
+    uri = daemon.register(calc, "weakcalc", weak=True)
+    with ember.Proxy(uri) as p:
+        assert p.add(1, 2) == 3
+    assert "weakcalc" in daemon.objects_by_id
+    del calc
+    gc.collect()
+    assert "weakcalc" not in daemon.objects_by_id
+    with ember.Proxy(uri) as p, pytest.raises(errors.CommunicationError, match="unknown object"):
+        p.add(1, 2)
+    with pytest.raises(errors.DaemonError, match="class cannot be registered weakly"):
+        daemon.register(Calc, "weakclass", weak=True)

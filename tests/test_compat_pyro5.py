@@ -566,8 +566,17 @@ def test_unsupported_proxy_and_daemon_features_say_so():
     with P.api.Daemon(host="127.0.0.1") as daemon:
         with pytest.raises(AttributeError, match="daemon.sockets"):
             daemon.selector  # noqa: B018
-        with pytest.raises(P.errors.DaemonError, match="weak registrations"):
-            daemon.register(object(), weak=True)
+        class Thing:  # weak registrations are supported now (issue 15): gone with the object
+            pass
+
+        import gc
+
+        thing = Thing()
+        uri = daemon.register(thing, weak=True)
+        assert uri.object in daemon.objects_by_id
+        del thing
+        gc.collect()
+        assert uri.object not in daemon.objects_by_id
 
 
 def test_the_compat_classes_are_the_native_ones():

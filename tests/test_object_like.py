@@ -80,3 +80,29 @@ def test_a_pyro5_client_sees_only_pyro5s_metadata_keys(make_daemon):
         assert "count" in p._pyroMethods and p.count() == 3
     with ember.Proxy(f"PYRO:Pyro.Daemon@{uri.location}") as daemon_object:
         assert set(daemon_object.get_metadata("shelf")) == {"methods", "oneway", "attrs"}
+
+
+@ember.expose
+class Dunders:
+    def __dunder__(self):
+        return "dunder called"
+
+    def plain(self):
+        return "plain"
+
+
+def test_an_exposed_dunder_is_called_by_name_once_the_metadata_is_known(make_daemon):
+    uri = make_daemon().register(Dunders, "dunders")
+    with ember.Proxy(uri) as p:
+        assert not hasattr(p, "__dunder__")  # not bound yet: a probe never connects
+        assert p._sock is None
+        p._bind()
+        assert p.__dunder__() == "dunder called"
+        assert not hasattr(p, "__nothing__")
+
+    async def main():
+        async with ember.AsyncProxy(uri) as p:
+            await p._bind()
+            return await p.__dunder__()
+
+    assert asyncio.run(main()) == "dunder called"

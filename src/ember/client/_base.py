@@ -111,6 +111,14 @@ class ProxyCore:
         # attribute: the class keeps its own docstring)
         self.__dict__["__doc__"] = self._remote_doc()
 
+    def _exposed_dunder(self, name: str) -> bool:
+        """``p.__name__()`` reaches the remote object when it exposes that dunder. Only once
+        the metadata is known: probing for a dunder (``copy``, ``pickle``, ``numpy`` do) must
+        never open a connection."""
+        state = self.__dict__
+        return (len(name) > 4 and name[:2] == "__" and name[-2:] == "__" and state.get("_metadata_known", False)
+                and name in state.get("_methods", ()))
+
     def _remote_doc(self) -> str:
         """What ``help(proxy)`` shows: the remote class's docstring and its exposed members'."""
         docs = self.__dict__.get("_docs") or {}

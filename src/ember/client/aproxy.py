@@ -84,7 +84,7 @@ class AsyncProxy(ProxyCore):
     # ---- attribute protocol ------------------------------------------------------------
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
+        if name.startswith("_") and not self._exposed_dunder(name):
             raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
         return _AsyncMember(self, name)
 

@@ -147,6 +147,8 @@ class Proxy(ProxyCore, Generic[T]):
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
+            if self._exposed_dunder(name):
+                return self._remote(name)  # p.__dunder__(): the remote object's exposed dunder
             raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
         return self._remote(name)
 

@@ -253,16 +253,18 @@ class Daemon:
         return getattr(publisher, "proxy", publisher) if publisher is not None else None
 
     def register(self, obj_or_class: Any, object_id: str | None = None, force: bool = False, *,
-                 ns_name: str | None = None, metadata: Any = None) -> URI:
+                 ns_name: str | None = None, metadata: Any = None, weak: bool = False) -> URI:
         """Register an object (or a class, instantiated per its ``@behavior``) and return its URI.
 
         A fixed ``object_id`` keeps the URI stable across restarts; without one a random
         ``obj_<hex>`` id is generated. On a daemon with a name server (``ns=``) the
         object id, or ``ns_name`` if given, is also registered there with ``metadata``;
-        if that fails the object is unregistered again and the error raised.
+        if that fails the object is unregistered again and the error raised. ``weak=True``
+        keeps only a weak reference: the registration ends by itself when the object is
+        garbage-collected (names published for it stay in the name server).
         """
         explicit_id = object_id
-        uri = self.uri_for(self.registry.add(obj_or_class, object_id, force))
+        uri = self.uri_for(self.registry.add(obj_or_class, object_id, force, weak))
         name = ns_name if ns_name is not None else explicit_id
         if name is not None and (ns_name is not None or self._publisher is not None):
             if self._publisher is None:
@@ -400,7 +402,7 @@ class Daemon:
         """Unregister objects with generated ids unused for ``transient_max_age`` seconds."""
         idle = self.registry.idle_transients(now)
         for object_id in idle:
-            obj = self.objects_by_id.get(object_id)
+            obj = self.registry.get(object_id)
             self.unregister(object_id)
             hook = getattr(obj, "_reaped", None)
             if callable(hook):
@@ -486,7 +488,7 @@ def _autoproxy(obj: Any) -> dict | None:
     if not isinstance(daemon, Daemon):
         return None
     object_id = own.get("_pyroId", "")
-    registered = daemon.objects_by_id.get(object_id)
+    registered = daemon.registry.get(object_id)
     if registered is not obj and (registered is None or registered is not type(obj)):
         return None
     meta = metamod.class_meta(obj if isinstance(obj, type) else type(obj))

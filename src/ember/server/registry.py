@@ -8,9 +8,11 @@ reaped when unused for ``transient_max_age`` seconds.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -40,8 +42,20 @@ class Registry:
     def __len__(self) -> int:
         return len(self.objects_by_id)
 
-    def add(self, obj_or_class: Any, object_id: str | None, force: bool) -> str:
-        """Register and return the object id (generated as ``obj_<hex>`` when None)."""
+    def get(self, object_id: str) -> Any:
+        """The registered object (or class), or None; a weakly registered object that is gone is None."""
+        obj = self.objects_by_id.get(object_id)
+        if type(obj) is weakref.ReferenceType:
+            return obj()
+        return obj
+
+    def add(self, obj_or_class: Any, object_id: str | None, force: bool, weak: bool = False) -> str:
+        """Register and return the object id (generated as ``obj_<hex>`` when None).
+
+        ``weak``: keep only a weak reference; the registration ends by itself when the object
+        is garbage-collected (nothing else is done then: names published for it stay)."""
+        if weak and isinstance(obj_or_class, type):
+            raise DaemonError("a class cannot be registered weakly: register an instance, or drop weak=True")
         # the registration marks live in the object's (or class's) own __dict__: an
         # instance of a registered class is not itself registered
         own = getattr(obj_or_class, "__dict__", {})
@@ -58,10 +72,18 @@ class Registry:
         if not force:
             if object_id in self.objects_by_id:
                 raise DaemonError(f"object id {object_id!r} is already registered")
-            if own.get("_pyroDaemon") is self.owner and self.objects_by_id.get(own.get("_pyroId", "")) is obj_or_class:
+            if own.get("_pyroDaemon") is self.owner and self.get(own.get("_pyroId", "")) is obj_or_class:
                 raise DaemonError(f"object already registered as {own['_pyroId']!r}")
         self._mark(obj_or_class, object_id)
-        self.objects_by_id[object_id] = obj_or_class
+        if weak:
+            try:
+                entry: Any = weakref.ref(obj_or_class, functools.partial(self._collected, object_id))
+            except TypeError:
+                raise DaemonError(f"{type(obj_or_class).__name__} objects cannot be registered weakly "
+                                  "(no weak references to them): drop weak=True") from None
+        else:
+            entry = obj_or_class
+        self.objects_by_id[object_id] = entry
         self.resolved.clear()
         if self._transient_use is not None and generated:
             self._transient_use[object_id] = time.monotonic()
@@ -74,11 +96,19 @@ class Registry:
         except (AttributeError, TypeError):
             pass  # objects with __slots__: no auto-proxying, otherwise fine
 
+    def _collected(self, object_id: str, ref: weakref.ReferenceType) -> None:
+        """A weakly registered object was garbage-collected: forget its id (if still its own)."""
+        if self.objects_by_id.get(object_id) is ref:
+            self.objects_by_id.pop(object_id, None)
+            self.resolved.clear()
+
     def remove(self, object_id: str) -> Any:
         """Unregister; returns the object (None if it was not registered)."""
         if self._transient_use is not None:
             self._transient_use.pop(object_id, None)
         obj = self.objects_by_id.pop(object_id, None)
+        if type(obj) is weakref.ReferenceType:
+            obj = obj()
         self.resolved.clear()
         if obj is not None and getattr(obj, "_pyroDaemon", None) is self.owner:
             try:
@@ -90,10 +120,9 @@ class Registry:
 
     def metadata_for(self, object_id: str) -> metamod.ClassMeta:
         """The exposure metadata of a registered object's class."""
-        try:
-            obj = self.objects_by_id[object_id]
-        except (KeyError, TypeError):
-            raise DaemonError("unknown object") from None
+        obj = self.get(object_id) if isinstance(object_id, str) else None
+        if obj is None:
+            raise DaemonError("unknown object")
         return metamod.class_meta(obj if isinstance(obj, type) else type(obj))
 
     # ---- calls ----------------------------------------------------------------------------
@@ -106,8 +135,8 @@ class Registry:
 
     def remember(self, object_id: str, method: str, obj: Any, func: Callable) -> None:
         """Cache a resolved method of a registered instance (not of per-call/session classes)."""
-        if isinstance(self.objects_by_id.get(object_id), type):
-            return
+        if isinstance(self.objects_by_id.get(object_id), (type, weakref.ReferenceType)):
+            return  # classes make instances per call/session; a weak entry must not be held by the cache
         if self.resolved_gen != metamod.generation:
             self.resolved.clear()
             self.resolved_gen = metamod.generation
@@ -115,10 +144,9 @@ class Registry:
 
     def instance(self, object_id: str, conn: Any) -> Any:
         """The object serving a call on ``object_id`` for connection ``conn``."""
-        try:
-            obj = self.objects_by_id[object_id]
-        except (KeyError, TypeError):
-            raise DaemonError("unknown object") from None
+        obj = self.get(object_id) if isinstance(object_id, str) else None
+        if obj is None:
+            raise DaemonError("unknown object")
         transient = self._transient_use
         if transient is not None and object_id in transient:
             transient[object_id] = time.monotonic()

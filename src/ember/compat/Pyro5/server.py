@@ -40,7 +40,7 @@ class _ErrorHandlerHook:
         handler = daemon.__dict__.get("_pyro5_error_handler")
         if handler is None:
             return
-        obj = daemon.objects_by_id.get(call.object_id)
+        obj = daemon.registry.get(call.object_id)
         method = getattr(obj, call.method, call.method) if obj is not None and not call.batch else call.method
         handler(daemon, getattr(call.conn, "addr", None), method, tuple(call.args or ()), dict(call.kwargs or {}), exc)
 
@@ -118,10 +118,8 @@ class Daemon(_EmberDaemon):
 
     def register(self, obj_or_class: Any, objectId: str | None = None,  # type: ignore[override]  # noqa: N803
                  force: bool = False, weak: bool = False, **options: Any) -> Any:
-        """Register an object or class; returns its URI. ``weak=True`` is not supported."""
-        if weak:
-            raise DaemonError("weak registrations are not supported by Ember: unregister the object when done")
-        return super().register(obj_or_class, objectId, force, **options)
+        """Register an object or class; returns its URI (``weak=True``: see :meth:`ember.Daemon.register`)."""
+        return super().register(obj_or_class, objectId, force, weak=weak, **options)
 
     def uriFor(self, objectOrId: Any, nat: bool = True) -> Any:  # noqa: N802, N803
         return self.uri_for(objectOrId, nat)
@@ -130,7 +128,7 @@ class Daemon(_EmberDaemon):
         return Proxy(self.uri_for(objectOrId, nat))
 
     def resetMetadataCache(self, objectOrId: Any, nat: bool = True) -> None:  # noqa: N802, N803
-        obj = self.objects_by_id.get(objectOrId, objectOrId) if isinstance(objectOrId, str) else objectOrId
+        obj = (self.registry.get(objectOrId) or objectOrId) if isinstance(objectOrId, str) else objectOrId
         _meta.reset_cache(obj if isinstance(obj, type) else type(obj))
 
     def requestLoop(self, loopCondition: Callable[[], bool] = lambda: True) -> None:  # noqa: N802, N803
