@@ -125,3 +125,35 @@ def test_a_driver_registered_by_name():
         assert type(daemon.server) is LoggingMultiplex
     with pytest.raises(ValueError, match="unknown servertype 'nope'"):
         ember.Daemon(servertype="nope")
+
+
+def test_client_disconnect_runs_before_the_socket_and_resources_close(make_daemon, servertype):
+    seen = []
+
+    class Resource:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    resource = Resource()
+
+    class Watching(ember.Daemon):
+        def client_disconnect(self, conn):
+            seen.append((conn.closed, resource.closed))
+
+    @ember.expose
+    class Tracker:
+        def track(self):
+            ember.current_context.track_resource(resource)
+
+    daemon = Watching(servertype=servertype)
+    daemon.start()
+    try:
+        with ember.Proxy(daemon.register(Tracker, "tracker")) as p:
+            p.track()
+        assert wait_for(lambda: seen)
+        assert seen == [(False, False)]  # still open when the hook runs (Pyro5's order)
+        assert wait_for(lambda: resource.closed)
+    finally:
+        daemon.shutdown()

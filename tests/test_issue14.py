@@ -498,3 +498,27 @@ def test_serpent_bytes_keys_explained():
     ser = serializers.get("serpent")
     with pytest.raises(errors.SerializeError, match="bytes keys do not survive.*msgpack or marshal"):
         ser.loads(ser.dumps({b"k": 1}))
+
+
+def test_extended_types_can_be_turned_off(make_daemon):
+    """EXTENDED_TYPES=False: Ember peers exchange exactly what Pyro5 peers get (issue 15)."""
+    import datetime
+    import uuid as uuid_mod
+
+    @ember.expose
+    class Values:
+        def stamp(self):
+            return datetime.date(2026, 12, 1), uuid_mod.UUID(int=1)
+
+    uri = make_daemon().register(Values, "values")
+    with ember.Proxy(uri) as p:
+        p._serializer = "serpent"
+        assert tuple(p.stamp()) == (datetime.date(2026, 12, 1), uuid_mod.UUID(int=1))  # Ember to Ember
+    with ember.config.override(EXTENDED_TYPES=False), ember.Proxy(uri) as p:
+        p._serializer = "serpent"
+        assert tuple(p.stamp()) == ("2026-12-01", "00000000-0000-0000-0000-000000000001")
+    daemon = make_daemon()
+    daemon.extended_types = False  # per daemon: what the Pyro5 compatibility layer does
+    with ember.Proxy(daemon.register(Values, "values")) as p:
+        p._serializer = "serpent"
+        assert tuple(p.stamp()) == ("2026-12-01", "00000000-0000-0000-0000-000000000001")

@@ -59,6 +59,8 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "ONEWAY_THREADED": (True, "run oneway calls in their own thread"),
     "PROXY_IDLE_RELEASE": (0.0, "seconds after which an unused proxy closes its connection (reopened on use); 0 = never"),
     "IDLE_TIMEOUT": (0.0, "seconds after which a daemon closes a connection that sent nothing; 0 = never"),
+    "EXTENDED_TYPES": (True, "Ember peers exchange UUID, Decimal, datetime, time, timedelta, paths as themselves; "
+                       "False: exactly what Pyro5 peers get"),
     "STATISTICS": (False, "daemons count calls, errors, latencies and bytes (daemon.statistics())"),
     "LOGFILE": ("ember.log", "log file used when PYRO_LOGLEVEL is set"),
     "LOGLEVEL": (None, "log level; logging is set up only when this is set"),

@@ -91,9 +91,15 @@ class ProxyCore:
             "_connected_socket": connected_socket,
             "_ssl_context": ssl_context,
             "_session": None,
+            # ask for Ember's extended value types: None = config EXTENDED_TYPES
+            "_extended_types": None,
         }
 
     # ---- options and metadata -------------------------------------------------------------
+
+    def _wants_extended(self) -> bool:
+        choice = self.__dict__.get("_extended_types")
+        return bool(config.EXTENDED_TYPES if choice is None else choice)
 
     def _effective_timeout(self) -> float | None:
         t = self._timeout if self._timeout is not None else config.COMMTIMEOUT

@@ -237,7 +237,8 @@ class AsyncProxy(ProxyCore):
         stream = await self._open(uri, tls)
         try:
             try:
-                await stream.send(session.connect_frame(self._handshake, uri.object, multiplex=True), uri.location)
+                await stream.send(session.connect_frame(self._handshake, uri.object, multiplex=True,
+                                                         extended=self._wants_extended()), uri.location)
                 reply = await asyncio.wait_for(stream.recv_message(session.decoder), self._effective_timeout())
             except ConnectionClosedError as exc:
                 alert = await stream.peer_alert() if tls is not None else ""

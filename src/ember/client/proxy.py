@@ -311,7 +311,7 @@ class Proxy(ProxyCore, Generic[T]):
             sock = wrap_client(tls, sock, uri.host, uri.location)
         try:
             try:
-                net.send(sock, session.connect_frame(self._handshake, uri.object))
+                net.send(sock, session.connect_frame(self._handshake, uri.object, extended=self._wants_extended()))
                 reply = net.recv_message(sock, session.decoder)
             except ConnectionClosedError as exc:
                 raise self._handshake_broke(exc, peer_alert(sock) if tls is not None else "", uri.location,

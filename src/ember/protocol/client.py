@@ -87,11 +87,14 @@ class ClientSession:
 
     # ---- handshake ----------------------------------------------------------------------
 
-    def connect_frame(self, handshake: Any, object_id: str, multiplex: bool = False) -> bytes:
-        """The CONNECT for ``object_id``, carrying the caller's annotations and Ember's capabilities."""
+    def connect_frame(self, handshake: Any, object_id: str, multiplex: bool = False,
+                      extended: bool = True) -> bytes:
+        """The CONNECT for ``object_id``, carrying the caller's annotations and Ember's
+        capabilities (``extended``: ask for Ember's extended value types, ``EMBR``)."""
         ctx = context.peek()
         ann = dict(ctx.annotations) if ctx is not None and ctx.annotations else {}
-        ann[EMBER_CAPS] = CAPS_ON
+        if extended:  # without it the daemon treats this client as Pyro5 (and does not pipeline)
+            ann[EMBER_CAPS] = CAPS_ON
         if multiplex:
             ann[MULTIPLEX_CAPS] = CAPS_ON
         corr = ctx.correlation_id if ctx is not None else None

@@ -92,17 +92,22 @@ class ServerSession:
         """The client announced Ember's extended value types."""
         return connect.annotations.get(EMBER_CAPS) == CAPS_ON
 
-    def accept(self, connect: Message, payload: bytes, annotations: dict[str, bytes], pipelined: bool) -> Message:
+    def accept(self, connect: Message, payload: bytes, annotations: dict[str, bytes], pipelined: bool,
+               allow_extended: bool = True) -> Message:
         """The CONNECTOK answering ``connect``; calls are accepted from now on.
 
         ``pipelined`` says the server may answer calls out of order; it is announced
-        (``EMUX``) only to a client that asked for it.
+        (``EMUX``) only to a client that asked for it. Extended value types (``EMBR``) are
+        agreed when the client asked and ``allow_extended``.
         """
-        extended = self.wants_extended(connect)
-        if extended:
+        extended = allow_extended and self.wants_extended(connect)
+        # EMUX only with extended types agreed: that is how an Ember peer is recognised
+        multiplex = extended and pipelined and connect.annotations.get(MULTIPLEX_CAPS) == CAPS_ON
+        if extended or multiplex:
             annotations = dict(annotations)
-            annotations[EMBER_CAPS] = CAPS_ON
-            if pipelined and connect.annotations.get(MULTIPLEX_CAPS) == CAPS_ON:
+            if extended:
+                annotations[EMBER_CAPS] = CAPS_ON
+            if multiplex:
                 annotations[MULTIPLEX_CAPS] = CAPS_ON  # calls on this connection may overlap
         self.extended = extended
         self._enter(State.READY)

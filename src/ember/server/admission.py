@@ -109,7 +109,8 @@ class Admission:
         except Exception as exc:
             code = DENY_SECURITY if isinstance(exc, SecurityError) else DENY_UNSPECIFIED
             return self.deny(conn, msg, code, str(exc) or type(exc).__name__)
-        extended = session.wants_extended(msg)
+        allow_extended = daemon.extended_types if daemon.extended_types is not None else daemon.config.EXTENDED_TYPES
+        extended = allow_extended and session.wants_extended(msg)
         # the CONNECTOK payload is the same for every client of a class when the answer is a plain string
         key = (class_meta, msg.serializer_id, extended, answer) if answer is None or type(answer) is str else None
         payload = self._connectok_cache.get(key) if key is not None else None
@@ -123,4 +124,4 @@ class Admission:
                 if len(self._connectok_cache) > 256:
                     self._connectok_cache.clear()
                 self._connectok_cache[key] = payload
-        return session.accept(msg, payload, self._annotations(), pipelined)
+        return session.accept(msg, payload, self._annotations(), pipelined, allow_extended)

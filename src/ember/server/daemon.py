@@ -146,6 +146,9 @@ class Daemon:
         self.objects_by_id: dict[str, Any] = self.registry.objects_by_id
         self.streams = StreamRegistry(cfg.ITER_STREAM_LIFETIME, cfg.ITER_STREAM_LINGER)
         self.methodcall_error_handler: Callable[[Any, str, BaseException], None] | None = None
+        # extended value types with Ember clients: None = config EXTENDED_TYPES (the Pyro5
+        # compatibility layer sets False, so ported programs see exactly what Pyro5 gives)
+        self.extended_types: bool | None = None
         self._last_housekeeping = time.monotonic()
         self._closed = False
         if ssl_context is None and cfg.SSL and connected_socket is None:
@@ -329,7 +332,8 @@ class Daemon:
         ``current_context.storage``). Raising refuses the connection."""
 
     def client_disconnect(self, conn: Connection) -> None:
-        """Called after a client connection has closed."""
+        """Called when a client connection ends, before its socket and the resources it
+        tracks (``current_context.track_resource``) are closed, as Pyro5 does."""
 
     def annotations(self) -> dict[str, bytes]:
         """Annotations added to every reply (override to add your own)."""

@@ -92,6 +92,14 @@ class Dispatcher:
         if self.hooked:
             self.hooks.fire("connection_opened", conn)
 
+    def disconnecting(self, conn: Connection) -> None:
+        """The daemon's ``client_disconnect`` hook, while the connection's socket and tracked
+        resources are still open (the order Pyro5 calls its ``clientDisconnect`` in)."""
+        try:
+            self.daemon.client_disconnect(conn)
+        except Exception:
+            log.exception("client_disconnect hook failed")
+
     def connection_closed(self, conn: Connection) -> None:
         """Release what a connection held (its streams, tracked resources, session instances)."""
         self.streams.connection_closed(conn)
@@ -102,10 +110,6 @@ class Dispatcher:
                 log.exception("error closing tracked resource %r", resource)
         conn.tracked_resources.clear()
         conn.instances.clear()
-        try:
-            self.daemon.client_disconnect(conn)
-        except Exception:
-            log.exception("client_disconnect hook failed")
         if self.stats is not None:
             self.stats.closed()
         if self.hooked:

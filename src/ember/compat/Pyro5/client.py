@@ -43,7 +43,8 @@ class Proxy(_EmberProxy):
         if not isinstance(uri, str) and not hasattr(uri, "protocol"):
             raise TypeError("expected Pyro URI")
         super().__init__(uri, connected_socket)
-        self.__dict__.update(_serializer=config.SERIALIZER, _compat_serializer=None,
+        # values arrive exactly as Pyro5 gives them: no Ember-to-Ember extended types
+        self.__dict__.update(_serializer=config.SERIALIZER, _compat_serializer=None, _extended_types=False,
                              _compat_timeout=config.COMMTIMEOUT)
 
     # received proxies take this class

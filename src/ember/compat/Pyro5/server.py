@@ -85,6 +85,7 @@ class Daemon(_EmberDaemon):
                          nathost=nathost, natport=natport, connected_socket=connected_socket,
                          publish_hostname=host is not None and not _is_ip(str(host)))
         self._combined: list[_EmberDaemon] = []
+        self.extended_types = False  # what Pyro5 would send, also to Ember clients
         self.add_hook(_ErrorHandlerHook(self))
 
     # Pyro5 calls the handler (daemon, client_sock_addr, method, vargs, kwargs, exception) for

@@ -110,6 +110,7 @@ class BaseDriver:
                 return
             conn.released = True
         self.dispatcher.admission.closed()
+        self.dispatcher.disconnecting(conn)  # Pyro5's order: before the socket and the resources close
         conn.close()
         conn.session.closed()
         self.dispatcher.connection_closed(conn)
