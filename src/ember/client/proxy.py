@@ -370,11 +370,12 @@ class Proxy(ProxyCore, Generic[T]):
 
     _call_remote = _invoke  # what a _RemoteMethod calls
 
-    def _invoke_locked(self, object_id: str, method: str, args: Any, kwargs: dict | None, flags: int) -> Any:
-        if _hooks:
+    def _invoke_locked(self, object_id: str, method: str, args: Any, kwargs: dict | None, flags: int,
+                       extra_annotations: dict[str, bytes] | None = None) -> Any:
+        if _hooks and extra_annotations is None:
             return self._invoke_hooked(object_id, method, args, kwargs, flags)
         session = self._session
-        seq, frame = session.invoke_frame(object_id, method, args, kwargs, flags)
+        seq, frame = session.invoke_frame(object_id, method, args, kwargs, flags, extra_annotations=extra_annotations)
         sock = self._sock
         try:
             timeout = self._timeout if self._timeout is not None else config.COMMTIMEOUT
@@ -406,41 +407,10 @@ class Proxy(ProxyCore, Generic[T]):
             raise
 
     def _invoke_hooked(self, object_id: str, method: str, args: Any, kwargs: dict | None, flags: int) -> Any:
-        """A call with client hooks around it (they may add annotations)."""
+        """The same call with client hooks around it (they may add annotations)."""
         info = self._hook_info(object_id, method, flags, F_ONEWAY)
-        session = self._session
         try:
-            seq, frame = session.invoke_frame(object_id, method, args, kwargs, flags,
-                                              extra_annotations=info.annotations)
-            sock = self._sock
-            timeout = self._effective_timeout()
-            if timeout != sock.gettimeout():
-                sock.settimeout(timeout)
-            try:
-                try:
-                    net.send(sock, frame)
-                except ConnectionClosedError:
-                    self._refusal_after_send(sock, session, seq)
-                    raise
-                reply = None if flags & F_ONEWAY else net.recv_message(sock, session.decoder)
-            except TimeoutError as exc:
-                self._release()
-                raise self._timed_out(method, exc) from None
-            except ProtocolError:
-                self._release()
-                raise
-            if flags & F_ONEWAY:
-                result = None
-            else:
-                if reply is None:
-                    self._release()
-                    raise ConnectionClosedError(f"connection to {self._pyroUri} closed by the server")
-                try:
-                    result = session.result(reply, seq, self._remote_iterator)
-                except ProtocolError:
-                    if session.must_close:
-                        self._release()
-                    raise
+            result = self._invoke_locked(object_id, method, args, kwargs, flags, extra_annotations=info.annotations)
         except BaseException as exc:
             hooks.after(info, None, exc)
             raise

@@ -147,7 +147,7 @@ class Dispatcher:
                 return call  # type: ignore[return-value]
             return call.run_sync()
         if self.stats is not None:
-            self.stats.received(message_size(msg))
+            self.stats.bytes_in += message_size(msg)
         if mtype == _T_PING:
             return conn.session.pong(msg)
         if mtype == _T_CONNECT:
@@ -160,9 +160,8 @@ class Dispatcher:
         right away (an exception reply, or None for none). ``ctx`` None means this
         thread's/task's context; the asyncio driver passes a fresh one per call."""
         stats = self.stats
-        if stats is not None:  # counted inline: a method call here would cost more than the count
-            ann = msg.annotations
-            stats.bytes_in += HEADER_SIZE + len(msg.data) + (_annotation_bytes(ann) if ann else 0)
+        if stats is not None:
+            stats.bytes_in += message_size(msg)
         try:
             ser = serializers.by_id(msg.serializer_id, conn.session.extended)
         except SerializeError as exc:
@@ -175,6 +174,7 @@ class Dispatcher:
         flags = msg.flags
         method = "?"
         obj = None
+        func = None  # stays None for a batch, whose calls are in args
         registry = self.registry
         try:
             if flags & F_KEEPSERIALIZED:
@@ -188,18 +188,15 @@ class Dispatcher:
                     if cached is not None and registry.resolved_gen == metamod.generation:
                         if registry.reaping:
                             registry.touch(object_id)
-                        call = Call(self, conn, msg, ser, ctx, object_id, cached[0], method, cached[1], args, kwargs)
-                        if stats is not None:
-                            call.t0 = perf_counter()
-                            next(stats.calls_started)
-                        return call
-            obj = registry.instance(object_id, conn)
-            if flags & F_BATCH:
-                call = Call(self, conn, msg, ser, ctx, object_id, obj, "<batch>", None, args, None)
-            else:
-                func = resolve_method(obj, method)
-                registry.remember(object_id, method, obj, func)
-                call = Call(self, conn, msg, ser, ctx, object_id, obj, method, func, args, kwargs)
+                        obj, func = cached
+            if obj is None:
+                obj = registry.instance(object_id, conn)
+                if flags & F_BATCH:
+                    method, kwargs = "<batch>", None
+                else:
+                    func = resolve_method(obj, method)
+                    registry.remember(object_id, method, obj, func)
+            call = Call(self, conn, msg, ser, ctx, object_id, obj, method, func, args, kwargs)
             if stats is not None:
                 call.t0 = perf_counter()
                 next(stats.calls_started)
