@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from ...errors import CommunicationError, ConnectionClosedError, DaemonError, ProtocolError
-from ...protocol import Message, ServerSession
+from ...protocol import ByteBudget, Message, ServerSession
 from ...transport import sync as net
 from ..session_state import Connection
 
@@ -77,6 +77,7 @@ class BaseDriver:
         self._oneway_pool: ThreadPoolExecutor | None = None
         self._oneway_lock = threading.Lock()
         self._count_lock = threading.Lock()
+        self.budget = ByteBudget(self.config.MAX_BYTES_IN_FLIGHT)
 
     # ---- connections ------------------------------------------------------------------------
 
@@ -84,7 +85,7 @@ class BaseDriver:
         """A new connection over ``stream``: counted, and announced to the hooks."""
         cfg = self.config
         conn = Connection(stream, addr, ServerSession(cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, established,
-                                                         cfg.LOGWIRE, addr))
+                                                         cfg.LOGWIRE, addr, self.budget))
         self.dispatcher.admission.opened()
         self.dispatcher.connection_opened(conn)
         return conn

@@ -118,6 +118,7 @@ class ThreadPoolServer(SelectorDriver):
                 if msg is None:
                     break
                 self.answer(conn, msg)
+                msg = None  # let the decoder reuse a large payload's buffer for the next message
                 if session.must_close:
                     break
         except Exception as exc:

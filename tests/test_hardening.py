@@ -1,0 +1,140 @@
+"""Issue 13: no single client can stall, exhaust or read more than it should from a daemon.
+
+Each test attacks a real daemon over a socket on loopback, on every server type.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+
+import ember
+from ember import errors, serializers
+from ember.protocol import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Decoder, Message, MsgType, encode
+
+from .services import Calc
+
+_HEADER = struct.Struct("!4sHBBHHII16sHH")
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _header(mtype: int, ser: int, seq: int, dlen: int, alen: int = 0) -> bytes:
+    return _HEADER.pack(b"PYRO", PROTOCOL_VERSION, mtype, ser, 0, seq, dlen, alen, bytes(16), 0, MAGIC)
+
+
+def _read_reply(s: socket.socket) -> Message | None:
+    dec = Decoder()
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        dec.feed(chunk)
+        msg = dec.next_message()
+        if msg is not None:
+            return msg
+
+
+def _connect_raw(daemon, ser_name: str = "msgpack") -> socket.socket:
+    s = socket.create_connection((daemon.host, daemon.port), timeout=10)
+    ser = serializers.get(ser_name)
+    s.sendall(encode(Message(MsgType.CONNECT, ser.serializer_id, 0, 0, ser.dumps({"handshake": None, "object": "calc"}))))
+    reply = _read_reply(s)
+    assert reply is not None and reply.type == MsgType.CONNECTOK
+    return s
+
+
+@pytest.fixture
+def served(make_daemon, servertype):
+    cfg = ember.config.copy()
+    cfg.MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    uri = daemon.register(Calc(), "calc")
+    good = ember.Proxy(uri)
+    assert good.add(1, 1) == 2
+    yield daemon, uri, good
+    good._release()
+
+
+def _wait(predicate, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+# ---- item 2: a declared size costs nothing until its bytes arrive ----------------------------
+
+def test_declared_huge_body_allocates_nothing(served):
+    daemon, _, good = served
+    cfg_limit = 1 << 30
+    daemon.server.budget.limit = 4 * cfg_limit  # let both declarations in: only memory is measured here
+    before = _rss_kb()
+    socks = []
+    for _ in range(2):
+        s = _connect_raw(daemon)
+        s.sendall(_header(MsgType.INVOKE, 4, 1, cfg_limit - 100) + b"\x94")  # 1 GiB declared, one byte sent
+        socks.append(s)
+    assert _wait(lambda: daemon.server.budget.in_flight >= 2 * (cfg_limit - 100))
+    assert good.add(2, 3) == 5  # others are served meanwhile
+    grown = _rss_kb() - before
+    assert grown < 200 * 1024, f"RSS grew by {grown} kB for two declared 1 GiB messages"
+    for s in socks:
+        s.close()
+    # the buffers and their share of the budget go with the connections
+    assert _wait(lambda: daemon.server.budget.in_flight == 0)
+
+
+def test_bytes_in_flight_budget_refuses_with_reason(served):
+    daemon, uri, good = served
+    hog = _connect_raw(daemon)
+    hog.sendall(_header(MsgType.INVOKE, 4, 1, 60 * 1024 * 1024) + b"\x94")
+    assert _wait(lambda: daemon.server.budget.in_flight > 0)
+    with ember.Proxy(uri) as p:
+        with pytest.raises(errors.MessageTooLargeError, match="MAX_BYTES_IN_FLIGHT"):
+            p.echo(b"x" * (8 * 1024 * 1024))
+    hog.close()
+    assert _wait(lambda: daemon.server.budget.in_flight == 0)
+    with ember.Proxy(uri) as p:  # once the hog is gone, the same call goes through
+        assert len(p.echo(b"x" * (8 * 1024 * 1024))) == 8 * 1024 * 1024
+    assert good.add(1, 2) == 3
+
+
+def test_peer_dying_mid_transfer_frees_its_buffer(served):
+    daemon, uri, good = served
+    s = _connect_raw(daemon)
+    ser = serializers.get("msgpack")
+    payload = ser.dumps_call("calc", "echo", (b"y" * (20 * 1024 * 1024),), {})
+    s.sendall(_header(MsgType.INVOKE, ser.serializer_id, 1, len(payload)) + payload[: len(payload) // 2])
+    assert _wait(lambda: daemon.server.budget.in_flight >= len(payload))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, as a killed process
+    s.close()
+    assert _wait(lambda: daemon.server.budget.in_flight == 0)
+    assert good.add(4, 4) == 8
+
+
+def test_oversized_declaration_refused_before_reading_and_named(served):
+    daemon, uri, good = served
+    s = _connect_raw(daemon)
+    s.sendall(_header(MsgType.INVOKE, 4, 7, (1 << 30) + 1))
+    reply = _read_reply(s)
+    assert reply is not None and reply.seq == 7
+    with pytest.raises(errors.MessageTooLargeError, match="MAX_MESSAGE_SIZE"):
+        raise serializers.get("msgpack").loads(reply.data)
+    s.close()
+    assert good.add(1, 1) == 2
+    assert HEADER_SIZE == 40
