@@ -138,3 +138,66 @@ def test_oversized_declaration_refused_before_reading_and_named(served):
     s.close()
     assert good.add(1, 1) == 2
     assert HEADER_SIZE == 40
+
+
+# ---- item 1: marshal input is checked before marshal allocates for it ----------------------
+
+_MARSHAL_BOMB = b"[\xff\xff\xff\x7f" * 3 + b"N"  # three nested lists each declaring 2**31-1 items
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("mtype", [MsgType.CONNECT, MsgType.INVOKE])
+def test_marshal_size_bomb_refused_at_once(make_daemon, servertype, mtype):
+    cfg = ember.config.copy()
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    daemon.validate_handshake = lambda conn, data: "secret" if data == "secret" else None  # a token changes nothing
+    uri = daemon.register(Calc(), "calc")
+    with ember.Proxy(uri) as good:
+        assert good.add(1, 1) == 2
+        results: list = []
+
+        def attack() -> None:
+            if mtype == MsgType.CONNECT:
+                s = socket.create_connection((daemon.host, daemon.port), timeout=10)
+            else:
+                s = _connect_raw(daemon, "marshal")
+            with s:
+                for seq in range(20):
+                    s.sendall(encode(Message(mtype, 2, 0, seq, _MARSHAL_BOMB)))
+                    reply = _read_reply(s)
+                    results.append(reply)
+                    if reply is None or mtype == MsgType.CONNECT:
+                        return
+
+        attack()  # 20 bombs: before the check each took ~8 s, past this test's timeout
+        # each bomb gets a prompt refusal; the daemon keeps serving the well-behaved client
+        assert good.add(2, 2) == 4
+        reply = results[0]
+        assert reply is not None
+        text = str(serializers.get("marshal").loads(reply.data))
+        assert "declares 2147483647 items" in text
+
+
+def test_serializers_accepted_refuses_before_decoding(make_daemon, servertype):
+    cfg = ember.config.copy()
+    cfg.SERIALIZERS_ACCEPTED = ["msgpack", "json"]
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    uri = daemon.register(Calc(), "calc")
+    s = socket.create_connection((daemon.host, daemon.port), timeout=10)
+    with s:
+        s.sendall(encode(Message(MsgType.CONNECT, 2, 0, 0, _MARSHAL_BOMB)))
+        reply = _read_reply(s)
+        assert reply is not None and reply.type == MsgType.CONNECTFAIL
+        assert "SERIALIZERS_ACCEPTED" in str(serializers.get("marshal").loads(reply.data))
+    with ember.config.override(SERIALIZER="serpent"), ember.Proxy(uri) as p:
+        with pytest.raises(errors.CommunicationError, match="SERIALIZERS_ACCEPTED"):
+            p.add(1, 2)
+    with ember.Proxy(uri) as p:
+        assert p.add(1, 2) == 3
+    # a connection made in an accepted serializer cannot switch to another one for a call
+    s = _connect_raw(daemon, "json")
+    with s:
+        s.sendall(encode(Message(MsgType.INVOKE, 2, 0, 1, _MARSHAL_BOMB)))
+        reply = _read_reply(s)
+        assert reply is not None and "SERIALIZERS_ACCEPTED" in str(serializers.get("marshal").loads(reply.data))
+        assert _read_reply(s) is None  # and the connection closes
