@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -201,3 +202,67 @@ def test_serializers_accepted_refuses_before_decoding(make_daemon, servertype):
         reply = _read_reply(s)
         assert reply is not None and "SERIALIZERS_ACCEPTED" in str(serializers.get("marshal").loads(reply.data))
         assert _read_reply(s) is None  # and the connection closes
+
+
+# ---- item 3: oneway calls are bounded per connection, with back-pressure, never dropped ------
+
+class _Gate:
+    """Oneway calls that wait at a gate until the test opens it."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.lock = threading.Lock()
+        self.started = 0
+        self.done = 0
+
+    @ember.expose
+    @ember.oneway
+    def work(self, n: int) -> None:
+        with self.lock:
+            self.started += 1
+        self.gate.wait(30)
+        with self.lock:
+            self.done += 1
+
+    @ember.expose
+    def ping(self) -> str:
+        return "pong"
+
+
+@pytest.mark.timeout(120)
+def test_oneway_flood_is_bounded_and_nothing_is_dropped(make_daemon, servertype):
+    cfg = ember.config.copy()
+    cfg.MAX_PENDING_CALLS = 8
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    gate = _Gate()
+    uri = daemon.register(gate, "gate")
+    sent = [0]
+    flood_done = threading.Event()
+
+    def flood() -> None:
+        with ember.Proxy(uri) as p:
+            for i in range(200_000):
+                p.work(i)
+                sent[0] += 1
+        flood_done.set()
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    try:
+        # the client is held back by TCP once the daemon stops reading: it cannot finish
+        assert _wait(lambda: gate.started >= 8)
+        # the socket buffers fill up (oneway calls are small: that takes a while), then the client stalls
+        previous = -1
+        while sent[0] != previous:
+            previous = sent[0]
+            time.sleep(0.5)
+        assert not flood_done.is_set()
+        queued = daemon.server._oneway_pool._work_queue.qsize()
+        assert gate.started + queued <= 8, f"{gate.started} running + {queued} queued: more than MAX_PENDING_CALLS"
+        with ember.Proxy(uri) as other:  # other connections are served meanwhile
+            assert other.ping() == "pong"
+    finally:
+        gate.gate.set()
+    flooder.join(50)
+    assert flood_done.is_set()
+    assert _wait(lambda: gate.done == 200_000, 30), f"{gate.done} of 200000 oneway calls ran"

@@ -355,7 +355,7 @@ class Call:
                 return self.failed(refused)
             self.args, self.kwargs = _async_flavour(self.args, self.kwargs)
             if self.msg.flags & F_ONEWAY:
-                d.driver.spawn(self._oneway_async())
+                d.driver.spawn(self._oneway_async(), self.conn)
                 return None
             args, kwargs = self.args, self.kwargs
             try:
@@ -449,7 +449,7 @@ class Call:
             context.set_context(call_ctx)
             self._oneway_body()
 
-        d.driver.run_oneway(run)
+        d.driver.run_oneway(run, self.conn)
 
     async def _oneway_async(self) -> None:
         func = self.func
