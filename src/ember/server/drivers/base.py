@@ -104,6 +104,7 @@ class BaseDriver:
         # a blocking stream waits at most IDLE_TIMEOUT for a client's next message (then it closes)
         waits = [t for t in (cfg.COMMTIMEOUT, cfg.IDLE_TIMEOUT if not established else 0) if t]
         stream = net.SocketStream(sock, addr, min(waits) if waits else None, blocking, owns_socket)
+        stream.send_timeout = stall_timeout(cfg)
         conn = self.open_connection(stream, addr, established)
         conn.last_active = time.monotonic()
         return conn
@@ -250,14 +251,14 @@ class SelectorDriver(BaseDriver):
             events = self.selector.select(timeout)
         except (OSError, ValueError):
             return  # closed under us during shutdown
-        for key, _ in events:
+        for key, mask in events:
             data = key.data
             if data is None:
                 self._drain_wake()
             elif data == "listen":
                 self._accept()
             else:
-                self._ready(data)
+                self._ready(data, mask)
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + _SWEEP_INTERVAL
@@ -276,8 +277,9 @@ class SelectorDriver(BaseDriver):
     def _accept(self) -> None:
         raise NotImplementedError
 
-    def _ready(self, data: Any) -> None:
-        """A registered socket other than the listener is readable (``data`` as registered)."""
+    def _ready(self, data: Any, mask: int) -> None:
+        """A registered socket other than the listener is ready (``data`` as registered; ``mask``
+        the selector events)."""
         raise NotImplementedError
 
     def events(self, ready: list) -> None:

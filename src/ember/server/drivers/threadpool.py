@@ -207,7 +207,7 @@ class ThreadPoolServer(SelectorDriver):
             return
         self._refusing[conn] = time.monotonic() + _REFUSE_TIMEOUT
 
-    def _ready(self, conn: Any) -> None:
+    def _ready(self, conn: Any, mask: int = selectors.EVENT_READ) -> None:
         stream = conn.stream
         try:
             if stream.tls_pending and not stream.handshake_tls(None):
