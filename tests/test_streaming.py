@@ -5,7 +5,10 @@ on every server type, with both proxy flavours, and against Pyro5 peers."""
 import asyncio
 import hashlib
 import io
+import json
 import os
+import subprocess
+import sys
 import threading
 
 import Pyro5.api
@@ -381,3 +384,34 @@ def test_ember_uploads_to_a_pyro5_server(pyro5_files, data_file):
     with ember.Proxy(pyro5_files) as p:
         assert p.digest(ember.upload(path, CHUNK)) == hashlib.sha256(data).hexdigest()
         assert p.digest_by_read(ember.upload(path, CHUNK)) == hashlib.sha256(data).hexdigest()
+
+
+# ---- 1 GiB each way, two processes, bounded memory -------------------------------------------------
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "streaming.py")
+LIMIT = 64 << 20
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("servertype, client, source", [
+    ("thread", "sync", "file"),
+    ("multiplex", "async", "generated"),
+    ("asyncio", "async", "file"),
+    ("asyncio", "sync", "generated"),
+])
+def test_one_gib_each_way_with_bounded_memory(servertype, client, source):
+    """1 GiB downloaded and 1 GiB uploaded between a server process and a client process:
+    the data arrives whole (CRC-32 of a sparse file, or every generated chunk checked) and
+    neither process's peak RSS (VmHWM) reaches 64 MiB."""
+    size = 1 << 30
+    r = subprocess.run([sys.executable, BENCH, "--size", str(size), "--servertype", servertype, "--client", client,
+                        "--source", source, "--timeout", "200"], capture_output=True, text=True, timeout=230)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    if source == "file":
+        assert result["down"] == [size, result["expected_crc"]]
+        assert result["up"] == [size, result["expected_crc"]]
+    else:
+        assert result["down"] == size and result["up"] == size
+    assert 0 < result["client_peak_rss"] < LIMIT, result
+    assert 0 < result["server_peak_rss"] < LIMIT, result
