@@ -415,3 +415,36 @@ def test_one_gib_each_way_with_bounded_memory(servertype, client, source):
         assert result["down"] == size and result["up"] == size
     assert 0 < result["client_peak_rss"] < LIMIT, result
     assert 0 < result["server_peak_rss"] < LIMIT, result
+
+
+@Pyro5.api.expose
+class PyroSource:
+    """What a Pyro5 program offers to upload to an Ember server: any object with chunks()."""
+
+    def __init__(self, data):
+        self.data = data
+        self.pulled = 0
+
+    def chunks(self):
+        for start in range(0, len(self.data), CHUNK):
+            self.pulled += 1
+            yield self.data[start:start + CHUNK]
+
+
+def test_pyro5_client_uploads_to_ember(files, data_file, tmp_path):
+    _obj, uri = files
+    _path, data = data_file
+    daemon = Pyro5.api.Daemon(host="127.0.0.1", port=0)
+    source = PyroSource(data)
+    daemon.register(source)
+    t = threading.Thread(target=daemon.requestLoop, daemon=True)
+    t.start()
+    try:
+        with Pyro5.api.Proxy(str(uri)) as p:
+            assert p.store("from-pyro5.bin", source) == len(data)  # Pyro5 passes its registered object as a proxy
+    finally:
+        daemon.shutdown()
+        t.join(5)
+        daemon.close()
+    assert (tmp_path / "from-pyro5.bin").read_bytes() == data
+    assert source.pulled == 6
