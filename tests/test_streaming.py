@@ -55,8 +55,10 @@ class Files:
         return ember.stream_file(os.path.join(self.root, name), chunk_size)
 
     def generated(self, chunks):
+        self.produced = 0
         try:
             for i in range(chunks):
+                self.produced += 1
                 yield pattern(CHUNK, i)
         finally:
             self.closed.set()
@@ -221,6 +223,15 @@ def test_download_async(files, data_file, tmp_path):
     assert (tmp_path / "copy.bin").read_bytes() == data
 
 
+def test_download_is_pulled_not_pushed(files):
+    """Back-pressure: the server makes a chunk only when the client asks for one."""
+    obj, uri = files
+    with ember.Proxy(uri) as p, p.generated(1000) as chunks:
+        for i in range(3):
+            assert next(chunks) == pattern(CHUNK, i)
+        assert obj.produced == 3
+
+
 def test_download_stopped_early_closes_the_server_generator(files):
     obj, uri = files
     with ember.Proxy(uri) as p:
@@ -297,6 +308,26 @@ def test_upload_with_async_proxy_and_async_source(files, servertype):
     assert list(from_async[:2]) == [len(expected), digest]
     assert list(to_async_method) == [len(expected), digest,
                                      "AsyncProxy" if servertype == "asyncio" else "Proxy"]
+
+
+@ember.expose
+class Mixer:
+    def mix(self, source):
+        with source:
+            with source.chunks() as chunks:
+                first = next(chunks)
+                try:
+                    source.read(10)
+                except errors.PyroError as exc:
+                    return len(first), str(exc)
+                return len(first), "read() after chunks() was allowed"
+
+
+def test_upload_chunks_and_read_do_not_mix(make_daemon):
+    uri = make_daemon().register(Mixer)
+    with ember.Proxy(uri) as p:
+        size, message = p.mix(ember.upload(pattern(3 * CHUNK), CHUNK))
+    assert size == CHUNK and "cannot be mixed" in message
 
 
 def test_upload_read_once_and_closed(files, data_file):

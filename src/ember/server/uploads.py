@@ -100,7 +100,7 @@ class UploadSource:
             self._iter = _from_async(source, loop, chunk_size)
         else:
             self._iter = iter_chunks(source, chunk_size)
-        self._started = False
+        self._mode: str | None = None  # "chunks" or "read", whichever the receiver used first
         self._lock = threading.Lock()
         self._pending = memoryview(b"")
 
@@ -134,9 +134,11 @@ class UploadSource:
         """The next at most ``min(size, chunk_size)`` bytes (``-1``: the next chunk); ``b""``
         at the end. For peers that prefer plain calls to a remote iterator."""
         with self._lock:
-            if not self._started:
-                self._started = True
-            elif self._iter is None:
+            if self._mode is None:
+                self._mode = "read"
+            elif self._mode != "read":
+                raise PyroError("this upload is being read with chunks(); read() cannot be mixed with it")
+            if self._iter is None:
                 return b""
             if not self._pending:
                 try:
@@ -151,9 +153,9 @@ class UploadSource:
 
     def _claim(self) -> None:
         with self._lock:
-            if self._started:
+            if self._mode is not None or self._iter is None:
                 raise PyroError("this upload was already read (an upload can be read once)")
-            self._started = True
+            self._mode = "chunks"
 
     def close(self) -> None:
         """Stop the upload and release its source (a file opened from a path is closed)."""
