@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import Pyro5.api
 import pytest
@@ -63,9 +64,20 @@ class Files:
         finally:
             self.closed.set()
 
+    def views(self, size, chunk_size):
+        """memoryview chunks of one buffer: sent without a copy per chunk on this side."""
+        data = pattern(size)
+        view = memoryview(data)
+        for start in range(0, size, chunk_size):
+            yield view[start:start + chunk_size]
+
     def store(self, name, source):
-        with source:
-            return ember.write_stream(source.chunks(), os.path.join(self.root, name))
+        try:
+            with source:
+                return ember.write_stream(source.chunks(), os.path.join(self.root, name))
+        except Exception as exc:
+            self.store_failed = exc
+            raise
 
     def digest(self, source):
         """(size, sha256, what the source says about itself), reading through a file object."""
@@ -211,6 +223,17 @@ def test_download_file(files, data_file, tmp_path):
     assert (tmp_path / "copy.bin").read_bytes() == data
 
 
+@pytest.mark.parametrize("serializer", ["msgpack", "serpent", "marshal", "json"])
+def test_download_memoryviews_with_every_serializer(files, serializer, tmp_path):
+    _obj, uri = files
+    with ember.Proxy(uri) as p:
+        p._serializer = serializer
+        target = tmp_path / f"views-{serializer}.bin"
+        assert ember.write_stream(p.views(100_000, 30_000), target) == 100_000  # base64 dicts decoded too
+        assert b"".join(ember.ChunkReader(p.views(100_000, 30_000))) == pattern(100_000)
+    assert target.read_bytes() == pattern(100_000)
+
+
 def test_download_async(files, data_file, tmp_path):
     _obj, uri = files
     path, data = data_file
@@ -238,6 +261,54 @@ def test_download_stopped_early_closes_the_server_generator(files):
         with p.generated(1000) as chunks:
             assert next(chunks) == pattern(CHUNK, 0)
         assert obj.closed.wait(10)  # the client's close reached the daemon: no more chunks made
+
+
+KILLED_CLIENT = """
+import os, signal, sys
+import ember
+with ember.Proxy(sys.argv[1]) as p:
+    if sys.argv[2] == "download":
+        chunks = p.generated(1000)
+        next(chunks)
+        print("pulled", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def gen():
+        yield b"x" * 1000
+        yield b"y" * 1000
+        os.kill(os.getpid(), signal.SIGKILL)  # dies while the server pulls the third chunk
+
+    p.store("partial.bin", ember.upload(gen()))
+"""
+
+
+def run_killed_client(uri, what):
+    proc = subprocess.run([sys.executable, "-c", KILLED_CLIENT, str(uri), what], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == -9, proc.stderr
+
+
+def test_client_killed_mid_download_frees_the_stream(make_daemon, servertype, tmp_path):
+    with ember.config.override(ITER_STREAM_LINGER=0):
+        daemon = make_daemon(servertype=servertype)
+    files = Files(str(tmp_path))
+    uri = daemon.register(files, "files")
+    run_killed_client(uri, "download")
+    assert files.closed.wait(10)  # the generator was closed when the connection dropped
+    deadline = time.monotonic() + 10
+    while len(daemon.streams) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(daemon.streams) == 0
+
+
+def test_client_killed_mid_upload_fails_the_method(files, tmp_path):
+    obj, uri = files
+    run_killed_client(uri, "upload")
+    deadline = time.monotonic() + 10
+    while getattr(obj, "store_failed", None) is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert isinstance(obj.store_failed, errors.CommunicationError)
+    assert (tmp_path / "partial.bin").read_bytes() == b"x" * 1000 + b"y" * 1000
 
 
 # ---- uploads ----------------------------------------------------------------------------------
