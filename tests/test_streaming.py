@@ -147,7 +147,17 @@ def test_stream_file_bad_input(data_file, tmp_path):
     with pytest.raises(errors.PyroError, match="path or a binary file"):
         ember.stream_file(42)
     with pytest.raises(FileNotFoundError):
-        next(ember.stream_file(tmp_path / "missing"))
+        ember.stream_file(tmp_path / "missing")  # at once, not at the first chunk
+    chunks = ember.stream_file(path, 1000)
+    assert len(next(chunks)) == 1000
+    chunks.close()
+    assert chunks.file.closed and list(chunks) == []
+
+
+def test_download_of_a_missing_file_fails_the_call(files):
+    _obj, uri = files
+    with ember.Proxy(uri) as p, pytest.raises(FileNotFoundError):
+        p.download("no-such-file")
 
 
 def test_upload_bad_input():

@@ -50,9 +50,10 @@ def check_chunk_size(chunk_size: int, max_message_size: int | None = None) -> in
 def stream_file(source: str | os.PathLike | BinaryIO, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
     """The contents of a file as a generator of ``bytes`` chunks of at most ``chunk_size``.
 
-    ``source`` is a path (opened here, closed when the generator ends or is closed) or a
-    binary file object opened for reading (left open: the caller owns it). Return it from an
-    exposed method and the client receives a remote iterator that pulls one chunk per call::
+    ``source`` is a path (opened here and now, so a missing file fails the call itself;
+    closed when the chunks end or the iterator is closed) or a binary file object opened for
+    reading (left open: the caller owns it). Return it from an exposed method and the client
+    receives a remote iterator that pulls one chunk per call::
 
         @ember.expose
         class Files:
@@ -61,7 +62,7 @@ def stream_file(source: str | os.PathLike | BinaryIO, chunk_size: int = DEFAULT_
     """
     check_chunk_size(chunk_size)
     if isinstance(source, (str, os.PathLike)):
-        return _read_path(os.fspath(source), chunk_size)
+        return _FileChunks(open(source, "rb"), chunk_size)
     if not callable(getattr(source, "read", None)):
         raise PyroError(f"stream_file needs a path or a binary file object opened for reading, "
                         f"not {type(source).__name__}")
@@ -70,9 +71,33 @@ def stream_file(source: str | os.PathLike | BinaryIO, chunk_size: int = DEFAULT_
     return _read_file(source, chunk_size)
 
 
-def _read_path(path: str, chunk_size: int) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        yield from _read_file(f, chunk_size)
+class _FileChunks:
+    """The chunks of a file this module opened: closes it at the end, on close(), or when
+    dropped (a generator that never started would not run its ``finally``)."""
+
+    __slots__ = ("file", "chunk_size")
+
+    def __init__(self, file: BinaryIO, chunk_size: int) -> None:
+        self.file = file
+        self.chunk_size = chunk_size
+
+    def __iter__(self) -> _FileChunks:
+        return self
+
+    def __next__(self) -> bytes:
+        if self.file.closed:
+            raise StopIteration
+        chunk = self.file.read(self.chunk_size)
+        if not chunk:
+            self.file.close()
+            raise StopIteration
+        return chunk
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __del__(self) -> None:
+        self.file.close()
 
 
 def _read_file(f: BinaryIO, chunk_size: int) -> Iterator[bytes]:
