@@ -14,6 +14,8 @@ import time
 
 import Pyro5.api
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import ember
 from ember import errors
@@ -188,6 +190,30 @@ def test_chunk_reader():
     assert bad.read(2) == b"ok"
     with pytest.raises(errors.PyroError, match="delivered a int"):
         bad.read(1)
+
+
+@given(chunks=st.lists(st.binary(max_size=50), max_size=20), sizes=st.lists(st.integers(-1, 70), max_size=30))
+def test_chunk_reader_reads_every_byte_once_in_order(chunks, sizes):
+    data = b"".join(chunks)
+    reader = ember.ChunkReader(iter(chunks))
+    got = bytearray()
+    for size in sizes:
+        part = reader.read(size)
+        assert len(part) <= len(data) if size < 0 else len(part) <= size
+        got += part
+    got += reader.read()
+    assert bytes(got) == data
+    assert reader.read(1) == b""
+
+
+@given(data=st.binary(max_size=3000), chunk_size=st.integers(1, 1000))
+def test_iter_chunks_keeps_every_byte(data, chunk_size):
+    from ember.client.streaming import iter_chunks
+
+    for source in (data, io.BytesIO(data), [data[:7], data[7:]]):
+        parts = [bytes(p) for p in iter_chunks(source, chunk_size)]
+        assert b"".join(parts) == data
+        assert all(0 < len(p) <= chunk_size for p in parts)
 
 
 def test_chunk_reader_is_a_file_for_the_stdlib():
