@@ -154,7 +154,7 @@ class UploadSource:
     def _claim(self) -> None:
         with self._lock:
             if self._mode is not None or self._iter is None:
-                raise PyroError("this upload was already read (an upload can be read once)")
+                raise PyroError("this upload was already read or closed (an upload can be read once)")
             self._mode = "chunks"
 
     def close(self) -> None:
@@ -163,7 +163,10 @@ class UploadSource:
         self._pending = memoryview(b"")
         close = getattr(it, "close", None)
         if close is not None:
-            close()
+            try:
+                close()
+            except ValueError:  # being read right now in another thread: it ends when that read returns
+                pass
         daemon = getattr(self, "_pyroDaemon", None)
         if daemon is not None:
             daemon.unregister(self)
