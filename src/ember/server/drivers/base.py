@@ -329,6 +329,13 @@ class SelectorDriver(BaseDriver):
         with contextlib.suppress(OSError):
             self._wake_r.recv(512)
 
+    def unwatch(self, sock: Any) -> None:
+        """Stop selecting on ``sock`` (quietly: it may be gone or closed already)."""
+        try:
+            self.selector.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
     def wake(self) -> None:
         """Make the loop's select return now (from any thread)."""
         with contextlib.suppress(OSError):

@@ -192,10 +192,7 @@ class MultiplexServer(SelectorDriver):
 
     def _pause(self, conn: Connection) -> None:
         """Back-pressure: read nothing more from ``conn`` until its oneway work drops below the limit."""
-        try:
-            self.selector.unregister(conn.stream.sock)
-        except (KeyError, ValueError, OSError):
-            pass
+        self.unwatch(conn.stream.sock)
 
     def resume(self, conn: Connection) -> None:
         self._resumable.append(conn)
@@ -225,10 +222,7 @@ class MultiplexServer(SelectorDriver):
                 conn.paused = False
                 self.close_connection(conn)
                 return
-            try:
-                self.selector.unregister(conn.stream.sock)
-            except (KeyError, ValueError, OSError):
-                pass
+            self.unwatch(conn.stream.sock)
         self.close_connection(conn)
 
     def _housekeeping(self) -> None:

@@ -229,10 +229,7 @@ class ThreadPoolServer(SelectorDriver):
 
     def _end_refusal(self, conn: Connection) -> None:
         self._refusing.pop(conn, None)
-        try:
-            self.selector.unregister(conn.stream.sock)
-        except (KeyError, ValueError, OSError):
-            pass
+        self.unwatch(conn.stream.sock)
         self.close_connection(conn)
 
     def _housekeeping(self) -> None:
