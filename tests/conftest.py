@@ -47,3 +47,6 @@ def no_thread_leaks():
             return
         time.sleep(0.05)
     pytest.fail(f"threads left running: {extra}")
+
+
+from .redis_fixture import own_redis, redis_server, redis_url  # noqa: E402,F401  (fixtures)

@@ -71,7 +71,7 @@ def test_builtins_need_no_installed_metadata(fake_entry_points, tmp_path):
     assert type(open_storage("memory")) is MemoryStorage
     storage = open_storage(f"sqlite:{tmp_path / 'x.db'}")
     storage.close()
-    with pytest.raises(errors.NamingError, match=r"known: memory, sql, sqlite;"):
+    with pytest.raises(errors.NamingError, match=r"known: memory, redis, rediss, sql, sqlite;"):
         open_storage("etcd://127.0.0.1:2379/ns")
 
 
@@ -80,27 +80,27 @@ def test_unknown_scheme_names_the_known_ones():
         open_storage("dbm:x")
     text = str(info.value)
     assert text.startswith("unknown name server storage 'dbm:x'")
-    assert "'dbm'" in text and "memory, sql, sqlite" in text and ENTRY_POINT_GROUP in text
+    assert "'dbm'" in text and "memory, redis, rediss, sql, sqlite" in text and ENTRY_POINT_GROUP in text
     for bad in ("", 42, "sqlite:"):
         with pytest.raises(errors.NamingError):
             open_storage(bad)
 
 
 def test_third_party_backend_through_an_entry_point(fake_entry_points):
-    fake_entry_points(redis=f"{__name__}:FakeStorage.from_spec")
-    storage = open_storage("redis://127.0.0.1:6379/0?prefix=ns")
-    assert type(storage) is FakeStorage and storage.description == "redis://127.0.0.1:6379/0?prefix=ns"
-    assert open_storage("REDIS://h/1").description == "REDIS://h/1"  # schemes are case-insensitive
-    with pytest.raises(errors.NamingError, match=re.escape("known: memory, redis, sql, sqlite")):
-        open_storage("etcd://h:2379")
+    fake_entry_points(etcd=f"{__name__}:FakeStorage.from_spec")
+    storage = open_storage("etcd://127.0.0.1:2379/ns")
+    assert type(storage) is FakeStorage and storage.description == "etcd://127.0.0.1:2379/ns"
+    assert open_storage("ETCD://h/1").description == "ETCD://h/1"  # schemes are case-insensitive
+    with pytest.raises(errors.NamingError, match=re.escape("known: etcd, memory, redis, rediss, sql, sqlite")):
+        open_storage("consul://h:8500")
     # the name server uses it unchanged
-    with naming.start_ns("127.0.0.1", 0, storage="redis://fake/0", enable_broadcast=False) as svc:
+    with naming.start_ns("127.0.0.1", 0, storage="etcd://fake/0", enable_broadcast=False) as svc:
         assert isinstance(svc.nameserver.storage, FakeStorage)
         with ember.Proxy(svc.uri) as ns:
             ns.register("shop.cart", "PYRO:cart@127.0.0.1:1")
             assert str(ns.lookup("shop.cart")) == "PYRO:cart@127.0.0.1:1"
         assert svc.nameserver.storage.get("shop.cart") == ("PYRO:cart@127.0.0.1:1", frozenset())
-    assert FakeStorage.opened == ["redis://127.0.0.1:6379/0?prefix=ns", "REDIS://h/1", "redis://fake/0"]
+    assert FakeStorage.opened == ["etcd://127.0.0.1:2379/ns", "ETCD://h/1", "etcd://fake/0"]
 
 
 def test_broken_or_hostile_entry_points(fake_entry_points):
