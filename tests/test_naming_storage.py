@@ -131,24 +131,18 @@ def test_storage_is_an_abc_and_the_capabilities_are_protocols():
     with pytest.raises(TypeError, match="abstract"):
         Incomplete()
 
-    class Leased(MemoryStorage):
-        def grant_lease(self, ttl):
-            return "lease-1"
-
-        def put_leased(self, name, uri, metadata, lease):
-            self.put(name, uri, metadata)
-
-        def renew_lease(self, lease):
-            return True
-
-        def revoke_lease(self, lease):
-            return 0
-
+    class Watching(MemoryStorage):
         def watch(self, callback, prefix=""):
             return lambda: None
 
-    assert isinstance(Leased(), Leases) and isinstance(Leased(), Watch)
-    assert not isinstance(MemoryStorage(), Leases) and not isinstance(MemoryStorage(), Watch)
+    # the built-in back-ends have leases and replicated names; none has Watch yet
+    assert isinstance(MemoryStorage(), Leases) and isinstance(MemoryStorage(), storage_pkg.Replicated)
+    assert isinstance(Watching(), Watch) and not isinstance(MemoryStorage(), Watch)
+
+    class Plain(Storage):  # a minimal third-party back-end: the seven methods, no capability
+        get = put = put_if_absent = set_metadata = remove = items = count = lambda self, *a: None
+
+    assert not isinstance(Plain(), Leases) and not isinstance(Plain(), storage_pkg.Replicated)
     change = naming.storage.Change("put", "a", ("PYRO:a@h:1", frozenset()))
     assert change.kind == "put" and change.entry[0] == "PYRO:a@h:1"
 
