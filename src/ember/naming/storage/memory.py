@@ -35,16 +35,20 @@ class MemoryStorage(Storage):
         self._data: dict[str, tuple[frozenset[str], list[tuple[str, str | None]]]] = {}
         self._leases: dict[str, tuple[float, float]] = {}  # lease -> (deadline, ttl), time.monotonic
         self._lease_names: dict[str, set[str]] = {}  # lease -> names with a member under it
+        # no lease can have run out before this (renewals only move deadlines later), so most
+        # operations skip the scan; a scan recomputes it
+        self._next_expiry = float("inf")
         self._lock = threading.RLock()
 
     # ---- internals (caller holds the lock) -----------------------------------------------------
 
     def _expire(self) -> None:
-        if not self._leases:
-            return
         now = time.monotonic()
+        if now < self._next_expiry:
+            return
         for lease in [lease for lease, (deadline, _ttl) in self._leases.items() if deadline <= now]:
             self._drop_lease(lease)
+        self._next_expiry = min((deadline for deadline, _ttl in self._leases.values()), default=float("inf"))
 
     def _drop_lease(self, lease: str) -> int:
         self._leases.pop(lease, None)
@@ -124,8 +128,10 @@ class MemoryStorage(Storage):
 
     def grant_lease(self, ttl: float) -> str:
         lease = uuid.uuid4().hex
+        deadline = time.monotonic() + ttl
         with self._lock:
-            self._leases[lease] = (time.monotonic() + ttl, ttl)
+            self._leases[lease] = (deadline, ttl)
+            self._next_expiry = min(self._next_expiry, deadline)
         return lease
 
     def put_leased(self, name: str, uri: str, metadata: frozenset[str], lease: str | None,
