@@ -565,3 +565,61 @@ def test_chaos_no_call_fails_while_a_daemon_and_a_name_server_are_killed(redis_u
     assert all(calls), calls
     assert {"d0", "d1", "d2", "d3"} <= set(before_kill)  # the calls were spread over every replica
     assert served_by["d1"] > before_kill["d1"]  # and d1 took over d0's share
+
+
+@pytest.mark.timeout(90)
+def test_event_service_processes_share_subjects_through_redis(redis_url):
+    """An ``ember events -s redis://`` process and an in-process event service: a subscriber
+    on one sees what is published on the other, and replay by seq works across them."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ember.cli", "events", "-n", "127.0.0.1", "-p", str(port), "-x",
+                             "-s", redis_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    local = None
+    subs = []
+    try:
+        uri = None
+        for line in proc.stdout:
+            if line.startswith("URI = "):
+                uri = line.split("=", 1)[1].strip()
+            if "Press Ctrl-C" in line:
+                break
+        assert uri is not None, proc.stderr.read()
+        local = EventServer("127.0.0.1", 0, ns=False, storage=redis_url).start()
+        here = Collector(local.uri).start()
+        there = Collector(uri).start()
+        subs += [here, there]
+        here.subscribe("ticks")
+        there.subscribe("ticks")
+        with Publisher(uri) as pub:  # published in the other process
+            pub.publish_many([("ticks", i) for i in range(3)])
+        with Publisher(local.uri) as pub:  # and here
+            pub.publish("ticks", 3)
+        for sub in (here, there):
+            assert wait_for(lambda sub=sub: len(sub.received) == 4, 10)
+            assert sorted(e["seq"] for e in sub.received) == [1, 2, 3, 4]
+        replay = Collector(uri).start()
+        subs.append(replay)
+        replay.subscribe("ticks", since=1)
+        assert wait_for(lambda: len(replay.received) == 3, 10)
+        assert [e["message"] for e in replay.received] == [1, 2, 3]  # seq 4 was published in this process
+    finally:
+        for sub in subs:
+            sub.close()
+        if local is not None:
+            local.shutdown()
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_event_services_sharing_redis_register_one_replicated_name(redis_url):
+    with naming.start_ns("127.0.0.1", 0, enable_broadcast=False) as svc:
+        servers = [EventServer("127.0.0.1", 0, ns=svc.uri, storage=redis_url) for _ in range(2)]
+        try:
+            assert svc.nameserver.replicas("Pyro.EventService") == [str(s.uri) for s in servers]
+        finally:
+            for server in servers:
+                server.shutdown()
+        assert "Pyro.EventService" not in svc.nameserver.list()
