@@ -623,3 +623,16 @@ def test_event_services_sharing_redis_register_one_replicated_name(redis_url):
             for server in servers:
                 server.shutdown()
         assert "Pyro.EventService" not in svc.nameserver.list()
+
+
+def test_nsc_replicas():
+    with naming.start_ns("127.0.0.1", 0, enable_broadcast=False) as svc:
+        svc.nameserver.register("svc", "PYRO:a@127.0.0.1:1", replicated=True, metadata=["m"])
+        svc.nameserver.register("svc", "PYRO:b@127.0.0.1:2", replicated=True, metadata=["m"])
+        r = subprocess.run([sys.executable, "-m", "ember.nsc", "-n", "127.0.0.1", "-p", str(svc.daemon.port),
+                            "replicas", "svc"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "svc --> 2 replica(s)" in r.stdout and "PYRO:a@127.0.0.1:1" in r.stdout and "PYRO:b@127.0.0.1:2" in r.stdout
+        r = subprocess.run([sys.executable, "-m", "ember.nsc", "-n", "127.0.0.1", "-p", str(svc.daemon.port),
+                            "replicas", "nothing"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "unknown name: nothing" in r.stderr
