@@ -636,3 +636,47 @@ def test_nsc_replicas():
         r = subprocess.run([sys.executable, "-m", "ember.nsc", "-n", "127.0.0.1", "-p", str(svc.daemon.port),
                             "replicas", "nothing"], capture_output=True, text=True, timeout=60)
         assert r.returncode == 1 and "unknown name: nothing" in r.stderr
+
+
+@pytest.mark.timeout(60)
+def test_rediss_url_with_a_password(tmp_path):
+    """``rediss://:PASSWORD@host:port/db`` (TLS): the name server works; a wrong password is a
+    start-up error naming the URL with the password hidden."""
+    from .redis_fixture import redis_binary
+
+    trustme = pytest.importorskip("trustme")
+    binary = redis_binary()
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    port = _free_port()
+    proc = subprocess.Popen([binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+                             "--tls-cert-file", str(tmp_path / "server.pem"), "--tls-key-file", str(tmp_path / "server.key"),
+                             "--tls-ca-cert-file", str(tmp_path / "ca.pem"), "--tls-auth-clients", "no",
+                             "--requirepass", "s3cret", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"rediss://:s3cret@127.0.0.1:{port}/0?ssl_ca_certs={tmp_path / 'ca.pem'}&prefix=tls"
+        storage = None
+        deadline = time.monotonic() + 10
+        while storage is None:
+            try:
+                storage = open_storage(url)
+            except errors.NamingError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        storage.close()
+        with naming.start_ns("127.0.0.1", 0, storage=url, enable_broadcast=False) as svc:
+            assert "s3cret" not in svc.describe() and ":***@127.0.0.1" in svc.describe()
+            with ember.Proxy(svc.uri) as ns:
+                ns.register("secure", "PYRO:s@127.0.0.1:1", replicated=True)
+                assert ns.replicas("secure") == ["PYRO:s@127.0.0.1:1"]
+        with pytest.raises(errors.NamingError) as info:
+            open_storage(url.replace("s3cret", "n0tit"))
+        assert f"rediss://:***@127.0.0.1:{port}/0" in str(info.value) and "n0tit" not in str(info.value)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
