@@ -6,6 +6,9 @@ import threading
 import pytest
 
 import ember
+from ember.client.resolve import clear_cache
+
+from .redis_fixture import own_redis, redis_server, redis_url  # noqa: F401  (fixtures for every test module)
 
 SERVERTYPES = ["thread", "multiplex", "asyncio"]
 
@@ -49,4 +52,10 @@ def no_thread_leaks():
     pytest.fail(f"threads left running: {extra}")
 
 
-from .redis_fixture import own_redis, redis_server, redis_url  # noqa: E402,F401  (fixtures)
+@pytest.fixture(autouse=True)
+def no_lookup_cache_between_tests():
+    """Each test starts with an empty PYRONAME lookup cache (NS_LOOKUP_CACHE): names and
+    daemons of an earlier test never leak into the next one."""
+    clear_cache()
+    yield
+    clear_cache()

@@ -32,13 +32,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(autouse=True)
-def fresh_lookup_cache():
-    resolve_mod.clear_cache()
-    yield
-    resolve_mod.clear_cache()
-
-
 @pytest.fixture(params=["memory", "sql", "redis"])
 def storage_spec(request, tmp_path):
     if request.param == "redis":
