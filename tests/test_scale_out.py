@@ -673,3 +673,17 @@ def test_rediss_url_with_a_password(tmp_path):
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+def test_autoclean_removes_only_the_dead_replica(make_daemon):
+    alive = make_daemon()
+    alive_uri = alive.register(Who("alive"), "w")
+    dead_uri = f"PYRO:w@127.0.0.1:{_free_port()}"
+    with naming.start_ns("127.0.0.1", 0, enable_broadcast=False) as svc:
+        ns = svc.nameserver
+        ns.register("svc", dead_uri, replicated=True)
+        ns.register("svc", alive_uri, replicated=True)
+        cleaner = naming.nameserver.AutoCleaner(ns, 3)
+        assert cleaner.sweep() == 0  # a first failure only marks the location
+        assert cleaner.sweep() == 1
+        assert ns.replicas("svc") == [str(alive_uri)]

@@ -22,7 +22,7 @@ from ..server.decorators import expose
 from ..uri import URI
 from .storage import Entry, Leases, Replicated, Storage
 
-__all__ = ["LeasingMixin", "MAX_LEASE_TTL", "MIN_LEASE_TTL", "leased_write", "pick", "remove_uri"]
+__all__ = ["LeasingMixin", "MAX_LEASE_TTL", "MIN_LEASE_TTL", "leased_write", "pick", "registrations", "remove_uri"]
 
 MIN_LEASE_TTL = 0.1
 MAX_LEASE_TTL = 86400.0
@@ -60,6 +60,15 @@ def pick(storage: Storage, name: str) -> Entry | None:
         uris, meta = found
         return (uris[0] if len(uris) == 1 else random.choice(uris)), meta
     return storage.get(name)
+
+
+def registrations(storage: Storage) -> list[tuple[str, str]]:
+    """Every ``(name, uri)`` pair, each replica of a replicated name included."""
+    pairs: list[tuple[str, str]] = []
+    for name, (uri, _meta) in storage.items().items():
+        found = storage.replicas(name) if isinstance(storage, Replicated) else None
+        pairs.extend((name, u) for u in (found[0] if found else (uri,)))
+    return pairs
 
 
 def remove_uri(storage: Storage, name: str, uri: str) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import InvalidURIError, NamingError, PyroError
 from ..server.decorators import expose
 from ..uri import URI
-from .leasing import LeasingMixin, leased_write, pick, remove_uri
+from .leasing import LeasingMixin, leased_write, pick, registrations, remove_uri
 from .storage import Entry, Storage, open_storage
 
 __all__ = ["NameServer", "NAMESERVER_NAME", "RESERVED_PREFIX", "AutoCleaner"]
@@ -284,9 +284,9 @@ class AutoCleaner:
 
     def sweep(self) -> int:
         """One liveness pass; returns how many names were removed."""
-        by_location: dict[str, list[str]] = {}
+        by_location: dict[str, list[tuple[str, str]]] = {}
         uris: dict[str, URI] = {}
-        for name, (uri_text, _meta) in self.nameserver.storage.items().items():
+        for name, uri_text in registrations(self.nameserver.storage):
             if name == NAMESERVER_NAME:
                 continue
             try:
@@ -296,11 +296,11 @@ class AutoCleaner:
             if uri.protocol != "PYRO":
                 continue  # a name leading to another name: no daemon of its own to probe
             loc = uri.location or ""
-            by_location.setdefault(loc, []).append(name)
+            by_location.setdefault(loc, []).append((name, uri_text))
             uris[loc] = uri
         timeout = min(max(self.interval / 2, 0.2), 3.0)
         now = time.monotonic()
-        doomed: list[str] = []
+        doomed: list[tuple[str, str]] = []
         for loc, names in by_location.items():
             if self._stop.is_set():
                 return 0
@@ -317,6 +317,8 @@ class AutoCleaner:
                 del self._failed_since[loc]
         if not doomed:
             return 0
-        removed = self.nameserver.storage.remove(doomed)
-        log.info("autoclean removed %d unreachable registration(s): %s", removed, ", ".join(sorted(doomed)))
+        # one URI at a time: the other replicas of a replicated name stay
+        removed = sum(remove_uri(self.nameserver.storage, name, uri) for name, uri in doomed)
+        log.info("autoclean removed %d unreachable registration(s): %s", removed,
+                 ", ".join(sorted(f"{name} ({uri})" for name, uri in doomed)))
         return removed
