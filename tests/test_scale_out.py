@@ -687,3 +687,16 @@ def test_autoclean_removes_only_the_dead_replica(make_daemon):
         assert cleaner.sweep() == 0  # a first failure only marks the location
         assert cleaner.sweep() == 1
         assert ns.replicas("svc") == [str(alive_uri)]
+
+
+def test_idempotent_marks_methods_and_travels_only_to_ember_peers():
+    from ember.server.meta import class_meta
+
+    meta = class_meta(Who)
+    assert meta.idempotent == {"whoami"} and "whoami" in meta.methods
+    assert meta.as_dict(docs=True)["idempotent"] == {"whoami"}
+    assert set(meta.as_dict()) == {"methods", "oneway", "attrs"}  # what a Pyro5 peer gets
+    with pytest.raises(TypeError, match="marks a method"):
+        ember.idempotent(Who)
+    with pytest.raises(TypeError, match="marks a method"):
+        ember.idempotent(42)

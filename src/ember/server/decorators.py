@@ -63,6 +63,8 @@ def idempotent(method: T) -> T:
     run. Pyro5 clients see a plain exposed method.
     """
     func: Any = method.__func__ if isinstance(method, (staticmethod, classmethod)) else method
+    if isinstance(func, type) or not callable(func):
+        raise TypeError(f"@idempotent marks a method, not {type(method).__name__}")
     func._emberIdempotent = True
     func._pyroExposed = True
     return method
