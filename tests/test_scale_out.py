@@ -700,3 +700,13 @@ def test_idempotent_marks_methods_and_travels_only_to_ember_peers():
         ember.idempotent(Who)
     with pytest.raises(TypeError, match="marks a method"):
         ember.idempotent(42)
+
+
+def test_name_servers_sharing_redis_list_themselves_under_pyro_nameserver(redis_url):
+    with naming.start_ns("127.0.0.1", 0, storage=redis_url, enable_broadcast=False) as one:
+        with naming.start_ns("127.0.0.1", 0, storage=redis_url, enable_broadcast=False) as two:
+            assert one.nameserver.replicas("Pyro.NameServer") == [str(one.uri), str(two.uri)]
+            assert {str(one.nameserver.lookup("Pyro.NameServer")) for _ in range(40)} == {str(one.uri), str(two.uri)}
+            assert one.nameserver.count() == 1
+            assert one.nameserver.remove("Pyro.NameServer") == 0
+        assert one.nameserver.replicas("Pyro.NameServer") == [str(one.uri)]  # a stopped one leaves at once

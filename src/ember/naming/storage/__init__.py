@@ -92,6 +92,11 @@ class Storage(ABC):
     description = "abstract"
     """A short text for logs and ``ember ns`` start-up output, e.g. ``sql:/var/lib/ns.db``."""
 
+    shared = False
+    """True for a store meant to be shared by several name servers (Redis, etcd): each name
+    server then adds its own URI to ``Pyro.NameServer`` as a replica under a lease, so the
+    entry lists the name servers that are alive."""
+
     @abstractmethod
     def get(self, name: str) -> Entry | None:
         """The (uri, metadata) of ``name``, or None."""

@@ -193,6 +193,8 @@ class RedisStorage(Storage):
     a TTL) and the :class:`~ember.naming.storage.Replicated` one.
     """
 
+    shared = True
+
     @classmethod
     def from_spec(cls, spec: str) -> RedisStorage:
         """The back-end for ``redis://...`` and ``rediss://...`` (the ``ember.naming.storage`` entry points)."""
