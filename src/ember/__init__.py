@@ -35,6 +35,7 @@ _EXPORTS = {
     "callback": "ember.server",
     "current_context": "ember.context",
     "expose": "ember.server",
+    "idempotent": "ember.server",
     "locate_ns": "ember.naming",
     "oneway": "ember.server",
     "register_class_to_dict": "ember.serializers",
@@ -72,6 +73,7 @@ __all__ = [
     "current_context",
     "errors",
     "expose",
+    "idempotent",
     "locate_ns",
     "oneway",
     "register_class_to_dict",
@@ -104,7 +106,7 @@ if TYPE_CHECKING:
         unregister_class_to_dict,
         unregister_dict_to_class,
     )
-    from .server import Daemon, behavior, callback, expose, oneway, serve
+    from .server import Daemon, behavior, callback, expose, idempotent, oneway, serve
     from .server.uploads import upload
     from .uri import URI
 

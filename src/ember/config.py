@@ -35,6 +35,13 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "NS_AUTOCLEAN": (0.0, "seconds between name server liveness sweeps; 0 = off, else >= 3"),
     "NS_LOOKUP_DELAY": (0.0, "max seconds a client keeps retrying a name lookup"),
     "NS_URI_FILE": (None, "file holding the name server URI; locate_ns reads it as a last resort"),
+    # issue 19: scale-out (leases, replicated names, client lookup cache, several name servers)
+    "NS_LEASE_TIME": (10.0, "seconds a daemon's published names outlive it: its publisher renews this lease "
+                            "(every third of it); 0 = no lease, names stay until removed"),
+    "NS_LOOKUP_CACHE": (2.0, "seconds a client reuses a PYRONAME lookup (the entry is dropped on a connection "
+                             "failure); 0 = ask the name server on every connect"),
+    "NS_HOSTS": ([], "name servers sharing one registry, as 'host:port' items: locating the name server tries "
+                     "them in random order (spreading the load) before NS_HOST"),
     "NATHOST": (None, "external host published in URIs"),
     "NATPORT": (0, "external port published in URIs; 0 = the internal port"),
     "COMPRESSION": (False, "zlib-compress outgoing payloads over 100 bytes when it helps"),
@@ -129,6 +136,9 @@ _CHECKS: dict[str, Any] = {
     "NS_PORT": _port, "NS_BCPORT": _port, "NATPORT": _port,
     "NS_AUTOCLEAN": lambda v: None if v == 0 or v >= 3 else "0 (off) or a number of seconds >= 3",
     "NS_LOOKUP_DELAY": _not_negative, "COMMTIMEOUT": _not_negative, "POLLTIMEOUT": _positive,
+    # issue 19: scale-out
+    "NS_LEASE_TIME": lambda v: None if v == 0 or 0.1 <= v <= 86400 else "0 (no lease) or 0.1 to 86400 seconds",
+    "NS_LOOKUP_CACHE": _not_negative,
     "PROXY_IDLE_RELEASE": _not_negative, "IDLE_TIMEOUT": _not_negative,
     "MAX_RETRIES": _not_negative, "THREADPOOL_SIZE": _positive, "THREADPOOL_SIZE_MIN": _not_negative,
     "MAX_MESSAGE_SIZE": _positive, "MAX_ANNOTATIONS_SIZE": _positive,

@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import InvalidURIError, NamingError, PyroError
 from ..server.decorators import expose
 from ..uri import URI
+from .leasing import LeasingMixin, leased_write, pick, registrations, remove_uri
 from .storage import Entry, Storage, open_storage
 
 __all__ = ["NameServer", "NAMESERVER_NAME", "RESERVED_PREFIX", "AutoCleaner"]
@@ -79,7 +80,7 @@ def _compile(regex: Any) -> re.Pattern:
         raise NamingError(f"invalid regex {regex!r}: {exc}") from None
 
 
-class NameServer:
+class NameServer(LeasingMixin):
     """The registry served as ``Pyro.NameServer``. Thread-safe; state lives in a :class:`Storage`."""
 
     def __init__(self, storage: str | Storage | None = None) -> None:
@@ -133,20 +134,29 @@ class NameServer:
         return self.storage.count()
 
     @expose
-    def register(self, name: str, uri: Any, safe: bool = False, metadata: Iterable[str] | None = None) -> None:
+    def register(self, name: str, uri: Any, safe: bool = False, metadata: Iterable[str] | None = None, *,
+                 replicated: bool = False, lease: str | None = None) -> None:
         """Map ``name`` to ``uri`` (a URI object or string), with optional metadata tags.
 
         ``name`` is any string; ``uri`` any valid URI (``PYRONAME:`` and ``PYROMETA:``
         included). An existing name is replaced unless ``safe`` is true, in which case
         registering it again raises :class:`NamingError`; ``Pyro.NameServer`` is never
         replaced. Wrong argument types raise :class:`TypeError`, as in Pyro5.
+
+        Ember extras: ``replicated=True`` adds ``uri`` to the name's URIs (one service run
+        by several daemons) instead of replacing them; ``lease`` (from :meth:`grant_lease`)
+        makes the registration end with the lease.
         """
         uri_text = _check_uri(uri)
         name = _check_name(name)
         tags = _check_tags(metadata, "metadata") or frozenset()
         if name == NAMESERVER_NAME:
             raise NamingError(f"name already registered: {name} (the name server's own entry cannot be replaced)")
-        if safe:
+        if replicated or lease is not None:
+            mode = "absent" if safe else "replica" if replicated else "replace"
+            if not leased_write(self.storage, name, uri_text, tags, lease, mode):
+                raise NamingError(f"name already registered: {name}")
+        elif safe:
             if not self.storage.put_if_absent(name, uri_text, tags):
                 raise NamingError(f"name already registered: {name}")
         else:
@@ -155,8 +165,10 @@ class NameServer:
 
     @expose
     def lookup(self, name: str, return_metadata: bool = False) -> Any:
-        """The URI of ``name`` (a URI object), or ``(uri, metadata set)`` with ``return_metadata``."""
-        entry = self.storage.get(_check_name(name))
+        """The URI of ``name`` (a URI object), or ``(uri, metadata set)`` with ``return_metadata``.
+
+        For a replicated name, one of its URIs at random."""
+        entry = pick(self.storage, _check_name(name))
         if entry is None:
             raise NamingError(f"unknown name: {name}")
         uri = URI(entry[0])
@@ -203,14 +215,17 @@ class NameServer:
 
     @expose
     def remove(self, name: str | None = None, prefix: str | None = None, regex: str | None = None, *,
-               group: str | None = None) -> int:
+               group: str | None = None, uri: Any = None) -> int:
         """Remove one name, or every name matching ``prefix``/``regex``/``group``; returns how many.
 
+        With ``name`` and ``uri`` (Ember extra), only that URI of the name (one replica).
         The name server's own entry, ``Pyro.NameServer``, is never removed.
         """
         if name is not None:
             if not isinstance(name, str) or name == NAMESERVER_NAME:
                 return 0
+            if uri is not None:
+                return int(remove_uri(self.storage, name, _check_uri(uri)))
             return self.storage.remove([name])
         # as Pyro5: an empty prefix or regex selects nothing here (it would select everything)
         prefix, regex = prefix or None, regex or None
@@ -269,9 +284,9 @@ class AutoCleaner:
 
     def sweep(self) -> int:
         """One liveness pass; returns how many names were removed."""
-        by_location: dict[str, list[str]] = {}
+        by_location: dict[str, list[tuple[str, str]]] = {}
         uris: dict[str, URI] = {}
-        for name, (uri_text, _meta) in self.nameserver.storage.items().items():
+        for name, uri_text in registrations(self.nameserver.storage):
             if name == NAMESERVER_NAME:
                 continue
             try:
@@ -281,11 +296,11 @@ class AutoCleaner:
             if uri.protocol != "PYRO":
                 continue  # a name leading to another name: no daemon of its own to probe
             loc = uri.location or ""
-            by_location.setdefault(loc, []).append(name)
+            by_location.setdefault(loc, []).append((name, uri_text))
             uris[loc] = uri
         timeout = min(max(self.interval / 2, 0.2), 3.0)
         now = time.monotonic()
-        doomed: list[str] = []
+        doomed: list[tuple[str, str]] = []
         for loc, names in by_location.items():
             if self._stop.is_set():
                 return 0
@@ -302,6 +317,8 @@ class AutoCleaner:
                 del self._failed_since[loc]
         if not doomed:
             return 0
-        removed = self.nameserver.storage.remove(doomed)
-        log.info("autoclean removed %d unreachable registration(s): %s", removed, ", ".join(sorted(doomed)))
+        # one URI at a time: the other replicas of a replicated name stay
+        removed = sum(remove_uri(self.nameserver.storage, name, uri) for name, uri in doomed)
+        log.info("autoclean removed %d unreachable registration(s): %s", removed,
+                 ", ".join(sorted(f"{name} ({uri})" for name, uri in doomed)))
         return removed

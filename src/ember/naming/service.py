@@ -17,7 +17,8 @@ from ..server.daemon import Daemon
 from ..uri import URI
 from .nameserver import NAMESERVER_NAME, AutoCleaner, NameServer
 from .responder import LOOPBACK_BROADCAST, BroadcastResponder, default_bind_host
-from .storage import Storage
+from .selflease import SelfLease
+from .storage import Leases, Replicated, Storage
 
 __all__ = ["NameServerService", "start_ns", "start_ns_loop"]
 
@@ -54,6 +55,7 @@ class NameServerService:
         self.nameserver = NameServer(storage)
         self.broadcast: BroadcastResponder | None = None
         self.autocleaner: AutoCleaner | None = None
+        self.self_lease: SelfLease | None = None
         self.uri_file = Path(uri_file) if uri_file else None
         self._closed = False
         self._lock = threading.Lock()
@@ -61,7 +63,10 @@ class NameServerService:
             self.daemon = Daemon(host=host, port=config.NS_PORT if port is None else port, unixsocket=unixsocket,
                                  nathost=nathost, natport=natport, servertype=servertype)
             self.uri: URI = self.daemon.register(self.nameserver, NAMESERVER_NAME)
-            self.nameserver._register_self(self.uri)
+            if self.storage.shared and isinstance(self.storage, Leases) and isinstance(self.storage, Replicated):
+                self.self_lease = SelfLease(self.storage, self.uri)  # one of several name servers
+            else:
+                self.nameserver._register_self(self.uri)
             if enable_broadcast and unixsocket is None:
                 bind = bchost if bchost is not None else config.NS_BCHOST
                 chosen = bind is None
@@ -100,6 +105,8 @@ class NameServerService:
             self.broadcast.start()
         if self.autocleaner is not None:
             self.autocleaner.start()
+        if self.self_lease is not None:
+            self.self_lease.start()
 
     def request_loop(self, loop_condition: Callable[[], bool] = lambda: True) -> None:
         """Serve in this thread until :meth:`shutdown` (or the condition turns false), then clean up."""
@@ -117,6 +124,8 @@ class NameServerService:
             self._closed = True
         if self.autocleaner is not None:
             self.autocleaner.stop()
+        if self.self_lease is not None:
+            self.self_lease.stop()
         if self.broadcast is not None:
             self.broadcast.close()
         daemon = getattr(self, "daemon", None)

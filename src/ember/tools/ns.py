@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"TCP port (default NS_PORT = {config.NS_PORT}; 0 = any free port)")
     parser.add_argument("-u", "--unixsocket", help="bind to this unix domain socket instead of TCP")
     parser.add_argument("-s", "--storage", default=None,
-                        help="'memory' (default) or 'sql:FILE' (SQLite, survives restarts)")
+                        help="'memory' (default), 'sql:FILE' (SQLite, survives restarts) or 'redis://HOST:PORT/DB' "
+                             "(several name servers share one registry; see docs/scale-out.md)")
     parser.add_argument("--bchost", default=None, help="broadcast responder bind address")
     parser.add_argument("--bcport", type=int, default=None,
                         help=f"broadcast responder UDP port (default NS_BCPORT = {config.NS_BCPORT}; 0 = any)")

@@ -16,7 +16,7 @@ from ..naming import locate_ns
 __all__ = ["COMMANDS", "add_arguments", "execute", "run"]
 
 COMMANDS = ("ping", "list", "listmatching", "lookup", "register", "remove", "removematching", "setmeta",
-            "yplookup_all", "yplookup_any")
+            "yplookup_all", "yplookup_any", "replicas")
 
 
 class _Fail(Exception):
@@ -113,6 +113,13 @@ def execute(ns: Any, command: str, args: list[str], assume_yes: bool = False) ->
         found = ns.yplookup(meta_all=args if which == "all" else None, meta_any=args if which == "any" else None,
                             return_metadata=True)
         _print_entries(f"names with {which} of the tags {', '.join(args)}", found)
+    elif command == "replicas":  # Ember name servers: every URI of a replicated name
+        _need(args, 1, "replicas name", 1)
+        uris, meta = ns.replicas(args[0], return_metadata=True)
+        print(f"{args[0]} --> {len(uris)} replica(s)")
+        for uri in uris:
+            print(f"    {uri}")
+        print(f"    metadata: {_meta_text(meta)}")
     else:  # argparse's choices keep us from getting here
         raise _Fail(f"unknown command {command!r}")
 
