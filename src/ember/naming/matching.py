@@ -47,7 +47,10 @@ _REPEATS = {"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"}
 
 # the helper process: reads length-prefixed JSON requests on stdin, answers on stdout
 _WORKER = r"""
-import json, re, signal, sys
+import json, os, re, signal, sys
+
+if hasattr(os, "nice"):
+    os.nice(10)  # a pattern burning its budget here yields the CPU to the name server's own threads
 
 class Overrun(Exception):
     pass
@@ -83,17 +86,21 @@ while True:
 """
 
 
-def _choices(items: Any, longest: int, in_repeat: bool) -> float:
+def _choices(items: Any, longest: int, in_repeat: bool, top: bool = False) -> float:
     """How many ways the matcher can try ``items`` (a parsed pattern) on one name, at most;
-    infinite when a repeat or alternation sits inside a repeat (no small bound)."""
+    infinite when a repeat or alternation sits inside a repeat (no small bound). ``top``:
+    ``items`` is the whole pattern, so a repeat ending it never backtracks (``re.match``
+    succeeds with whatever it took, as in ``shop\\..*``)."""
     total = 1.0
-    for op, arg in items:
+    last = len(items) - 1
+    for index, (op, arg) in enumerate(items):
         kind = str(op)
         if kind in _REPEATS:
             low, high, body = arg
             if in_repeat or _choices(body, longest, True) > 1:
                 return math.inf
-            total *= min(high, longest) - min(low, longest) + 1
+            if not (top and index == last):
+                total *= min(high, longest) - min(low, longest) + 1
         elif kind == "BRANCH":
             if in_repeat:
                 return math.inf
@@ -123,7 +130,7 @@ def estimated_work(pattern: re.Pattern, names: list[str]) -> float:
         parsed = _sre.parse(pattern.pattern, pattern.flags)
     except Exception:  # bytes patterns, parser changes: no estimate
         return math.inf
-    return _choices(parsed, longest, False) * (longest + 1) * len(names)
+    return _choices(parsed, longest, False, top=True) * (longest + 1) * len(names)
 
 
 class _Worker:
