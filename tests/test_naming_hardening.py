@@ -17,6 +17,7 @@ import pytest
 
 import ember
 from ember import errors, naming
+from ember.compat.Pyro5 import api as compat
 from ember.config import Config
 from ember.naming.matching import RegexMatcher, estimated_work
 from ember.naming.nameserver import NAMESERVER_NAME
@@ -368,3 +369,12 @@ def test_default_limits_are_the_documented_ones():
     cfg = Config(use_environment=False)
     assert (cfg.NS_MAX_NAMES, cfg.NS_MAX_NAME_LENGTH, cfg.NS_MAX_URI_LENGTH, cfg.NS_MAX_METADATA,
             cfg.NS_MAX_TAG_LENGTH, cfg.NS_REGEX_TIMEOUT, cfg.NS_KEY) == (100000, 1024, 4096, 64, 256, 1.0, None)
+
+
+def test_ported_pyro5_programs_present_the_configured_key(ns_keyed):
+    with compat.locate_ns("127.0.0.1", ns_keyed.daemon.port) as ns:
+        with pytest.raises(errors.NamingError, match="write key"):
+            ns.register("ported", URI)
+    with ember.config.override(NS_KEY=KEY), compat.locate_ns("127.0.0.1", ns_keyed.daemon.port) as ns:
+        ns.register("ported", URI)
+        assert ns.remove("ported") == 1
