@@ -378,3 +378,21 @@ def test_ported_pyro5_programs_present_the_configured_key(ns_keyed):
     with ember.config.override(NS_KEY=KEY), compat.locate_ns("127.0.0.1", ns_keyed.daemon.port) as ns:
         ns.register("ported", URI)
         assert ns.remove("ported") == 1
+
+
+def test_key_and_limits_on_every_server_type(servertype):
+    service = start(servertype, NS_KEY=KEY, NS_MAX_NAME_LENGTH=10)
+    try:
+        with proxy(service) as reader, proxy(service, key=KEY) as writer:
+            with pytest.raises(errors.NamingError, match="write key"):
+                reader.register("x", URI)
+            writer.register("x", URI)
+            with pytest.raises(errors.NamingError, match="NS_MAX_NAME_LENGTH"):
+                writer.register("y" * 11, URI)
+            assert str(reader.lookup("x")) == URI
+            assert reader.list(regex=r"(x|xy)+$") == {"x": URI}  # through a helper process
+            with pytest.raises(errors.NamingError, match="write key"):
+                reader.remove(regex="x")
+            assert writer.remove(regex="x") == 1
+    finally:
+        service.shutdown()

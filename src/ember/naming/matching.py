@@ -139,8 +139,12 @@ class _Worker:
     def __init__(self) -> None:
         if not sys.executable:
             raise NamingError("cannot match this regex safely: no Python executable to run the helper process")
-        self.proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WORKER], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _WORKER], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except OSError as exc:
+            raise NamingError(f"cannot match this regex safely: the helper process did not start: {exc}") from None
+        self.killed = False  # by the deadline timer: never reused, even if it answered just in time
 
     def exchange(self, request: dict[str, Any]) -> dict[str, Any] | None:
         """Send a request and wait for its answer; None when the helper died (was killed)."""
@@ -159,6 +163,7 @@ class _Worker:
             return None
 
     def kill(self) -> None:
+        self.killed = True
         if self.proc.poll() is None:
             self.proc.kill()
 
@@ -210,11 +215,14 @@ class RegexMatcher:
                 reply = worker.exchange({"regex": pattern.pattern, "budget": budget, "names": names})
             finally:
                 timer.cancel()
+                timer.join()  # after this, worker.killed is final
+            if reply is None and self._closed:
+                raise NamingError("the name server is shutting down")
             if reply is None or reply.get("overrun"):
                 raise self._overrun(pattern)
             if "error" in reply:
                 raise NamingError(f"regex {pattern.pattern!r} failed: {reply['error']}")
-            keep = True
+            keep = not worker.killed
             return [names[i] for i in reply["hits"]]
         finally:
             self._checkin(worker, keep)
@@ -244,7 +252,7 @@ class RegexMatcher:
 
     def _checkin(self, worker: _Worker, keep: bool) -> None:
         with self._cond:
-            if keep and not self._closed and worker.proc.poll() is None:
+            if keep and not self._closed and not worker.killed and worker.proc.poll() is None:
                 self._idle.append(worker)
             else:
                 if worker in self._all:
