@@ -27,6 +27,9 @@ PYRO5_DEFAULTS: dict[str, Any] = {"SERIALIZER": "serpent", "HOST": "localhost", 
 # Ember's own items, which Pyro5 does not have
 _EMBER_ONLY = {"MAX_ANNOTATIONS_SIZE", "MOBILE_CODE", "NS_URI_FILE", "ONEWAY_THREADED", "STATISTICS", "IDLE_TIMEOUT",
                "PROXY_IDLE_RELEASE", "EXTENDED_TYPES"} | {name for name in ITEMS if name.startswith("EVENTS_")}
+# issue 13 (items 4, 8, 9): name server hardening
+_EMBER_ONLY |= {"NS_KEY", "NS_REGEX_TIMEOUT", "NS_MAX_NAMES", "NS_MAX_NAME_LENGTH", "NS_MAX_URI_LENGTH",
+                "NS_MAX_METADATA", "NS_MAX_TAG_LENGTH"}
 
 
 class Configuration:
