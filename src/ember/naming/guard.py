@@ -6,7 +6,8 @@
   ``yplookup``, ``count``, ``ping``) stays open, so ``PYRONAME:`` resolution and Pyro5
   clients keep working. The key travels in the connection handshake (once per connection):
   Ember's proxies present it with ``locate_ns(key=...)``; a Pyro5 proxy with
-  ``ns._pyroHandshake = {"ns_key": KEY}``. Calls made in-process (no connection) are trusted.
+  ``ns._pyroHandshake = {"ns_key": KEY}``. Only calls that came through a connection are
+  checked; code in the name server's process can change the registry through its storage.
 * **Limits** (``NS_MAX_NAMES``, ``NS_MAX_NAME_LENGTH``, ``NS_MAX_URI_LENGTH``,
   ``NS_MAX_METADATA``, ``NS_MAX_TAG_LENGTH``): each refusal is a
   :class:`~ember.errors.NamingError` naming the limit and its config item.
@@ -95,7 +96,7 @@ class WriteKey:
         ctx = peek_context()
         conn = ctx.client if ctx is not None else None
         if conn is None:
-            return  # a call made in this process, not through a connection
+            return  # not a remote call: this process's own code
         handshake = getattr(conn, "handshake", None)
         presented = handshake.get(NS_KEY_FIELD) if isinstance(handshake, dict) else None
         if presented is None:
