@@ -5,11 +5,13 @@ Every test attacks a real name server over a socket: pathological regexes, write
 """
 
 import asyncio
+import logging
 import os
 import re
 import subprocess
 import sys
 import threading
+import time
 
 import Pyro5.api
 import Pyro5.errors
@@ -396,3 +398,47 @@ def test_key_and_limits_on_every_server_type(servertype):
             assert writer.remove(regex="x") == 1
     finally:
         service.shutdown()
+
+
+def test_oneway_and_batched_writes_need_the_key_too(servertype, caplog):
+    caplog.set_level(logging.WARNING)
+    service = start(servertype, NS_KEY=KEY)
+    try:
+        with ember.Proxy(service.uri) as ns:
+            ns._oneway.update({"register", "remove"})
+            ns.register("oneway.evil", URI)  # the server reports the refusal in its log; nothing is registered
+            service.storage.put("victim", URI, frozenset())
+            ns.remove("victim")
+        with ember.Proxy(service.uri) as ns:
+            batch = ember.BatchProxy(ns)
+            batch.lookup("victim")
+            batch.register("batch.evil", URI)
+            results = batch()
+            assert str(next(results)) == URI
+            with pytest.raises(errors.NamingError, match="write key"):
+                next(results)
+            batch = ember.BatchProxy(ns)
+            batch.register("batch.evil", URI)
+            batch(oneway=True)
+            assert ns.ping() is None  # after the oneway batch and the oneway calls were handled
+        with proxy(service, key=KEY) as writer:  # a keyed oneway call does register
+            writer._oneway.add("register")
+            writer.register("oneway.good", URI)
+            assert writer.ping() is None
+        # the three refused oneway calls (register, remove, the batch) were handled: their refusals are logged
+        assert wait_until(lambda: sum("needs the name server's write key" in r.getMessage()
+                                      for r in caplog.records) >= 3), [r.getMessage() for r in caplog.records]
+        assert wait_until(lambda: "oneway.good" in service.nameserver.list())
+        names = set(service.nameserver.list())
+        assert "victim" in names and not names & {"oneway.evil", "batch.evil"}
+    finally:
+        service.shutdown()
+
+
+def wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
