@@ -159,6 +159,9 @@ def test_regex_errors_are_naming_errors(ns_plain):
             ns.list(regex="(")
         with pytest.raises(errors.NamingError, match=r"regex too long: 4097 characters.*NS_MAX_NAME_LENGTH"):
             ns.list(regex="a" * 4097)
+        with pytest.raises(errors.NamingError, match="nested too deeply"):
+            ns.list(regex="(" * 1000 + "a" + ")" * 1000)
+        assert ns.ping() is None
 
 
 @pytest.mark.timeout(60)

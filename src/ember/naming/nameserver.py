@@ -85,6 +85,8 @@ def _compile(regex: Any, limits: Limits) -> re.Pattern:
         return re.compile(regex)
     except re.error as exc:
         raise NamingError(f"invalid regex {regex!r}: {exc}") from None
+    except RecursionError:
+        raise NamingError(f"invalid regex {regex[:40]!r}...: nested too deeply") from None
 
 
 class NameServer:
