@@ -107,7 +107,19 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "SSL_CLIENTKEY": ("", "client private key file"),
     "SSL_CLIENTKEYPASSWD": ("", "client private key password"),
     "SSL_CACERTS": ("", "CA file or directory used by both sides"),
+    # issue 13 (items 4, 8, 9): name server hardening
+    "NS_KEY": (None, "name server write key: a name server given one refuses register/remove/set_metadata "
+               "from connections that do not present it; locate_ns(), ember nsc and publishing daemons present it"),
+    "NS_REGEX_TIMEOUT": (1.0, "seconds a list/remove regex may take over all names (matched in a helper process)"),
+    "NS_MAX_NAMES": (100000, "most names a name server holds, its own included; 0 = no limit"),
+    "NS_MAX_NAME_LENGTH": (1024, "longest name accepted by a name server, in characters; 0 = no limit"),
+    "NS_MAX_URI_LENGTH": (4096, "longest URI a name server accepts for a name, in characters; 0 = no limit"),
+    "NS_MAX_METADATA": (64, "most metadata tags on one name; 0 = no limit"),
+    "NS_MAX_TAG_LENGTH": (256, "longest metadata tag, in characters; 0 = no limit"),
 }
+
+# items whose value ``ember config`` does not print (issue 13)
+_SECRET_ITEMS = frozenset({"NS_KEY", "SSL_SERVERKEYPASSWD", "SSL_CLIENTKEYPASSWD"})
 
 _LOGLEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -149,6 +161,10 @@ _CHECKS: dict[str, Any] = {
     "MAX_PENDING_CALLS": _positive, "THREADPOOL_EVICT_IDLE": _not_negative,
     "SERIALIZERS_ACCEPTED": lambda v: None if v and set(v) <= {"msgpack", "serpent", "json", "marshal"}
     else "a non-empty list drawn from msgpack, serpent, json, marshal",
+    # issue 13 (items 4, 8, 9): name server hardening
+    "NS_KEY": lambda v: None if v is None or v.strip() else "a non-empty string, or None (no key)",
+    "NS_REGEX_TIMEOUT": _positive, "NS_MAX_NAMES": _not_negative, "NS_MAX_NAME_LENGTH": _not_negative,
+    "NS_MAX_URI_LENGTH": _not_negative, "NS_MAX_METADATA": _not_negative, "NS_MAX_TAG_LENGTH": _not_negative,
     # the serializers Ember has (ember.serializers.names()); there is no way to add one
     "SERIALIZER": lambda v: None if v in ("msgpack", "serpent", "json", "marshal")
     else "one of msgpack, serpent, json, marshal",
@@ -314,7 +330,9 @@ class Config:
         width = max(len(n) for n in ITEMS)
         lines = []
         for name in sorted(ITEMS):
-            lines.append(f"{name:<{width}} = {self.__dict__[name]!r}  [{self._sources[name]}]")
+            value = self.__dict__[name]
+            shown = "'(hidden)'" if name in _SECRET_ITEMS and value else repr(value)
+            lines.append(f"{name:<{width}} = {shown}  [{self._sources[name]}]")
         for var in self._unknown_env:
             lines.append(f"(ignored: environment variable {var} names no Ember config item)")
         return "\n".join(lines)

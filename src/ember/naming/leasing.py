@@ -83,10 +83,12 @@ class LeasingMixin:
     """The lease and replica methods of ``Pyro.NameServer`` (Ember extras)."""
 
     storage: Storage
+    write_key: Any  # guard.WriteKey: lease calls change the registry, so they need the key too
 
     @expose
     def grant_lease(self, ttl: float) -> str:
         """A new lease id that lives ``ttl`` seconds unless renewed (see ``renew_lease``)."""
+        self.write_key.check("grant_lease")
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
             raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
         if not MIN_LEASE_TTL <= ttl <= MAX_LEASE_TTL:
@@ -96,6 +98,7 @@ class LeasingMixin:
     @expose
     def renew_lease(self, lease: str) -> bool:
         """Restart the lease's time to live; False when it had already expired (its names are gone)."""
+        self.write_key.check("renew_lease")
         if not isinstance(lease, str):
             raise TypeError(f"lease must be a str, not {type(lease).__name__}")
         return bool(_leases(self.storage).renew_lease(lease))
@@ -103,6 +106,7 @@ class LeasingMixin:
     @expose
     def revoke_lease(self, lease: str) -> int:
         """End the lease now, removing its registrations; returns how many."""
+        self.write_key.check("revoke_lease")
         if not isinstance(lease, str):
             raise TypeError(f"lease must be a str, not {type(lease).__name__}")
         return int(_leases(self.storage).revoke_lease(lease))

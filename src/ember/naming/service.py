@@ -33,7 +33,9 @@ class NameServerService:
     bound to IPv6; bound to loopback it answers only loopback broadcasts
     (127.255.255.255). ``autoclean`` (seconds, None = ``NS_AUTOCLEAN``, 0 = off) removes
     registrations whose daemon stopped accepting connections. ``uri_file`` receives the
-    URI (written when the service is created, removed at shutdown).
+    URI (written when the service is created, removed at shutdown). ``key`` (None =
+    ``NS_KEY``) is the write key ``register``/``remove``/``set_metadata`` calls must present
+    (see :mod:`ember.naming.guard`); reading stays open.
     """
 
     def __init__(
@@ -51,8 +53,9 @@ class NameServerService:
         autoclean: float | None = None,
         servertype: str | None = None,
         uri_file: str | os.PathLike | None = None,
+        key: str | None = None,
     ) -> None:
-        self.nameserver = NameServer(storage)
+        self.nameserver = NameServer(storage, key=key)
         self.broadcast: BroadcastResponder | None = None
         self.autocleaner: AutoCleaner | None = None
         self.self_lease: SelfLease | None = None
@@ -131,6 +134,7 @@ class NameServerService:
         daemon = getattr(self, "daemon", None)
         if daemon is not None:
             daemon.shutdown()
+        self.nameserver.close()
         self.nameserver.storage.close()
         if self.uri_file is not None and hasattr(self, "uri"):
             with contextlib.suppress(OSError):
@@ -154,6 +158,8 @@ class NameServerService:
             lines.append(f"broadcast responder on udp {self.broadcast.location}")
         else:
             lines.append("no broadcast responder")
+        if self.nameserver.write_key.required:
+            lines.append("write key required for register/remove/set_metadata (reading is open)")
         if self.autocleaner is not None:
             lines.append(f"autoclean every {self.autocleaner.interval:g} s")
         if self.uri_file is not None:

@@ -246,7 +246,7 @@ class Daemon:
 
     def use_name_server(self, ns: Any = True, unregister: bool = True) -> None:
         """Publish registered names in a name server (see the class docstring for ``ns``)."""
-        self._publisher = publisher_for(ns)
+        self._publisher = publisher_for(ns, self.config.NS_KEY)
         self._ns_unregister = unregister
 
     @property

@@ -13,6 +13,10 @@ When a renewal fails (the name server is gone) the publisher finds a name server
 (``NS_HOSTS`` lists several sharing one registry) and carries on; a lease found expired is
 replaced by a new one and every name registered again. A Pyro5 name server has no leases:
 names are registered plainly, as before.
+
+A name server started with a write key (config ``NS_KEY``) accepts registrations only from
+connections that present it: the proxies this module makes present ``NS_KEY`` (or the
+daemon's own config's) in their handshake data, ``{"ns_key": KEY}``.
 """
 
 from __future__ import annotations
@@ -27,9 +31,24 @@ from ..config import config
 from ..errors import NamingError, PyroError
 from ..uri import URI
 
-__all__ = ["NamePublisher", "ProxyPublisher", "publisher_for"]
+__all__ = ["NS_KEY_FIELD", "NamePublisher", "ProxyPublisher", "present_ns_key", "publisher_for"]
 
 log = logging.getLogger("ember.server.daemon")
+
+NS_KEY_FIELD = "ns_key"  # the handshake data field carrying a name server's write key
+
+
+def present_ns_key(proxy: Any, key: str | None) -> Any:
+    """Make ``proxy`` (a blocking name server proxy) present the write ``key`` from its next
+    connection on; returns the proxy. ``key`` None changes nothing.
+
+    The key is in the proxy's handshake data, so it travels with the proxy if the proxy is
+    pickled or passed to another program: keep such proxies to yourself.
+    """
+    if key is not None:
+        proxy._handshake = {NS_KEY_FIELD: key}
+        proxy._release()  # a connection made before had no key
+    return proxy
 
 
 @runtime_checkable
@@ -47,8 +66,9 @@ class ProxyPublisher:
     """Publishes through a proxy to a name server: given, found by URI, or located
     (``True``: :func:`ember.locate_ns`) on first use; keeps its names alive with a lease."""
 
-    def __init__(self, spec: Any) -> None:
+    def __init__(self, spec: Any, key: str | None = None) -> None:
         self.spec = spec
+        self.key = key  # presented by a proxy this publisher makes; a proxy handed in is used as it is
         self._proxy: Any = spec if isinstance(spec, Proxy) else None
         self.lease_time = float(config.NS_LEASE_TIME)
         self.lease: str | None = None
@@ -65,7 +85,7 @@ class ProxyPublisher:
             proxy = find_ns(proxy_class=Proxy) if self.spec is True else Proxy(self.spec)
             if self.lease_time > 0:
                 proxy._timeout = max(1.0, self.lease_time / 3)  # a hung name server must not outlast the lease
-            self._proxy = proxy
+            self._proxy = present_ns_key(proxy, self.key)
         return self._proxy
 
     def _forget_proxy(self) -> None:
@@ -162,8 +182,9 @@ class ProxyPublisher:
                 self._proxy = None
 
 
-def publisher_for(spec: Any) -> Any:
-    """A publisher for ``Daemon(ns=spec)``: a ready :class:`NamePublisher`, or a proxy/URI/True."""
+def publisher_for(spec: Any, key: str | None = None) -> Any:
+    """A publisher for ``Daemon(ns=spec)``: a ready :class:`NamePublisher`, or a proxy/URI/True
+    (the proxies it makes present the name server write ``key``, if any)."""
     if not isinstance(spec, Proxy) and isinstance(spec, NamePublisher):
         return spec
-    return ProxyPublisher(spec)
+    return ProxyPublisher(spec, key)

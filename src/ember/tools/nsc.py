@@ -10,8 +10,11 @@ import argparse
 import sys
 from typing import Any
 
+from ..config import config
 from ..errors import PyroError
 from ..naming import locate_ns
+from ..server.publish import present_ns_key
+from ._run import read_key
 
 __all__ = ["COMMANDS", "add_arguments", "execute", "run"]
 
@@ -28,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--port", type=int, help="name server port (or the broadcast port when no host is given)")
     parser.add_argument("-u", "--unixsocket", help="name server unix domain socket")
     parser.add_argument("-v", "--verbose", action="store_true", help="say which name server is used")
+    parser.add_argument("--key", default=None, metavar="KEY",
+                        help="the name server's write key, for register/remove/setmeta (default NS_KEY)")
+    parser.add_argument("--key-file", default=None, metavar="PATH", help="read the write key from this file's first line")
     parser.add_argument("-y", "--yes", action="store_true", help="don't ask for confirmation (removematching)")
     parser.add_argument("command", choices=COMMANDS, metavar="command",
                         help="one of: " + ", ".join(COMMANDS))
@@ -126,6 +132,11 @@ def execute(ns: Any, command: str, args: list[str], assume_yes: bool = False) ->
 
 def run(args: argparse.Namespace) -> int:
     try:
+        key = read_key(args.key, args.key_file)
+    except (ValueError, OSError) as exc:
+        print(f"ember nsc: error: {exc}", file=sys.stderr)
+        return 1
+    try:
         if args.unixsocket:
             ns = locate_ns("./u:" + args.unixsocket)
         elif args.host:
@@ -139,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         # serpent carries every metadata form (Pyro5's name server sends frozensets)
         ns._release()
         ns._serializer = "serpent"
+        present_ns_key(ns, key if key is not None else config.NS_KEY)
         if args.verbose:
             print(f"Name server: {ns._pyroUri}")
         execute(ns, args.command, args.arguments, args.yes)
