@@ -47,7 +47,7 @@ _EXPORTS = {
     "unregister_dict_to_class": "ember.serializers",
 }
 _SUBMODULES = {"errors", "aio", "events", "mobile", "naming", "serializers", "protocol", "config", "uri", "context", "client",
-               "server", "transport", "tools", "services"}
+               "server", "transport", "tools", "services", "web"}
 
 __all__ = [
     "AsyncBatchProxy",

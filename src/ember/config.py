@@ -74,6 +74,10 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "EVENTS_LINGER": (0.001, "seconds a sender waits for more events to send in one events() call; 0 = at once"),
     "EVENTS_KEEP": (1000, "events kept per subject for replay (subscribe(..., since=seq))"),
     "EVENTS_KEEP_SECONDS": (0.0, "also forget events older than this many seconds; 0 = no time limit"),
+    # issue 18: HTTP gateway and web console (ember gateway, ember.web)
+    "GATEWAY_TIMEOUT": (10.0, "seconds the HTTP gateway waits for a daemon before answering 504"),
+    "GATEWAY_MAX_BODY": (10485760, "largest HTTP request body the gateway accepts, in bytes (10 MiB); larger: 413"),
+    "GATEWAY_POOL_SIZE": (16, "most connections the HTTP gateway keeps open to one daemon"),
     "SSL": (False, "use TLS"),
     "SSL_SERVERCERT": ("", "daemon certificate file"),
     "SSL_SERVERKEY": ("", "daemon private key file"),
@@ -118,6 +122,7 @@ _CHECKS: dict[str, Any] = {
     "PREFER_IP_VERSION": lambda v: None if v in (0, 4, 6) else "4, 6 or 0 (let the OS decide)",
     "ITER_STREAM_LIFETIME": _not_negative, "ITER_STREAM_LINGER": _not_negative,
     "LOGLEVEL": _loglevel,
+    "GATEWAY_TIMEOUT": _positive, "GATEWAY_MAX_BODY": _positive, "GATEWAY_POOL_SIZE": _positive,  # issue 18
     # the serializers Ember has (ember.serializers.names()); there is no way to add one
     "SERIALIZER": lambda v: None if v in ("msgpack", "serpent", "json", "marshal")
     else "one of msgpack, serpent, json, marshal",
