@@ -44,6 +44,7 @@ from .calls import (
     call_arguments,
     communication_refusal,
     correlation_id,
+    deadline,
     dumps,
     error_body,
     is_exposed,
@@ -156,58 +157,73 @@ class Gateway:
 
     async def _call(self, name: str, method: str, args: list[Any], kwargs: dict[str, Any], oneway: bool,
                     corr_header: dict[str, str]) -> Response:
-        stack = contextlib.AsyncExitStack()
-        streaming = False
+        pool = self.pool
+        acquired = None
+        broken = True
         try:
-            proxy = await asyncio.wait_for(stack.enter_async_context(self.pool.proxy(name)), self.timeout)
-            if method == "$meta":
-                result: Any = {"methods": sorted(proxy._methods), "attributes": sorted(proxy._attrs),
-                               "oneway": sorted(proxy._oneway_server)}
-            else:
-                result = await asyncio.wait_for(self.pool.call(proxy, method, args, kwargs, oneway), self.timeout)
+            async with deadline(self.timeout):
+                acquired = await pool.acquire(name)
+                proxy = acquired[0]
+                if method == "$meta":
+                    result: Any = {"methods": sorted(proxy._methods), "attributes": sorted(proxy._attrs),
+                                   "oneway": sorted(proxy._oneway_server)}
+                else:
+                    result = await pool.call(proxy, method, args, kwargs, oneway)
+            broken = False
             if oneway and method != "$meta":
                 return Response(b"", 200, self.headers(corr_header), media_type=_JSON)
             if hasattr(result, "__anext__"):
-                streaming = True
-                return StreamingResponse(self._ndjson(result, stack), 200, self.headers(corr_header),
+                stream, acquired = acquired, None  # the stream gives the connection back when it ends
+                return StreamingResponse(self._ndjson(result, name, stream), 200, self.headers(corr_header),
                                          media_type="application/x-ndjson")
             return Response(dumps(result), 200, self.headers(corr_header), media_type=_JSON)
         except GatewayRefusal:
+            broken = False
             raise
         except asyncio.TimeoutError:
             raise timeout_refusal(f"{name!r}", self.timeout) from None
         except CommunicationError as exc:
             if getattr(exc, "_pyroTraceback", None) is not None:
+                broken = False
                 return self._remote_failure(exc, corr_header)  # raised by the remote code itself
             raise communication_refusal(f"{name!r}", exc) from None
         except Exception as exc:  # the remote method raised (or the result cannot be json)
+            broken = False
             return self._remote_failure(exc, corr_header)
         finally:
-            if not streaming:
-                await stack.aclose()
+            if acquired is not None:
+                await pool.release(name, acquired[0], acquired[1], broken)
 
     def _remote_failure(self, exc: BaseException, corr_header: dict[str, str]) -> Response:
         return Response(error_body(exc), 500, self.headers(corr_header), media_type=_JSON)
 
-    async def _ndjson(self, iterator: Any, stack: contextlib.AsyncExitStack) -> AsyncIterator[bytes]:
+    async def _ndjson(self, iterator: Any, name: str, acquired: Any) -> AsyncIterator[bytes]:
         """A remote generator as newline-delimited JSON; a failure ends it with the exception dict."""
+        broken = True  # until the stream ends cleanly (a cancelled or timed-out stream drops its connection)
         try:
             while True:
                 try:
-                    item = await asyncio.wait_for(iterator.__anext__(), self.timeout)
+                    async with deadline(self.timeout):
+                        item = await iterator.__anext__()
                 except StopAsyncIteration:
+                    broken = False
                     return
                 except asyncio.TimeoutError:
                     yield dumps({"error": f"the next item did not come within {self.timeout:g} s", "status": 504}) + b"\n"
                     return
-                except Exception as exc:
+                except CommunicationError as exc:
+                    yield error_body(exc) + b"\n"
+                    return
+                except Exception as exc:  # raised by the remote generator
+                    broken = False
                     yield error_body(exc) + b"\n"
                     return
                 yield dumps(item) + b"\n"
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(iterator.aclose(), 2.0)
-            await stack.aclose()
+            if not broken:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(iterator.aclose(), 2.0)
+            await self.pool.release(name, acquired[0], acquired[1], broken)
 
     # ---- name server data --------------------------------------------------------------
 
@@ -273,11 +289,12 @@ def create_app(*, ns_host: str | None = None, ns_port: int | None = None, expose
     hub = EventHub(make_subscriber) if make_subscriber is not None else None
     gw = Gateway(expose=expose, gateway_key=gateway_key, timeout=timeout, cors=cors,
                  max_body=config.GATEWAY_MAX_BODY if max_body is None else max_body, pool=pool, hub=hub)
-    routes = _console_routes(gw) + [
+    routes = [  # the calls first: the route most requests take is matched first
         Route("/pyro/{path:path}", gw.pyro, methods=["GET", "POST", "OPTIONS"]),
         Route("/pyro", lambda request: RedirectResponse("/", 302)),
         Route("/openapi.json", _openapi(gw)),
         Route("/events/{pattern:path}", _events(gw)),
+        *_console_routes(gw),
     ]
 
     @contextlib.asynccontextmanager

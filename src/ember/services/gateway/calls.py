@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import re
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +28,7 @@ from ...serializers import JsonSerializer, exception_to_dict
 __all__ = [
     "GatewayRefusal",
     "ProxyPool",
+    "deadline",
     "call_arguments",
     "correlation_id",
     "dumps",
@@ -36,6 +38,35 @@ __all__ = [
 ]
 
 _json = JsonSerializer()
+
+
+class _Deadline:
+    """``async with deadline(seconds)``: cancel the block after ``seconds``, raising asyncio.TimeoutError
+    (Python 3.10's stand-in for ``asyncio.timeout``: one timer, no extra task per call)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.fired = False
+        self.handle: asyncio.TimerHandle | None = None
+
+    async def __aenter__(self) -> _Deadline:
+        task = asyncio.current_task()
+        assert task is not None
+        self.handle = asyncio.get_running_loop().call_later(self.seconds, self._fire, task)
+        return self
+
+    def _fire(self, task: asyncio.Task) -> None:
+        self.fired = True
+        task.cancel()
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self.handle is not None
+        self.handle.cancel()
+        if self.fired and exc_type is asyncio.CancelledError:
+            raise asyncio.TimeoutError
+
+
+deadline: Callable[[float], Any] = asyncio.timeout if sys.version_info >= (3, 11) else _Deadline  # type: ignore[attr-defined]
 
 
 class GatewayRefusal(PyroError):
@@ -208,48 +239,58 @@ class ProxyPool:
         """Drop the cached lookup of ``name`` (after it was removed, or its daemon failed)."""
         self._names.pop(name, None)
 
-    @contextlib.asynccontextmanager
-    async def proxy(self, name: str) -> AsyncIterator[AsyncProxy]:
-        """A connected proxy to ``name``'s object for the duration of the block.
-
-        A communication failure or timeout inside the block closes that connection instead of
-        returning it to the pool, and forgets the name's lookup.
-        """
+    async def acquire(self, name: str) -> tuple[AsyncProxy, _Target]:
+        """A connected proxy to ``name``'s object; give it back with :meth:`release`."""
         uri = await self.lookup(name)
         target = self._targets.get(uri)
         if target is None:
             target = self._targets[uri] = _Target(uri, self.size)
         shared = target.shared
         if shared is not None:
-            try:
-                yield shared
-            except CommunicationError:
+            return shared, target
+        await target.slots.acquire()
+        try:
+            proxy = target.idle.pop() if target.idle else await self._connect(uri)
+        except BaseException:
+            target.slots.release()
+            self.forget(name)
+            raise
+        if proxy._multiplex and target.shared is None:
+            target.shared = proxy  # one connection carries every call at once: no need for more
+            target.slots.release()
+        return proxy, target
+
+    async def release(self, name: str, proxy: AsyncProxy, target: _Target, broken: bool = False) -> None:
+        """Give back a proxy from :meth:`acquire`; ``broken`` (a communication failure, a timeout,
+        a cancelled call) closes its connection and forgets the name's lookup instead."""
+        if target.shared is proxy:
+            if broken:
                 target.shared = None
                 self.forget(name)
-                await shared._release()
-                raise
-            return
-        await target.slots.acquire()
-        proxy: AsyncProxy | None = None
-        try:
-            proxy = target.idle.pop() if target.idle else await self._connect(uri, name)
-            if proxy._multiplex and target.shared is None:
-                target.shared = proxy  # one connection carries every call at once: no need for more
-            yield proxy
-        except (CommunicationError, asyncio.CancelledError):
-            self.forget(name)
-            if proxy is not None:
-                if target.shared is proxy:
-                    target.shared = None
                 await proxy._release()
-                proxy = None
+            return
+        target.slots.release()
+        if broken:
+            self.forget(name)
+            await proxy._release()
+        else:
+            target.idle.append(proxy)
+
+    @contextlib.asynccontextmanager
+    async def proxy(self, name: str) -> AsyncIterator[AsyncProxy]:
+        """:meth:`acquire` and :meth:`release` around a block (broken on a communication failure)."""
+        proxy, target = await self.acquire(name)
+        broken = True
+        try:
+            yield proxy
+            broken = False
+        except PyroError as exc:
+            broken = isinstance(exc, CommunicationError) and getattr(exc, "_pyroTraceback", None) is None
             raise
         finally:
-            target.slots.release()
-            if proxy is not None and target.shared is not proxy:
-                target.idle.append(proxy)
+            await self.release(name, proxy, target, broken)
 
-    async def _connect(self, uri: str, name: str) -> AsyncProxy:
+    async def _connect(self, uri: str) -> AsyncProxy:
         proxy = AsyncProxy(uri)
         proxy._serializer = "json"  # what Pyro5's gateway uses: results as any Pyro5 daemon makes them for json
         proxy._timeout = self.timeout
