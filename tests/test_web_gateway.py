@@ -16,6 +16,8 @@ import httpx
 import Pyro5.api
 import Pyro5.errors
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 import ember
 import ember.web
@@ -468,6 +470,18 @@ def test_no_name_server_is_reported(gateway):
     assert r.status_code == 503 and "not reachable" in r.text
     r = http.get("/pyro/http.calc/add")
     assert r.status_code == 503 and "no name server" in r.json()["error"]
+
+
+def test_mounted_under_a_prefix(backend, ember_nameserver):
+    gateway_app = ember.web.create_app(ns_host="127.0.0.1", ns_port=ember_nameserver.daemon.port)
+    site = Starlette(routes=[Mount("/rpc", app=gateway_app)])
+    with ember.web.start(site) as server, httpx.Client(base_url=server.url) as http:
+        assert http.get("/rpc/pyro/http.calc/answer").json() == 42
+        html = http.get("/rpc/").text
+        assert 'href="/rpc/object/http.calc"' in html and 'href="/rpc/static/console.css"' in html
+        assert 'data-root="/rpc"' in html
+        assert http.get("/rpc/static/console.js").status_code == 200
+        assert 'href="/rpc/events"' in http.get("/rpc/object/http.calc").text
 
 
 # ---- serving: HTTPS and the command line ---------------------------------------------------

@@ -84,6 +84,14 @@ class Gateway:
         self.hub = hub
         self.static = _static_files()
 
+    async def aclose(self) -> None:
+        """Close the event subscription and every pooled connection (the app's lifespan does this
+        at shutdown; call it yourself when the app is mounted in another one, whose lifespan
+        does not reach it)."""
+        if self.hub is not None:
+            await self.hub.aclose()
+        await self.pool.aclose()
+
     # ---- checks --------------------------------------------------------------------------
 
     def key_ok(self, request: Request) -> bool:
@@ -138,7 +146,7 @@ class Gateway:
         path = request.path_params["path"]
         name, sep, method = path.rpartition("/")
         if not path:
-            return RedirectResponse("/", 302)
+            return RedirectResponse(_root(request) + "/", 302)
         corr_header: dict[str, str] = {}
         try:
             if not sep or not name or not method:
@@ -291,7 +299,7 @@ def create_app(*, ns_host: str | None = None, ns_port: int | None = None, expose
                  max_body=config.GATEWAY_MAX_BODY if max_body is None else max_body, pool=pool, hub=hub)
     routes = [  # the calls first: the route most requests take is matched first
         Route("/pyro/{path:path}", gw.pyro, methods=["GET", "POST", "OPTIONS"]),
-        Route("/pyro", lambda request: RedirectResponse("/", 302)),
+        Route("/pyro", lambda request: RedirectResponse(_root(request) + "/", 302)),
         Route("/openapi.json", _openapi(gw)),
         Route("/events/{pattern:path}", _events(gw)),
         *_console_routes(gw),
@@ -302,9 +310,7 @@ def create_app(*, ns_host: str | None = None, ns_port: int | None = None, expose
         try:
             yield
         finally:
-            if hub is not None:
-                await hub.aclose()
-            await pool.aclose()
+            await gw.aclose()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gw
@@ -372,7 +378,8 @@ def _console_routes(gw: Gateway) -> list[Route]:
             entries, hidden = await gw.exposed_names()
         except (GatewayRefusal, PyroError, asyncio.TimeoutError) as exc:
             error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        html = console.names_page(entries, ns_uri, ping_ms, error, keyed=keyed, expose=gw.expose_text, hidden=hidden)
+        html = console.names_page(entries, ns_uri, ping_ms, error, keyed=keyed, expose=gw.expose_text, hidden=hidden,
+                                  root=_root(request))
         return HTMLResponse(html, 503 if error else 200)
 
     async def object_page(request: Request) -> Response:
@@ -387,15 +394,15 @@ def _console_routes(gw: Gateway) -> list[Route]:
                 raise timeout_refusal("the name server", gw.timeout) from None
         except GatewayRefusal as exc:
             body = f"<h1>{console._e(name)}</h1><p class=bad id=object-error>{console._e(exc.message)}</p>"
-            return HTMLResponse(console.layout(name, body, keyed=keyed, page="object"), exc.status)
+            return HTMLResponse(console.layout(name, body, keyed=keyed, page="object", root=_root(request)), exc.status)
         meta = (await gw.metadata_of([name]))[name]
         error = meta.get("error", "")
         html = console.object_page(name, str(uri), sorted(str(m) for m in metadata or ()),
-                                   None if error else meta, error, keyed=keyed)
+                                   None if error else meta, error, keyed=keyed, root=_root(request))
         return HTMLResponse(html)
 
     async def events_page(request: Request) -> Response:
-        return HTMLResponse(console.events_page(gw.hub is not None, keyed=keyed))
+        return HTMLResponse(console.events_page(gw.hub is not None, keyed=keyed, root=_root(request)))
 
     async def static(request: Request) -> Response:
         found = gw.static.get(request.path_params["file"])
@@ -439,6 +446,11 @@ def _console_routes(gw: Gateway) -> list[Route]:
         Route("/console/ping", ping),
         Route("/console/remove", remove, methods=["POST"]),
     ]
+
+
+def _root(request: Request) -> str:
+    """Where the app is mounted ("" at the top of the server)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
 
 
 def _json_object(body: bytes) -> dict[str, Any]:

@@ -19,15 +19,18 @@ def _e(value: Any) -> str:
     return escape(str(value), quote=True)
 
 
-def object_href(name: str) -> str:
+def object_href(name: str, root: str = "") -> str:
     """The console URL of a name's object page (the name percent-encoded as one segment)."""
-    return "/object/" + quote(name, safe="")
+    return f"{root}/object/" + quote(name, safe="")
 
 
-def layout(title: str, body: str, *, keyed: bool, page: str) -> str:
-    """A whole page: header with navigation and the gateway-key box, then ``body`` (already HTML)."""
+def layout(title: str, body: str, *, keyed: bool, page: str, root: str = "") -> str:
+    """A whole page: header with navigation and the gateway-key box, then ``body`` (already HTML).
+
+    ``root``: the path the app is mounted at (ASGI ``root_path``), put before every link.
+    """
     nav = "".join(
-        f'<a href="{href}"{" class=current" if key == page else ""}>{label}</a>'
+        f'<a href="{_e(root + href)}"{" class=current" if key == page else ""}>{label}</a>'
         for key, href, label in (("names", "/", "Names"), ("events", "/events", "Events"),
                                  ("openapi", "/openapi.json", "OpenAPI"))
     )
@@ -37,9 +40,9 @@ def layout(title: str, body: str, *, keyed: bool, page: str) -> str:
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         '<meta name=viewport content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)} · Ember</title>"
-        '<link rel=stylesheet href="/static/console.css">'
-        '<script src="/static/console.js" defer></script></head>'
-        f'<body data-page="{_e(page)}" data-keyed="{"yes" if keyed else "no"}">'
+        f'<link rel=stylesheet href="{_e(root)}/static/console.css">'
+        f'<script src="{_e(root)}/static/console.js" defer></script></head>'
+        f'<body data-page="{_e(page)}" data-root="{_e(root)}" data-keyed="{"yes" if keyed else "no"}">'
         f'<header><span class=brand>Ember console</span><nav>{nav}</nav>{key_box}</header>'
         f"<main>{body}</main></body></html>"
     )
@@ -65,30 +68,30 @@ def name_tree(entries: dict[str, tuple[str, list[str]]]) -> _Node:
     return root
 
 
-def _entry_html(name: str, uri: str, metadata: list[str], can_remove: bool) -> str:
+def _entry_html(name: str, uri: str, metadata: list[str], can_remove: bool, root: str) -> str:
     tags = "".join(f"<span class=tag>{_e(tag)}</span>" for tag in metadata)
     remove = (f'<button type=button class="remove" data-name="{_e(name)}">remove</button>'
               if can_remove else "")
-    return (f'<div class=entry data-name="{_e(name)}"><a class=name href="{_e(object_href(name))}">{_e(name)}</a>'
+    return (f'<div class=entry data-name="{_e(name)}"><a class=name href="{_e(object_href(name, root))}">{_e(name)}</a>'
             f' <code class=uri>{_e(uri)}</code> <span class=tags>{tags}</span>{remove}</div>')
 
 
-def _tree_html(node: _Node, path: str, can_remove: bool) -> str:
+def _tree_html(node: _Node, path: str, can_remove: bool, root: str) -> str:
     items = []
     for part, child in sorted(node.children.items()):
         full = f"{path}.{part}" if path else part
         inner = ""
         if child.entry is not None:
-            inner += _entry_html(*child.entry, can_remove)
+            inner += _entry_html(*child.entry, can_remove, root)
         if child.children:
             inner += (f'<details open class=group data-group="{_e(full)}"><summary>{_e(part)}.</summary>'
-                      f"{_tree_html(child, full, can_remove)}</details>")
+                      f"{_tree_html(child, full, can_remove, root)}</details>")
         items.append(f"<li>{inner}</li>")
     return f"<ul class=tree>{''.join(items)}</ul>"
 
 
 def names_page(entries: dict[str, tuple[str, list[str]]], ns_uri: str, ping_ms: float | None, ping_error: str,
-               *, keyed: bool, expose: str, hidden: int) -> str:
+               *, keyed: bool, expose: str, hidden: int, root: str = "") -> str:
     """The name-server browser: ping, filter box, the tree of exposed names."""
     if ping_error:
         status = f'<span id=ping class=bad>name server not reachable: {_e(ping_error)}</span>'
@@ -98,7 +101,7 @@ def names_page(entries: dict[str, tuple[str, list[str]]], ns_uri: str, ping_ms: 
             f"{f', {hidden} other name(s) hidden' if hidden else ''}).")
     removal = ("Removing a name needs the gateway key." if keyed
                else "Removal is off: start the gateway with a gateway key to allow it.")
-    tree = _tree_html(name_tree(entries), "", keyed) if entries else "<p class=empty>No exposed names.</p>"
+    tree = _tree_html(name_tree(entries), "", keyed, root) if entries else "<p class=empty>No exposed names.</p>"
     body = (
         f"<h1>Names</h1><p class=ns>Name server <code>{_e(ns_uri)}</code> {status} "
         '<button type=button id=ping-again>ping</button></p>'
@@ -106,18 +109,18 @@ def names_page(entries: dict[str, tuple[str, list[str]]], ns_uri: str, ping_ms: 
         '<p><input id=filter type=search placeholder="filter names" autofocus></p>'
         f'<div id=names>{tree}</div><p id=message role=status></p>'
     )
-    return layout("Names", body, keyed=keyed, page="names")
+    return layout("Names", body, keyed=keyed, page="names", root=root)
 
 
 def object_page(name: str, uri: str, metadata: list[str], meta: dict[str, list[str]] | None, error: str,
-                *, keyed: bool) -> str:
+                *, keyed: bool, root: str = "") -> str:
     """One object: its methods and attributes, a call form, the result or remote exception."""
     tags = "".join(f"<span class=tag>{_e(tag)}</span>" for tag in metadata) or "none"
     head = (f'<h1 id=object-name data-name="{_e(name)}">{_e(name)}</h1>'
             f"<p>URI <code>{_e(uri)}</code></p><p>metadata {tags}</p>")
     if meta is None:
         body = head + f'<p class=bad id=object-error>cannot reach the object: {_e(error)}</p>'
-        return layout(name, body, keyed=keyed, page="object")
+        return layout(name, body, keyed=keyed, page="object", root=root)
     oneway = set(meta.get("oneway", ()))
     methods = sorted(meta.get("methods", ()))
     attrs = sorted(meta.get("attributes", ()))
@@ -143,15 +146,15 @@ def object_page(name: str, uri: str, metadata: list[str], meta: dict[str, list[s
         + '<section id=outcome hidden><h2 id=outcome-title>Result</h2><p id=outcome-meta></p>'
         + '<pre id=result></pre><pre id=traceback hidden></pre></section>'
     )
-    return layout(name, body, keyed=keyed, page="object")
+    return layout(name, body, keyed=keyed, page="object", root=root)
 
 
-def events_page(available: bool, *, keyed: bool) -> str:
+def events_page(available: bool, *, keyed: bool, root: str = "") -> str:
     """Subscribe to a subject pattern and watch events arrive (server-sent events)."""
     if not available:
         body = ("<h1>Events</h1><p class=bad>This gateway was built without an event source "
                 "(use <code>ember.web.create_app</code> or <code>ember gateway</code>).</p>")
-        return layout("Events", body, keyed=keyed, page="events")
+        return layout("Events", body, keyed=keyed, page="events", root=root)
     body = (
         "<h1>Events</h1><p>Events published to the event service (<code>ember events</code>) whose "
         "subject matches a regular expression (from its start), live.</p>"
@@ -162,4 +165,4 @@ def events_page(available: bool, *, keyed: bool) -> str:
         '<table id=events><thead><tr><th>seq</th><th>time</th><th>subject</th><th>message</th></tr></thead>'
         "<tbody></tbody></table>"
     )
-    return layout("Events", body, keyed=keyed, page="events")
+    return layout("Events", body, keyed=keyed, page="events", root=root)

@@ -3,6 +3,7 @@
 "use strict";
 (function () {
   const keyed = document.body.dataset.keyed === "yes";
+  const ROOT = document.body.dataset.root || "";  // where the app is mounted
   const keyInput = document.getElementById("gateway-key");
   const KEY = "ember-gateway-key";
   if (keyInput) {
@@ -48,7 +49,7 @@
   if (pingAgain) {
     pingAgain.addEventListener("click", async () => {
       const ping = $("ping");
-      const res = await fetch("/console/ping");
+      const res = await fetch(ROOT + "/console/ping");
       if (res.ok) {
         const data = await res.json();
         ping.textContent = "name server answered in " + data.ms.toFixed(1) + " ms";
@@ -64,7 +65,7 @@
       const name = button.dataset.name;
       const message = $("message");
       if (!confirm("Remove " + name + " from the name server?")) return;
-      const res = await fetch("/console/remove", {
+      const res = await fetch(ROOT + "/console/remove", {
         method: "POST", body: JSON.stringify({ name: name }),
         headers: headers({ "Content-Type": "application/json" }),
       });
@@ -82,7 +83,7 @@
   // ---- object page -----------------------------------------------------------------
   const title = $("object-name");
   const objectUrl = (member) =>
-    "/pyro/" + encodeURIComponent(title.dataset.name) + "/" + encodeURIComponent(member);
+    ROOT + "/pyro/" + encodeURIComponent(title.dataset.name) + "/" + encodeURIComponent(member);
   function show(kind, heading, meta, text, traceback) {
     $("outcome").hidden = false;
     $("outcome").className = kind;
@@ -163,7 +164,7 @@
       event.preventDefault();
       stop();
       const pattern = $("pattern").value;
-      let url = "/events/" + encodeURIComponent(pattern);
+      let url = ROOT + "/events/" + encodeURIComponent(pattern);
       if (keyed && key()) url += "?$key=" + encodeURIComponent(key());
       source = new EventSource(url);
       $("unsubscribe").disabled = false;
