@@ -237,7 +237,13 @@ def main(argv: list[str] | None = None) -> int:
                          "connections": sum(r["connects"] for r in runs)}
     ratio = results["ember"]["rps_median"] / results["pyro5"]["rps_median"]
     placement = f"pinned to CPU {cpu}" if cpu is not None else "placement left to the OS"
-    print(f"HTTP gateway, GET {PATH}, {args.rounds} rounds, {placement}")
+    try:
+        import httptools  # noqa: F401  (uvicorn parses HTTP with it when it is installed)
+
+        parser_name = "httptools"
+    except ImportError:
+        parser_name = "h11"
+    print(f"HTTP gateway, GET {PATH}, {args.rounds} rounds, {placement}, uvicorn with {parser_name}")
     print(f"{'gateway':8} {'req/s (median)':>15} {'min-max':>15} {'p50 µs':>8} {'p99 µs':>8} {'connections':>12}")
     for name, r in results.items():
         print(f"{name:8} {r['rps_median']:15,.0f} {r['rps_min']:7,.0f}-{r['rps_max']:<7,.0f} {r['p50_us']:8.0f} "
@@ -245,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio ember/pyro5 (requests/s): {ratio:.2f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"path": PATH, "placement": placement, "rounds": args.rounds, "results": results,
-                       "ratio": ratio, "python": sys.version.split()[0]}, f, indent=2)
+            json.dump({"path": PATH, "placement": placement, "uvicorn_http": parser_name, "rounds": args.rounds,
+                       "results": results, "ratio": ratio, "python": sys.version.split()[0]}, f, indent=2)
     return 0
 
 

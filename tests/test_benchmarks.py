@@ -61,3 +61,15 @@ def test_events_benchmark_runs():
     r = bench("events.py", "--quick", "--subscribers", "1,2", "--storage", "memory,sqlite", "--modes", "many")
     assert r.returncode == 0, r.stderr
     assert "deliveries/s" in r.stdout and "sqlite" in r.stdout
+
+
+def test_gateway_benchmark_runs(tmp_path):
+    out = tmp_path / "gateway.json"
+    r = bench("gateway.py", "--requests", "20", "--rounds", "1", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "ratio ember/pyro5" in r.stdout
+    import json
+
+    data = json.loads(out.read_text())
+    assert data["results"]["ember"]["requests"] == 20 and data["results"]["pyro5"]["requests"] == 20
+    assert data["results"]["ember"]["connections"] == 1  # keep-alive; Pyro5's gateway closes every connection
