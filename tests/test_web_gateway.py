@@ -1,6 +1,7 @@
 """The HTTP gateway (issue 18): a real uvicorn server on loopback, an httpx client, Ember and
 Pyro5 daemons behind it, the name server and the event service on real sockets."""
 
+import asyncio
 import json
 import os
 import re
@@ -71,6 +72,13 @@ class Calc:
         return 42
 
 
+@ember.expose
+class AsyncCalc(Calc):
+    async def nap(self, seconds):
+        await asyncio.sleep(seconds)
+        return "rested"
+
+
 @Pyro5.api.expose
 class PyroCalc:
     def add(self, a, b):
@@ -95,7 +103,7 @@ def backend(ember_nameserver, ember_daemon):
     daemon = ember_daemon()
     ns.register("http.calc", daemon.register(calc, "calc"), metadata={"kind:calc", "<b>tag</b>"})
     aio = ember_daemon(servertype="asyncio")
-    ns.register("http.aio.calc", aio.register(Calc(), "aiocalc"))
+    ns.register("http.aio.calc", aio.register(AsyncCalc(), "aiocalc"))
     ns.register("private.calc", daemon.register(Calc(), "private"))
     yield ns, calc, daemon
     ns._release()
@@ -330,6 +338,20 @@ def test_slow_daemon_is_504_and_others_are_still_served(backend, gateway):
     assert http.post("/pyro/http.calc/add", json={"args": [2, 2]}).json() == 4  # a fresh connection works
 
 
+def test_timeout_on_a_multiplexing_daemon_keeps_the_shared_connection(backend, gateway):
+    http = gateway(timeout=0.5)
+    assert http.post("/pyro/http.aio.calc/add", json={"args": [1, 1]}).json() == 2
+    slow = {}
+    t = threading.Thread(target=lambda: slow.update(r=http.post("/pyro/http.aio.calc/nap", json={"args": [2]})))
+    t.start()
+    fast = http.post("/pyro/http.aio.calc/add", json={"args": [1, 2]})
+    t.join(20)
+    assert fast.status_code == 200 and fast.json() == 3
+    assert slow["r"].status_code == 504
+    assert http.post("/pyro/http.aio.calc/add", json={"args": [2, 2]}).json() == 4
+    assert http.app_state.pool.statistics()["connects"] == 1  # the one shared connection served them all
+
+
 def test_dead_daemon_is_504(backend, gateway):
     ns = backend[0]
     with socket.socket() as s:
@@ -338,6 +360,18 @@ def test_dead_daemon_is_504(backend, gateway):
     ns.register("http.dead", f"PYRO:obj@127.0.0.1:{port}")
     r = gateway(timeout=2).get("/pyro/http.dead/anything")
     assert r.status_code == 504 and "unreachable" in r.json()["error"]
+
+
+def test_hung_daemon_is_504_within_the_timeout(backend, gateway):
+    ns = backend[0]
+    with socket.socket() as listener:  # accepts connections (the kernel does) but never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        ns.register("http.hung", f"PYRO:obj@127.0.0.1:{listener.getsockname()[1]}")
+        http = gateway(timeout=0.5)
+        r = http.get("/pyro/http.hung/anything")
+        assert r.status_code == 504 and "0.5 s" in r.json()["error"]
+        assert http.get("/pyro/http.calc/answer").json() == 42
 
 
 def test_pyro5_daemon_behind_the_gateway(pyro5_backend, gateway):

@@ -167,7 +167,8 @@ class Gateway:
                     corr_header: dict[str, str]) -> Response:
         pool = self.pool
         acquired = None
-        broken = True
+        broken = True  # unless it ends well: close the connection (a late reply must not answer the next call)
+        lost = False  # the connection failed
         try:
             async with deadline(self.timeout):
                 acquired = await pool.acquire(name)
@@ -194,12 +195,17 @@ class Gateway:
             if getattr(exc, "_pyroTraceback", None) is not None:
                 broken = False
                 return self._remote_failure(exc, corr_header)  # raised by the remote code itself
+            lost = True
             raise communication_refusal(f"{name!r}", exc) from None
         except Exception as exc:  # the remote method raised (or the result cannot be json)
             broken = False
             return self._remote_failure(exc, corr_header)
         finally:
             if acquired is not None:
+                if broken and not lost and acquired[0]._multiplex:
+                    # timed out or cancelled: a multiplexing daemon's late reply is matched by sequence number
+                    # and dropped, so the connection other requests share stays
+                    broken = False
                 await pool.release(name, acquired[0], acquired[1], broken)
 
     def _remote_failure(self, exc: BaseException, corr_header: dict[str, str]) -> Response:
