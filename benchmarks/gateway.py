@@ -176,9 +176,9 @@ def pct(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=3000, help="requests per gateway per round (default 3000)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="time bound per gateway per round (default 10)")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=2000, help="requests per gateway per round (default 2000)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time bound per gateway per round (default 3)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds, alternating the gateways (default 7)")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                         help="run every process on one CPU (default; --no-pin leaves placement to the OS)")
     parser.add_argument("--json", help="write the figures to this file")
