@@ -149,8 +149,8 @@ def wait_http(port: int, proc: subprocess.Popen, what: str, timeout: float = 30.
     raise SystemExit(f"{what} did not start within {timeout} s")
 
 
-def run_round(port: int, requests: int, seconds: float) -> dict:
-    client = RawClient(port)
+def run_round(client: RawClient, requests: int, seconds: float) -> dict:
+    """``requests`` calls (or ``seconds``, whichever ends first) on ``client``."""
     latencies = []
     perf = time.perf_counter
     start_all = perf()
@@ -164,9 +164,7 @@ def run_round(port: int, requests: int, seconds: float) -> dict:
         if t0 > deadline:
             break
     elapsed = perf() - start_all
-    client.close()
-    return {"requests": len(latencies), "rps": len(latencies) / elapsed, "latencies": latencies,
-            "connects": client.connects}
+    return {"requests": len(latencies), "seconds": elapsed, "rps": len(latencies) / elapsed, "latencies": latencies}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -176,9 +174,10 @@ def pct(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000, help="requests per gateway per round (default 2000)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="time bound per gateway per round (default 3)")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds, alternating the gateways (default 7)")
+    parser.add_argument("--requests", type=int, default=300, help="requests per gateway per round (default 300)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="time bound per gateway per round (default 2)")
+    parser.add_argument("--rounds", type=int, default=40, help="rounds, each running both gateways (default 40)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each round")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                         help="run every process on one CPU (default; --no-pin leaves placement to the OS)")
     parser.add_argument("--json", help="write the figures to this file")
@@ -208,14 +207,19 @@ def main(argv: list[str] | None = None) -> int:
         ports = {"ember": ember_port, "pyro5": pyro5_port}
         for name, proc in gateways.items():
             wait_http(ports[name], proc, f"{name} gateway")
-            print(f"{name} gateway ready on port {ports[name]}", file=sys.stderr, flush=True)
-        for name in ports:  # warm up
-            run_round(ports[name], min(200, args.requests), 5.0)
+        clients = {name: RawClient(port) for name, port in ports.items()}
+        for client in clients.values():  # warm up
+            run_round(client, min(200, args.requests), 5.0)
         rounds: dict[str, list[dict]] = {name: [] for name in ports}
         for i in range(args.rounds):
-            for name, port in ports.items():
-                rounds[name].append(run_round(port, args.requests, args.seconds))
-                print(f"round {i + 1} {name}: {rounds[name][-1]['rps']:,.0f} requests/s", file=sys.stderr, flush=True)
+            for name, client in clients.items():
+                rounds[name].append(run_round(client, args.requests, args.seconds))
+            if args.verbose:
+                print(f"round {i + 1}: " + ", ".join(f"{n} {r[-1]['rps']:,.0f}/s" for n, r in rounds.items()),
+                      file=sys.stderr, flush=True)
+        connects = {name: client.connects for name, client in clients.items()}
+        for client in clients.values():
+            client.close()
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -231,11 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, runs in rounds.items():
         rps = [r["rps"] for r in runs]
         all_latencies = [x for r in runs for x in r["latencies"]]
-        results[name] = {"rps_median": statistics.median(rps), "rps_min": min(rps), "rps_max": max(rps),
+        requests = sum(r["requests"] for r in runs)
+        results[name] = {"rps": requests / sum(r["seconds"] for r in runs),
+                         "rps_min": min(rps), "rps_max": max(rps),
                          "p50_us": pct(all_latencies, 0.50) * 1e6, "p99_us": pct(all_latencies, 0.99) * 1e6,
-                         "requests": sum(r["requests"] for r in runs),
-                         "connections": sum(r["connects"] for r in runs)}
-    ratio = results["ember"]["rps_median"] / results["pyro5"]["rps_median"]
+                         "requests": requests, "connections": connects[name]}
+    # each round ran both gateways one after the other: their ratio in that round saw the same machine
+    pair_ratios = [e["rps"] / p["rps"] for e, p in zip(rounds["ember"], rounds["pyro5"], strict=True)]
+    ratio = results["ember"]["rps"] / results["pyro5"]["rps"]
     placement = f"pinned to CPU {cpu}" if cpu is not None else "placement left to the OS"
     try:
         import httptools  # noqa: F401  (uvicorn parses HTTP with it when it is installed)
@@ -243,16 +250,20 @@ def main(argv: list[str] | None = None) -> int:
         parser_name = "httptools"
     except ImportError:
         parser_name = "h11"
-    print(f"HTTP gateway, GET {PATH}, {args.rounds} rounds, {placement}, uvicorn with {parser_name}")
-    print(f"{'gateway':8} {'req/s (median)':>15} {'min-max':>15} {'p50 µs':>8} {'p99 µs':>8} {'connections':>12}")
+    print(f"HTTP gateway, GET {PATH}, {args.rounds} rounds of up to {args.requests} requests, {placement}, "
+          f"uvicorn with {parser_name}")
+    print(f"{'gateway':8} {'requests/s':>11} {'rounds min-max':>16} {'p50 µs':>8} {'p99 µs':>8} {'connections':>12}")
     for name, r in results.items():
-        print(f"{name:8} {r['rps_median']:15,.0f} {r['rps_min']:7,.0f}-{r['rps_max']:<7,.0f} {r['p50_us']:8.0f} "
+        print(f"{name:8} {r['rps']:11,.0f} {r['rps_min']:7,.0f}-{r['rps_max']:<8,.0f} {r['p50_us']:8.0f} "
               f"{r['p99_us']:8.0f} {r['connections']:12,}")
-    print(f"ratio ember/pyro5 (requests/s): {ratio:.2f}")
+    latency_ratio = results["pyro5"]["p50_us"] / results["ember"]["p50_us"]
+    print(f"ratio ember/pyro5 (requests/s): {ratio:.2f} overall; per round median {statistics.median(pair_ratios):.2f} "
+          f"(min {min(pair_ratios):.2f}, max {max(pair_ratios):.2f}); p50 latency {latency_ratio:.2f}x lower")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"path": PATH, "placement": placement, "uvicorn_http": parser_name, "rounds": args.rounds,
-                       "results": results, "ratio": ratio, "python": sys.version.split()[0]}, f, indent=2)
+                       "results": results, "ratio": ratio, "round_ratios": pair_ratios,
+                       "python": sys.version.split()[0]}, f, indent=2)
     return 0
 
 
