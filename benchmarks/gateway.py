@@ -167,6 +167,20 @@ def run_round(client: RawClient, requests: int, seconds: float) -> dict:
     return {"requests": len(latencies), "seconds": elapsed, "rps": len(latencies) / elapsed, "latencies": latencies}
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes (from /proc): a cost measure that the
+    other load on a shared machine hardly disturbs, unlike requests/s."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat(5))
+    return total / _TICK
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -208,12 +222,16 @@ def main(argv: list[str] | None = None) -> int:
         for name, proc in gateways.items():
             wait_http(ports[name], proc, f"{name} gateway")
         clients = {name: RawClient(port) for name, port in ports.items()}
+        # what serves a request: the gateway, the name server (Pyro5's gateway asks it on every request), the daemon
+        server_pids = {name: [gateways[name].pid, ns.pid, daemon.pid] for name in ports}
         for client in clients.values():  # warm up
             run_round(client, min(200, args.requests), 5.0)
         rounds: dict[str, list[dict]] = {name: [] for name in ports}
         for i in range(args.rounds):
             for name, client in clients.items():
+                before = cpu_seconds(server_pids[name])
                 rounds[name].append(run_round(client, args.requests, args.seconds))
+                rounds[name][-1]["cpu"] = cpu_seconds(server_pids[name]) - before
             if args.verbose:
                 print(f"round {i + 1}: " + ", ".join(f"{n} {r[-1]['rps']:,.0f}/s" for n, r in rounds.items()),
                       file=sys.stderr, flush=True)
@@ -239,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {"rps": requests / sum(r["seconds"] for r in runs),
                          "rps_min": min(rps), "rps_max": max(rps),
                          "p50_us": pct(all_latencies, 0.50) * 1e6, "p99_us": pct(all_latencies, 0.99) * 1e6,
-                         "requests": requests, "connections": connects[name]}
+                         "requests": requests, "connections": connects[name],
+                         "server_cpu_us": sum(r["cpu"] for r in runs) / requests * 1e6}
     # each round ran both gateways one after the other: their ratio in that round saw the same machine
     pair_ratios = [e["rps"] / p["rps"] for e, p in zip(rounds["ember"], rounds["pyro5"], strict=True)]
     ratio = results["ember"]["rps"] / results["pyro5"]["rps"]
@@ -252,13 +271,16 @@ def main(argv: list[str] | None = None) -> int:
         parser_name = "h11"
     print(f"HTTP gateway, GET {PATH}, {args.rounds} rounds of up to {args.requests} requests, {placement}, "
           f"uvicorn with {parser_name}")
-    print(f"{'gateway':8} {'requests/s':>11} {'rounds min-max':>16} {'p50 µs':>8} {'p99 µs':>8} {'connections':>12}")
+    print(f"{'gateway':8} {'requests/s':>11} {'rounds min-max':>16} {'p50 µs':>8} {'p99 µs':>8} {'connections':>12} "
+          f"{'server CPU µs/request':>22}")
     for name, r in results.items():
         print(f"{name:8} {r['rps']:11,.0f} {r['rps_min']:7,.0f}-{r['rps_max']:<8,.0f} {r['p50_us']:8.0f} "
-              f"{r['p99_us']:8.0f} {r['connections']:12,}")
+              f"{r['p99_us']:8.0f} {r['connections']:12,} {r['server_cpu_us']:22.0f}")
     latency_ratio = results["pyro5"]["p50_us"] / results["ember"]["p50_us"]
+    cpu_ratio = results["pyro5"]["server_cpu_us"] / results["ember"]["server_cpu_us"]
     print(f"ratio ember/pyro5 (requests/s): {ratio:.2f} overall; per round median {statistics.median(pair_ratios):.2f} "
-          f"(min {min(pair_ratios):.2f}, max {max(pair_ratios):.2f}); p50 latency {latency_ratio:.2f}x lower")
+          f"(min {min(pair_ratios):.2f}, max {max(pair_ratios):.2f}); p50 latency {latency_ratio:.2f}x lower; "
+          f"server CPU per request {cpu_ratio:.2f}x lower")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"path": PATH, "placement": placement, "uvicorn_http": parser_name, "rounds": args.rounds,
