@@ -197,6 +197,9 @@ def test_oneway_option(backend, gateway):
     r = gateway().post("/pyro/http.calc/record", json={"args": ["one"]}, headers={"X-Pyro-Options": "oneway"})
     assert r.status_code == 200 and r.content == b""
     assert wait_for(lambda: calc.seen == ["one"])
+    r = gateway().post("/pyro/http.calc/note", json={"args": ["two"]})  # a method the daemon declares oneway
+    assert r.status_code == 200 and r.content == b""
+    assert wait_for(lambda: calc.seen == ["one", "two"])
 
 
 def test_unknown_name_and_method_are_404(backend, gateway):
@@ -439,6 +442,18 @@ def test_events_as_server_sent_events(ember_nameserver, gateway):
 def test_events_without_an_event_service_is_503(ember_nameserver, gateway):
     r = gateway(timeout=3).get("/events/anything")
     assert r.status_code == 503 and "event service" in r.json()["error"]
+
+
+def test_events_need_the_gateway_key(ember_nameserver, gateway):
+    r = gateway(gateway_key="k").get("/events/anything")
+    assert r.status_code == 403 and "gateway key" in r.json()["error"]
+
+
+def test_pyro_root_redirects_to_the_console_and_other_verbs_are_405(backend, gateway):
+    http = gateway()
+    r = http.get("/pyro/", follow_redirects=False)
+    assert r.status_code == 302 and r.headers["location"] == "/"
+    assert http.put("/pyro/http.calc/add").status_code == 405
 
 
 def test_events_bad_pattern_is_400(ember_nameserver, gateway):

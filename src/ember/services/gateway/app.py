@@ -179,7 +179,7 @@ class Gateway:
                 else:
                     result = await pool.call(proxy, method, args, kwargs, oneway)
             broken = False
-            if oneway and method != "$meta":
+            if method != "$meta" and (oneway or method in proxy._oneway_server):  # no result: empty, as Pyro5's
                 return Response(b"", 200, self.headers(corr_header), media_type=_JSON)
             if hasattr(result, "__anext__"):
                 stream, acquired = acquired, None  # the stream gives the connection back when it ends
