@@ -35,7 +35,7 @@ from starlette.routing import Route
 from ...client import AsyncProxy
 from ...config import config
 from ...context import current_context
-from ...errors import CommunicationError, ConfigError, PyroError
+from ...errors import CommunicationError, ConfigError, PyroError, TimeoutError
 from ...naming.locate import alocate_ns
 from . import console
 from .calls import (
@@ -196,6 +196,8 @@ class Gateway:
                 broken = False
                 return self._remote_failure(exc, corr_header)  # raised by the remote code itself
             lost = True
+            if isinstance(exc, TimeoutError):  # the proxy's own timeout (same length as the deadline) came first
+                raise timeout_refusal(f"{name!r}", self.timeout) from None
             raise communication_refusal(f"{name!r}", exc) from None
         except Exception as exc:  # the remote method raised (or the result cannot be json)
             broken = False
