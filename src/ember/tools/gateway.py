@@ -7,14 +7,10 @@ import signal
 import sys
 import threading
 
+import ember
+
 from ..config import config
 from ..errors import PyroError
-
-try:
-    from .. import web
-except ImportError as exc:  # the optional web extra (Starlette, uvicorn) is not installed
-    web = None  # type: ignore[assignment]
-    _MISSING = str(exc)
 
 __all__ = ["add_arguments", "run"]
 
@@ -43,9 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if web is None:
-        print(f"ember gateway: error: the web extra is not installed ({_MISSING}); "
-              "pip install 'ember-rpc[web]'", file=sys.stderr)
+    try:
+        # through the package's lazy attribute: Starlette and uvicorn load only when the gateway runs,
+        # not on every `ember` command
+        web = ember.web
+    except ImportError as exc:  # the optional web extra is not installed
+        print(f"ember gateway: error: the web extra is not installed ({exc}); pip install 'ember-rpc[web]'",
+              file=sys.stderr)
         return 1
     try:
         app = web.create_app(ns_host=args.ns_host, ns_port=args.ns_port, expose=args.expose,
