@@ -277,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:8} {r['rps']:11,.0f} {r['rps_min']:7,.0f}-{r['rps_max']:<8,.0f} {r['p50_us']:8.0f} "
               f"{r['p99_us']:8.0f} {r['connections']:12,} {r['server_cpu_us']:22.0f}")
     latency_ratio = results["pyro5"]["p50_us"] / results["ember"]["p50_us"]
-    cpu_ratio = results["pyro5"]["server_cpu_us"] / results["ember"]["server_cpu_us"]
+    # /proc counts CPU time in clock ticks (10 ms): a tiny run may show none
+    cpu_ratio = (results["pyro5"]["server_cpu_us"] / results["ember"]["server_cpu_us"]
+                 if results["ember"]["server_cpu_us"] else float("nan"))
     print(f"ratio ember/pyro5 (requests/s): {ratio:.2f} overall; per round median {statistics.median(pair_ratios):.2f} "
           f"(min {min(pair_ratios):.2f}, max {max(pair_ratios):.2f}); p50 latency {latency_ratio:.2f}x lower; "
           f"server CPU per request {cpu_ratio:.2f}x lower")
