@@ -53,7 +53,7 @@ _EXPORTS = {
     "write_stream": "ember.client.streaming",
 }
 _SUBMODULES = {"errors", "aio", "events", "mobile", "naming", "serializers", "protocol", "config", "uri", "context", "client",
-               "server", "transport", "tools", "services"}
+               "server", "transport", "tools", "services", "web"}
 
 __all__ = [
     "AsyncBatchProxy",

@@ -98,6 +98,10 @@ ITEMS: dict[str, tuple[Any, str]] = {
                              "decoded with them"),
     "THREADPOOL_EVICT_IDLE": (1.0, "when every worker of a thread-pool daemon is taken, a new connection takes the "
                               "worker of the connection idle longest, if idle this many seconds; 0 = never (refuse)"),
+    # issue 18: HTTP gateway and web console (ember gateway, ember.web)
+    "GATEWAY_TIMEOUT": (10.0, "seconds the HTTP gateway waits for a daemon before answering 504"),
+    "GATEWAY_MAX_BODY": (10485760, "largest HTTP request body the gateway accepts, in bytes (10 MiB); larger: 413"),
+    "GATEWAY_POOL_SIZE": (16, "most connections the HTTP gateway keeps open to one daemon"),
     "SSL": (False, "use TLS"),
     "SSL_SERVERCERT": ("", "daemon certificate file"),
     "SSL_SERVERKEY": ("", "daemon private key file"),
@@ -165,6 +169,7 @@ _CHECKS: dict[str, Any] = {
     "NS_KEY": lambda v: None if v is None or v.strip() else "a non-empty string, or None (no key)",
     "NS_REGEX_TIMEOUT": _positive, "NS_MAX_NAMES": _not_negative, "NS_MAX_NAME_LENGTH": _not_negative,
     "NS_MAX_URI_LENGTH": _not_negative, "NS_MAX_METADATA": _not_negative, "NS_MAX_TAG_LENGTH": _not_negative,
+    "GATEWAY_TIMEOUT": _positive, "GATEWAY_MAX_BODY": _positive, "GATEWAY_POOL_SIZE": _positive,  # issue 18
     # the serializers Ember has (ember.serializers.names()); there is no way to add one
     "SERIALIZER": lambda v: None if v in ("msgpack", "serpent", "json", "marshal")
     else "one of msgpack, serpent, json, marshal",
