@@ -74,6 +74,11 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "EVENTS_LINGER": (0.001, "seconds a sender waits for more events to send in one events() call; 0 = at once"),
     "EVENTS_KEEP": (1000, "events kept per subject for replay (subscribe(..., since=seq))"),
     "EVENTS_KEEP_SECONDS": (0.0, "also forget events older than this many seconds; 0 = no time limit"),
+    # issue 13 (server hardening): what a daemon tells a client beyond the call's answer
+    "SEND_TRACEBACK": (True, "error replies carry the server's traceback (Pyro5's behaviour); False: only the "
+                       "exception type and message (recommended for untrusted clients)"),
+    "DAEMON_LIST_OBJECTS": (False, "the daemon object (Pyro.Daemon) answers registered() with every object id; "
+                            "False: registered() raises SecurityError"),
     "SSL": (False, "use TLS"),
     "SSL_SERVERCERT": ("", "daemon certificate file"),
     "SSL_SERVERKEY": ("", "daemon private key file"),

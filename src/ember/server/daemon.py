@@ -64,7 +64,11 @@ class DaemonObject:
         """Answer, to show the daemon is alive."""
 
     def registered(self) -> list[str]:
-        """All object ids registered in this daemon."""
+        """All object ids registered in this daemon, when config ``DAEMON_LIST_OBJECTS`` allows
+        it (off by default: an object id is the only thing a client needs to call an object)."""
+        if not self._daemon.config.DAEMON_LIST_OBJECTS:
+            raise SecurityError("this daemon does not list its objects: set the config item DAEMON_LIST_OBJECTS "
+                                "(PYRO_DAEMON_LIST_OBJECTS=1) on the daemon to allow registered()")
         return list(self._daemon.objects_by_id)
 
     def info(self) -> str:

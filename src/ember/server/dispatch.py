@@ -14,7 +14,9 @@ from __future__ import annotations
 import collections.abc
 import inspect
 import logging
+import reprlib
 import time
+import traceback
 import types
 from collections.abc import Callable
 from time import perf_counter
@@ -142,10 +144,13 @@ class Dispatcher:
         """Handle one received message and return the reply, or None when there is none."""
         mtype = msg.type
         if mtype == T_INVOKE:
-            call = self.prepare(conn, msg, None)
-            if type(call) is not Call:
-                return call  # type: ignore[return-value]
-            return call.run_sync()
+            try:
+                call = self.prepare(conn, msg, None)
+                if type(call) is not Call:
+                    return call  # type: ignore[return-value]
+                return call.run_sync()
+            except Exception as exc:
+                return self.call_crashed(conn, msg, exc)
         if self.stats is not None:
             self.stats.bytes_in += message_size(msg)
         if mtype == _T_PING:
@@ -182,7 +187,12 @@ class Dispatcher:
                 args, kwargs = (SerializedBlob(info, msg.data, True, msg.serializer_id),), None
             else:
                 object_id, method, args, kwargs = ser.loads_call(msg.data)
-                if not flags & F_BATCH:
+                if type(args) is not tuple and type(args) is not list:
+                    raise SerializeError(f"invalid call payload: args must be a list or tuple, not "
+                                         f"{type(args).__name__}")
+                if flags & F_BATCH:
+                    check_batch(args)
+                else:
                     # registered instances: the exposure checks were done once for this (object, method)
                     cached = registry.resolved.get((object_id, method))
                     if cached is not None and registry.resolved_gen == metamod.generation:
@@ -209,6 +219,20 @@ class Dispatcher:
                 self._maybe_callback_error(obj, method, conn, exc)
             return self.exception_reply(msg, ser, exc)
 
+    def call_crashed(self, conn: Connection, msg: Message, exc: Exception) -> Message | None:
+        """Last resort for an exception that escaped the call path (a bug, or input no check
+        foresaw): log it and still answer the caller, keeping the connection (None for oneway
+        calls, which get no answer)."""
+        log.error("unexpected error in a call from %s", conn.addr, exc_info=exc)
+        if msg.flags & F_ONEWAY:
+            return None
+        try:
+            ser = serializers.by_id(msg.serializer_id, conn.session.extended)
+        except SerializeError:
+            conn.session.close_after_reply()
+            return None
+        return self.exception_reply(msg, ser, exc)
+
     # ---- replies --------------------------------------------------------------------------
 
     def reply_annotations(self) -> dict[str, bytes]:
@@ -218,8 +242,7 @@ class Dispatcher:
         """The RESULT carrying a raised exception (with its traceback, as Pyro5 sends it)."""
         if not isinstance(exc, StopIteration):
             log.debug("call failed with %s: %s", type(exc).__name__, exc)
-        exc._pyroTraceback = format_traceback(type(exc), exc, exc.__traceback__,  # type: ignore[attr-defined]
-                                              self.config.DETAILED_TRACEBACK)
+        exc._pyroTraceback = self.traceback_lines(exc)  # type: ignore[attr-defined]
         try:
             data = ser.dumps(exc)
         except Exception as ser_exc:
@@ -230,6 +253,15 @@ class Dispatcher:
             data = ser.dumps(fallback)
         return Message(MsgType.RESULT, msg.serializer_id, F_EXCEPTION, msg.seq, data, self.reply_annotations(),
                        msg.correlation_id)
+
+    def traceback_lines(self, exc: BaseException) -> list[str]:
+        """The ``_pyroTraceback`` an error reply carries: the full traceback (Pyro5's way), or
+        with ``SEND_TRACEBACK`` off only the last line (type and message), so no file path,
+        source line or local variable of the server reaches the client."""
+        cfg = self.config
+        if not cfg.SEND_TRACEBACK:
+            return traceback.format_exception_only(type(exc), exc)
+        return format_traceback(type(exc), exc, exc.__traceback__, cfg.DETAILED_TRACEBACK)
 
     def stream_reply(self, conn: Connection, msg: Message, ser: Any, iterator: Any) -> Message:
         """The RESULT announcing a streamed iterator (the client then pulls its items)."""
@@ -263,6 +295,17 @@ class Dispatcher:
     def await_coroutine(self, coro: Any) -> Any:
         """Run a coroutine a method returned, from a worker thread (the driver knows how)."""
         return self.driver.await_coroutine(coro)
+
+
+def check_batch(calls: Any) -> None:
+    """Check the shape of a batch's calls before any runs: each ``(name, args)`` or
+    ``(name, args, kwargs)`` with a str name, a list/tuple of args and a dict (or None) of kwargs."""
+    for i, call in enumerate(calls):
+        if (type(call) is tuple or type(call) is list) and 2 <= len(call) <= 3 and type(call[0]) is str \
+                and type(call[1]) in (list, tuple) and (len(call) == 2 or call[2] is None or type(call[2]) is dict):
+            continue
+        raise SerializeError(f"invalid batch call #{i}: expected (method name, args) or (method name, args, "
+                             f"kwargs), got {reprlib.repr(call)}")
 
 
 def message_size(msg: Message) -> int:
@@ -488,10 +531,9 @@ class Call:
                 if d.stats is not None:
                     d.stats.record(self.object_id, self.method, self.t0, True)
                 if oneway:
-                    d.report_error(self.conn, str(call[0]) if call else "?", exc)
+                    d.report_error(self.conn, call[0], exc)
                     return None
-                exc._pyroTraceback = format_traceback(type(exc), exc, exc.__traceback__,  # type: ignore[attr-defined]
-                                                      d.config.DETAILED_TRACEBACK)
+                exc._pyroTraceback = d.traceback_lines(exc)  # type: ignore[attr-defined]
                 append(ExceptionWrapper(exc))
                 break
         else:

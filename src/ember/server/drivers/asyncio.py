@@ -248,8 +248,11 @@ class AsyncioServer(BaseDriver):
             self.close_connection(conn)
 
     async def _invoke(self, conn: Connection, msg: Message) -> None:
-        call = self.dispatcher.prepare(conn, msg, context.CallContext())
-        reply = await call.run_async(self._in_thread) if type(call) is Call else call
+        try:
+            call = self.dispatcher.prepare(conn, msg, context.CallContext())
+            reply = await call.run_async(self._in_thread) if type(call) is Call else call
+        except Exception as exc:  # the caller still gets an answer, never silence
+            reply = self.dispatcher.call_crashed(conn, msg, exc)
         stream = conn.stream
         if reply is not None and not stream.closed:
             stream.write(self.daemon.encode(reply, conn.session))
