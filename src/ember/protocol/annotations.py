@@ -12,6 +12,7 @@ import marshal
 from typing import Any
 
 from ..errors import SerializeError
+from ..serializers.marshal_check import check_marshal
 
 __all__ = ["EMBER_CAPS", "MULTIPLEX_CAPS", "DENY_ANNOTATION", "BLOB_ANNOTATION", "STREAM_ANNOTATION", "CAPS_ON",
            "blob_annotation", "parse_blob_annotation"]
@@ -36,6 +37,7 @@ def parse_blob_annotation(raw: bytes | None) -> tuple[Any, str, str]:
     """(info, object id, method) from a ``BLBI`` annotation; SerializeError when malformed."""
     if raw is None:
         raise SerializeError("KEEPSERIALIZED call without a BLBI annotation")
+    check_marshal(raw)  # a hostile annotation must not declare more than it carries
     try:
         value = marshal.loads(raw)
     except (ValueError, EOFError, TypeError) as exc:
