@@ -387,3 +387,89 @@ def test_calc_service_unaffected(make_daemon, servertype):
     uri = make_daemon(servertype=servertype).register(Calc(), "calc")
     with ember.Proxy(uri) as p:
         assert p.add(2, 2) == 4
+
+
+# ---- audit: a method raising SystemExit & co. ends that call, not the daemon ----------------
+
+@ember.expose
+class Quitter:
+    def __init__(self):
+        self.oneway_done = threading.Event()
+
+    def sys_exit(self):
+        raise SystemExit(1)
+
+    def interrupt(self):
+        raise KeyboardInterrupt  # in a worker thread: not Ctrl+C, just a method's exception
+
+    def generator_exit(self):
+        raise GeneratorExit
+
+    def stream(self):
+        yield 1
+        raise SystemExit(2)
+
+    async def async_exit(self):
+        raise SystemExit(3)
+
+    @ember.oneway
+    def oneway_exit(self):
+        self.oneway_done.set()
+        raise SystemExit(4)
+
+    def add(self, a, b):
+        return a + b
+
+
+@pytest.fixture
+def quitter(make_daemon, servertype):
+    cfg = ember.config.copy()
+    cfg.THREADPOOL_SIZE, cfg.THREADPOOL_SIZE_MIN = 2, 1  # a leaked worker would show at once
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    obj = Quitter()
+    return daemon, obj, daemon.register(obj, "quitter")
+
+
+@pytest.mark.parametrize("method", ["sys_exit", "interrupt", "generator_exit"])
+def test_method_raising_base_exception_is_answered_and_daemon_survives(quitter, method):
+    _, _, uri = quitter
+    for _ in range(4):  # more than the thread pool has workers
+        with ember.Proxy(uri) as p:
+            with pytest.raises(errors.DaemonError, match="a call cannot stop the daemon"):
+                getattr(p, method)()
+            assert p.add(1, 2) == 3  # the same connection still serves
+    with ember.Proxy(uri) as p:
+        assert p.add(2, 3) == 5
+
+
+def test_stream_raising_system_exit(quitter):
+    _, _, uri = quitter
+    with ember.Proxy(uri) as p:
+        items = p.stream()
+        assert next(items) == 1
+        with pytest.raises(errors.DaemonError, match="SystemExit"):
+            next(items)
+        assert p.add(1, 2) == 3
+
+
+def test_batch_and_oneway_raising_system_exit(quitter):
+    _, obj, uri = quitter
+    with ember.Proxy(uri) as p:
+        batch = ember.BatchProxy(p)
+        batch.add(1, 1)
+        batch.sys_exit()
+        results = batch()
+        assert next(results) == 2
+        with pytest.raises(errors.DaemonError):
+            next(results)
+        p.oneway_exit()
+        assert obj.oneway_done.wait(5)
+        assert p.add(1, 2) == 3
+
+
+def test_async_method_raising_system_exit(make_daemon):
+    uri = make_daemon(servertype="asyncio").register(Quitter(), "quitter")
+    with ember.Proxy(uri) as p:
+        with pytest.raises(errors.DaemonError, match="SystemExit"):
+            p.async_exit()
+        assert p.add(1, 2) == 3

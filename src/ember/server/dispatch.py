@@ -11,10 +11,12 @@ coroutine from a thread, scheduling oneway work) goes through the driver's publi
 
 from __future__ import annotations
 
+import asyncio
 import collections.abc
 import inspect
 import logging
 import reprlib
+import threading
 import time
 import traceback
 import types
@@ -24,7 +26,7 @@ from typing import Any
 
 from .. import context, serializers
 from ..client import AsyncProxy, Proxy
-from ..errors import MessageTooLargeError, PyroError, SerializeError, format_traceback
+from ..errors import DaemonError, MessageTooLargeError, PyroError, SerializeError, format_traceback
 from ..protocol import (
     BLOB_ANNOTATION,
     F_BATCH,
@@ -151,8 +153,8 @@ class Dispatcher:
                 if type(call) is not Call:
                     return call  # type: ignore[return-value]
                 return call.run_sync()
-            except Exception as exc:
-                return self.call_crashed(conn, msg, exc)
+            except BaseException as exc:
+                return self.call_crashed(conn, msg, contained(exc))
         if self.stats is not None:
             self.stats.bytes_in += message_size(msg)
         if mtype == _T_PING:
@@ -303,6 +305,23 @@ class Dispatcher:
         return self.driver.await_coroutine(coro)
 
 
+def contained(exc: BaseException) -> Exception:
+    """The error to answer for a BaseException that is not an Exception, raised by a call
+    (``sys.exit()`` in a method, argparse on bad input, a stray GeneratorExit): a remote
+    call never ends the daemon's process, worker thread or event loop. Control flow passes
+    through (re-raised): task cancellation, and Ctrl+C (KeyboardInterrupt on the main thread)."""
+    if isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, asyncio.CancelledError) or (
+            isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread()):
+        raise exc
+    raised = f"{type(exc).__name__}({', '.join(reprlib.repr(a) for a in exc.args)})"
+    log.warning("a call raised %s: answered as an error (call daemon.shutdown() to stop a daemon)", raised)
+    error = DaemonError(f"the remote method raised {raised}; a call cannot stop the daemon, it was answered as "
+                        "this error")
+    return error.with_traceback(exc.__traceback__)
+
+
 def check_batch(calls: Any) -> None:
     """Check the shape of a batch's calls before any runs: each ``(name, args)`` or
     ``(name, args, kwargs)`` with a str name, a list/tuple of args and a dict (or None) of kwargs."""
@@ -385,6 +404,8 @@ class Call:
                 result = d.driver.await_coroutine(result)
         except Exception as exc:
             return self.failed(exc)
+        except BaseException as exc:
+            return self.failed(contained(exc))
         return self.complete(result)
 
     async def run_async(self, run_in_thread: Callable[[Callable[[], Any]], Any]) -> Message | None:
@@ -405,6 +426,8 @@ class Call:
                 result = await (func(*args, **kwargs) if kwargs else func(*args))
             except Exception as exc:
                 return self.failed(exc)
+            except BaseException as exc:
+                return self.failed(contained(exc))
             return self.complete(result)
         if func is not None and self.msg.flags & F_ONEWAY:
             return self.run_sync()  # schedules the work and returns at once
@@ -463,6 +486,8 @@ class Call:
                 d.driver.await_coroutine(result)
         except Exception as exc:
             self._oneway_failed(exc)
+        except BaseException as exc:
+            self._oneway_failed(contained(exc))
         else:
             self._oneway_done()
 
@@ -501,6 +526,8 @@ class Call:
             await (func(*self.args, **self.kwargs) if self.kwargs else func(*self.args))
         except Exception as exc:
             self._oneway_failed(exc)
+        except BaseException as exc:
+            self._oneway_failed(contained(exc))
         else:
             self._oneway_done()
 
@@ -531,7 +558,8 @@ class Call:
                     if _is_iterator(result):
                         result = list(result)  # generators inside a batch are not streamed
                 append(result)
-            except Exception as exc:
+            except BaseException as caught:
+                exc = contained(caught)
                 if self.info is not None:
                     d.hooks.fire("call_failed", self.info, exc)
                 if d.stats is not None:

@@ -26,7 +26,7 @@ from ...protocol import F_ONEWAY, T_INVOKE, Message
 from ...transport import sync as net
 from ...transport.aio import AsyncStream, new_event_loop
 from ...transport.errors import tls_error
-from ..dispatch import Call
+from ..dispatch import Call, contained
 from ..session_state import Connection
 from .base import BaseDriver, remove_listener
 
@@ -292,6 +292,8 @@ class AsyncioServer(BaseDriver):
             reply = await call.run_async(self._in_thread) if type(call) is Call else call
         except Exception as exc:  # the caller still gets an answer, never silence
             reply = self.dispatcher.call_crashed(conn, msg, exc)
+        except BaseException as exc:  # SystemExit & co. end this call, not the event loop
+            reply = self.dispatcher.call_crashed(conn, msg, contained(exc))
         stream = conn.stream
         if reply is not None and not stream.closed:
             stream.write(self.daemon.encode(reply, conn.session))
