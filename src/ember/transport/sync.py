@@ -165,32 +165,53 @@ def close_quietly(sock: socket.socket | None) -> None:
         sock.close()
 
 
-def recv_message(sock: socket.socket, decoder: Any, bufsize: int = 65536) -> Any:
+def recv_message(sock: socket.socket, decoder: Any, bufsize: int = 65536, stall: float | None = None) -> Any:
     """Block until the decoder yields a whole message; None when the peer closed cleanly
-    before sending any byte of it."""
+    before sending any byte of it.
+
+    ``stall``: once part of a message is in, the peer must send more within this many seconds
+    (when the socket's own timeout is longer or None), or :class:`TimeoutError` is raised.
+    """
     msg = decoder.next_message()
-    while msg is None:
-        target = decoder.recv_target()
-        try:
-            if target is not None:  # a large payload: straight into its own buffer, in as few wake-ups as possible
-                n = sock.recv_into(target, 0, _WAITALL if type(sock) is socket.socket and sock.gettimeout() is None
-                                   else 0)
-                if n:
-                    decoder.received(n)
-                    msg = decoder.next_message()
-                    continue
-                chunk = b""
-            else:
-                chunk = sock.recv(bufsize)
-        except OSError as exc:
-            raise io_error(exc) from None
-        if not chunk:
-            if decoder.buffered:
-                raise ConnectionClosedError("connection closed in the middle of a message")
-            return None
-        decoder.feed(chunk)
-        msg = decoder.next_message()
+    restore: Any = _KEEP
+    try:
+        while msg is None:
+            if stall and restore is _KEEP and decoder.buffered:
+                current = sock.gettimeout()
+                if current is None or current > stall:
+                    restore = current
+                    sock.settimeout(stall)
+            target = decoder.recv_target()
+            try:
+                if target is not None:  # a large payload: straight into its own buffer, in as few wake-ups as possible
+                    n = sock.recv_into(target, 0, _WAITALL if type(sock) is socket.socket and sock.gettimeout() is None
+                                       else 0)
+                    if n:
+                        decoder.received(n)
+                        msg = decoder.next_message()
+                        continue
+                    chunk = b""
+                else:
+                    chunk = sock.recv(bufsize)
+            except OSError as exc:
+                if restore is not _KEEP and isinstance(exc, socket.timeout):
+                    raise TimeoutError(f"the peer stopped sending in the middle of a message for {stall} s "
+                                       "(STALL_TIMEOUT)") from None
+                raise io_error(exc) from None
+            if not chunk:
+                if decoder.buffered:
+                    raise ConnectionClosedError("connection closed in the middle of a message")
+                return None
+            decoder.feed(chunk)
+            msg = decoder.next_message()
+    finally:
+        if restore is not _KEEP:
+            with contextlib.suppress(OSError):
+                sock.settimeout(restore)
     return msg
+
+
+_KEEP = object()  # recv_message: the socket's timeout was not changed
 
 
 def send(sock: socket.socket, frame: Any) -> None:

@@ -15,6 +15,7 @@ import functools
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -28,7 +29,7 @@ from ...transport.aio import AsyncStream, new_event_loop
 from ...transport.errors import tls_error
 from ..dispatch import Call, contained
 from ..session_state import Connection
-from .base import BaseDriver, remove_listener
+from .base import BaseDriver, remove_listener, stall_timeout
 
 __all__ = ["AsyncioServer", "new_event_loop"]
 
@@ -152,6 +153,7 @@ class AsyncioServer(BaseDriver):
             while self.running and condition():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), poll)
+                self._housekeeping()
                 self.daemon.periodic()
         finally:
             loop_stopped(loop, self.location)
@@ -164,6 +166,23 @@ class AsyncioServer(BaseDriver):
                     await asyncio.wait_for(server.wait_closed(), 5)
             self._cleanup()
             self._done.set()
+
+    def _housekeeping(self) -> None:
+        """Abort connections that did not complete their CONNECT within HANDSHAKE_TIMEOUT, or
+        stalled in the middle of a message for STALL_TIMEOUT (checked every POLLTIMEOUT)."""
+        now = time.monotonic()
+        cfg = self.config
+        stall = stall_timeout(cfg)
+        for conn in list(self.connections):
+            if not conn.session.established and conn.opened_at < now - cfg.HANDSHAKE_TIMEOUT:
+                reason = f"no handshake within {cfg.HANDSHAKE_TIMEOUT} s (HANDSHAKE_TIMEOUT)"
+            elif stall and conn.session.decoder.buffered and conn.last_active < now - stall:
+                reason = f"silent for {stall} s in the middle of a message (STALL_TIMEOUT)"
+            else:
+                continue
+            log.info("closing connection from %s: %s", conn.addr, reason)
+            with contextlib.suppress(Exception):
+                conn.stream.abort()
 
     async def _stop_tasks(self) -> None:
         """Cancel every task this server started and wait for them to end, so none is left
@@ -224,7 +243,7 @@ class AsyncioServer(BaseDriver):
         tls = self.daemon.ssl_context
         if tls is not None and _MANUAL_TLS:
             try:
-                await writer.start_tls(tls, ssl_handshake_timeout=self.config.COMMTIMEOUT or 10.0)  # type: ignore[attr-defined]
+                await writer.start_tls(tls, ssl_handshake_timeout=self.config.HANDSHAKE_TIMEOUT)  # type: ignore[attr-defined]
             except (OSError, asyncio.TimeoutError) as exc:
                 if isinstance(exc, (ConnectionError, ssl.SSLEOFError)) or not str(exc):
                     # closed before saying anything (a port probe): not worth a warning
@@ -250,6 +269,7 @@ class AsyncioServer(BaseDriver):
                     data = await stream.read(65536)
                 if not data:
                     break
+                conn.last_active = time.monotonic()
                 session.feed(data)
                 while (msg := session.next_message()) is not None:
                     if msg.type == T_INVOKE:

@@ -28,10 +28,11 @@ from ...protocol import ByteBudget, Message, ServerSession
 from ...transport import sync as net
 from ..session_state import Connection
 
-__all__ = ["Driver", "BaseDriver", "SelectorDriver"]
+__all__ = ["Driver", "BaseDriver", "SelectorDriver", "stall_timeout"]
 
 log = logging.getLogger("ember.server")
 
+_SWEEP_INTERVAL = 0.25  # seconds between housekeeping sweeps of a selector loop
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -88,6 +89,7 @@ class BaseDriver:
         cfg = self.config
         conn = Connection(stream, addr, ServerSession(cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, established,
                                                          cfg.LOGWIRE, addr, self.budget))
+        conn.opened_at = time.monotonic()
         self.dispatcher.admission.opened()
         self.dispatcher.connection_opened(conn)
         return conn
@@ -238,6 +240,7 @@ class SelectorDriver(BaseDriver):
         self._looping: threading.Event | None = None
         self._loop_thread: threading.Thread | None = None
         self._cleaned = False
+        self._next_sweep = 0.0
 
     def poll_once(self, timeout: float) -> None:
         """One pass: wait up to ``timeout`` for sockets, serve what is ready, do housekeeping."""
@@ -255,9 +258,16 @@ class SelectorDriver(BaseDriver):
                 self._accept()
             else:
                 self._ready(data)
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + _SWEEP_INTERVAL
+            self._housekeeping()
+        self.daemon.periodic()
+
+    def _housekeeping(self) -> None:
+        """Timeouts that no socket enforces by itself (a few times a second at most)."""
         if self.config.IDLE_TIMEOUT:
             self._close_idle(time.monotonic() - self.config.IDLE_TIMEOUT)
-        self.daemon.periodic()
 
     def _close_idle(self, before: float) -> None:
         """Close connections that sent nothing since ``before`` (IDLE_TIMEOUT); blocking
@@ -356,3 +366,9 @@ def remove_listener(sock: socket.socket, location: tuple) -> None:
     if path and not path.startswith("\0"):
         with contextlib.suppress(OSError):
             os.remove(path)
+
+
+def stall_timeout(cfg: Any) -> float | None:
+    """How long a peer may stay silent in the middle of a message (STALL_TIMEOUT, or a lower COMMTIMEOUT)."""
+    waits = [t for t in (cfg.STALL_TIMEOUT, cfg.COMMTIMEOUT) if t]
+    return min(waits) if waits else None

@@ -14,7 +14,7 @@ from typing import Any
 
 from ...transport import sync as net
 from ..session_state import Connection
-from .base import SelectorDriver
+from .base import SelectorDriver, stall_timeout
 
 __all__ = ["MultiplexServer"]
 
@@ -147,6 +147,27 @@ class MultiplexServer(SelectorDriver):
             except (KeyError, ValueError, OSError):
                 pass
         self.close_connection(conn)
+
+    def _housekeeping(self) -> None:
+        """Close connections that did not complete their handshake within HANDSHAKE_TIMEOUT, or
+        stalled in the middle of a message for STALL_TIMEOUT (the sockets of this loop have no
+        timeout of their own)."""
+        super()._housekeeping()
+        now = time.monotonic()
+        cfg = self.config
+        handshake_before = now - cfg.HANDSHAKE_TIMEOUT
+        stall = stall_timeout(cfg)
+        for conn in list(self.connections):
+            if not conn.stream.owns_socket:
+                continue
+            if not conn.session.established and conn.opened_at < handshake_before:
+                log.info("closing connection from %s: no handshake within %s s (HANDSHAKE_TIMEOUT)", conn.addr,
+                         cfg.HANDSHAKE_TIMEOUT)
+                self._drop(conn)
+            elif stall and conn.session.decoder.buffered and conn.last_active < now - stall:
+                log.info("closing connection from %s: silent for %s s in the middle of a message (STALL_TIMEOUT)",
+                         conn.addr, stall)
+                self._drop(conn)
 
     def _close_idle(self, before: float) -> None:
         for conn in [c for c in self.connections if c.last_active < before]:
