@@ -152,7 +152,8 @@ def server_handshake(sock: Any, peer: object, timeout: float | None, restore: fl
         raise error from None
     finally:
         if blocking:
-            sock.settimeout(restore)
+            with contextlib.suppress(OSError):  # closed meanwhile (daemon shutdown): the error above says why
+                sock.settimeout(restore)
     return True
 
 
