@@ -473,3 +473,26 @@ def test_async_method_raising_system_exit(make_daemon):
         with pytest.raises(errors.DaemonError, match="SystemExit"):
             p.async_exit()
         assert p.add(1, 2) == 3
+
+
+# ---- Pyro5 clients see the same protections ---------------------------------------------------
+
+def test_pyro5_client_gets_type_and_message_only_and_no_system_exit(make_daemon, servertype):
+    Pyro5_api = pytest.importorskip("Pyro5.api")
+    import Pyro5.errors
+
+    daemon = make_daemon(servertype=servertype, config=ember.config.copy())
+    daemon.config.SEND_TRACEBACK = False
+    uri = str(daemon.register(Target(), "target"))
+    quitter = str(daemon.register(Quitter(), "quitter"))
+    with Pyro5_api.Proxy(uri) as p:
+        with pytest.raises(KeyError) as info:
+            p.fail()
+        assert "".join(info.value._pyroTraceback) == "KeyError: 'missing'\n"
+        shown = "".join(Pyro5.errors.get_pyro_traceback(info.type, info.value, info.tb))
+        remote = shown.split("Remote traceback:")[1]  # Pyro5 prints the one line as the remote part
+        assert "KeyError: 'missing'" in remote and 'File "' not in remote
+    with Pyro5_api.Proxy(quitter) as p:
+        with pytest.raises(Pyro5.errors.DaemonError, match="SystemExit"):  # not a SystemExit in the client
+            p.sys_exit()
+        assert p.add(1, 2) == 3
