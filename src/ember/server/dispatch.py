@@ -11,12 +11,9 @@ coroutine from a thread, scheduling oneway work) goes through the driver's publi
 
 from __future__ import annotations
 
-import asyncio
 import collections.abc
 import inspect
 import logging
-import reprlib
-import threading
 import time
 import traceback
 import types
@@ -26,7 +23,7 @@ from typing import Any
 
 from .. import context, serializers
 from ..client import AsyncProxy, Proxy
-from ..errors import DaemonError, MessageTooLargeError, PyroError, SerializeError, format_traceback
+from ..errors import MessageTooLargeError, PyroError, SerializeError, format_traceback
 from ..protocol import (
     BLOB_ANNOTATION,
     F_BATCH,
@@ -46,6 +43,7 @@ from ..serializers import ExceptionWrapper, SerializedBlob
 from . import meta as metamod
 from .admission import Admission, not_accepted
 from .exposure import resolve_method
+from .guards import check_batch, contained
 from .hooks import CallInfo, HookList
 from .session_state import Connection, set_call_context
 from .statistics import Statistics
@@ -303,34 +301,6 @@ class Dispatcher:
     def await_coroutine(self, coro: Any) -> Any:
         """Run a coroutine a method returned, from a worker thread (the driver knows how)."""
         return self.driver.await_coroutine(coro)
-
-
-def contained(exc: BaseException) -> Exception:
-    """The error to answer for a BaseException that is not an Exception, raised by a call
-    (``sys.exit()`` in a method, argparse on bad input, a stray GeneratorExit): a remote
-    call never ends the daemon's process, worker thread or event loop. Control flow passes
-    through (re-raised): task cancellation, and Ctrl+C (KeyboardInterrupt on the main thread)."""
-    if isinstance(exc, Exception):
-        return exc
-    if isinstance(exc, asyncio.CancelledError) or (
-            isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread()):
-        raise exc
-    raised = f"{type(exc).__name__}({', '.join(reprlib.repr(a) for a in exc.args)})"
-    log.warning("a call raised %s: answered as an error (call daemon.shutdown() to stop a daemon)", raised)
-    error = DaemonError(f"the remote method raised {raised}; a call cannot stop the daemon, it was answered as "
-                        "this error")
-    return error.with_traceback(exc.__traceback__)
-
-
-def check_batch(calls: Any) -> None:
-    """Check the shape of a batch's calls before any runs: each ``(name, args)`` or
-    ``(name, args, kwargs)`` with a str name, a list/tuple of args and a dict (or None) of kwargs."""
-    for i, call in enumerate(calls):
-        if (type(call) is tuple or type(call) is list) and 2 <= len(call) <= 3 and type(call[0]) is str \
-                and type(call[1]) in (list, tuple) and (len(call) == 2 or call[2] is None or type(call[2]) is dict):
-            continue
-        raise SerializeError(f"invalid batch call #{i}: expected (method name, args) or (method name, args, "
-                             f"kwargs), got {reprlib.repr(call)}")
 
 
 def message_size(msg: Message) -> int:

@@ -27,7 +27,8 @@ from ...protocol import F_ONEWAY, T_INVOKE, Message
 from ...transport import sync as net
 from ...transport.aio import AsyncStream, new_event_loop
 from ...transport.errors import tls_error
-from ..dispatch import Call, contained
+from ..dispatch import Call
+from ..guards import contained
 from ..session_state import Connection
 from .base import ACCEPT_RETRY, OUT_OF_RESOURCES, BaseDriver, remove_listener, stall_timeout
 
