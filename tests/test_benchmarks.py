@@ -61,3 +61,12 @@ def test_events_benchmark_runs():
     r = bench("events.py", "--quick", "--subscribers", "1,2", "--storage", "memory,sqlite", "--modes", "many")
     assert r.returncode == 0, r.stderr
     assert "deliveries/s" in r.stdout and "sqlite" in r.stdout
+
+
+def test_scale_out_benchmark_runs():
+    from .redis_fixture import redis_binary
+
+    redis_binary()  # a skip without redis-server (a failure in CI)
+    r = bench("scale_out.py", "--quick")
+    assert r.returncode == 0, r.stderr
+    assert "lookups/s, 3 name servers" in r.stdout and "cache on" in r.stdout and "name gone after" in r.stdout

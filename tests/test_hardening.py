@@ -398,3 +398,34 @@ def test_large_messages_of_changing_sizes_arrive_intact(make_daemon, servertype)
             if i % 3 == 0:
                 p.drop(data)
             assert p.echo(data) == data
+
+
+@pytest.mark.timeout(60)
+def test_client_that_never_reads_its_replies_stalls_nobody(make_daemon, servertype):
+    cfg = ember.config.copy()
+    cfg.STALL_TIMEOUT = 1.0
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    uri = daemon.register(Calc(), "calc")
+    s = _connect_raw(daemon)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ser = serializers.get("msgpack")
+    payload = ser.dumps_call("calc", "echo", (b"z" * (2 * 1024 * 1024),), {})
+    with s:
+        sender = threading.Thread(target=_send_calls, args=(s, ser, payload), daemon=True)
+        sender.start()  # 16 MiB of replies it will never read (its sends block once the daemon's do)
+        with ember.Proxy(uri) as other:
+            for _ in range(5):
+                assert other.add(1, 2) == 3
+        # the daemon gives up on it after STALL_TIMEOUT without progress
+        def gone() -> bool:
+            return daemon.server.budget.in_flight == 0 and _closed_by_peer(s, 0.2)
+        assert _wait(gone, 20)
+        sender.join(10)
+
+
+def _send_calls(s: socket.socket, ser, payload: bytes) -> None:
+    try:
+        for seq in range(1, 9):
+            s.sendall(encode(Message(MsgType.INVOKE, ser.serializer_id, 0, seq, payload)))
+    except OSError:
+        pass  # the daemon gave up on this client (STALL_TIMEOUT) while it was still sending

@@ -253,7 +253,7 @@ class Daemon:
 
     def use_name_server(self, ns: Any = True, unregister: bool = True) -> None:
         """Publish registered names in a name server (see the class docstring for ``ns``)."""
-        self._publisher = publisher_for(ns)
+        self._publisher = publisher_for(ns, self.config.NS_KEY)
         self._ns_unregister = unregister
 
     @property
@@ -263,7 +263,8 @@ class Daemon:
         return getattr(publisher, "proxy", publisher) if publisher is not None else None
 
     def register(self, obj_or_class: Any, object_id: str | None = None, force: bool = False, *,
-                 ns_name: str | None = None, metadata: Any = None, weak: bool = False) -> URI:
+                 ns_name: str | None = None, metadata: Any = None, weak: bool = False,
+                 replicated: bool = False) -> URI:
         """Register an object (or a class, instantiated per its ``@behavior``) and return its URI.
 
         A fixed ``object_id`` keeps the URI stable across restarts; without one a random
@@ -272,6 +273,8 @@ class Daemon:
         if that fails the object is unregistered again and the error raised. ``weak=True``
         keeps only a weak reference: the registration ends by itself when the object is
         garbage-collected (names published for it stay in the name server).
+        ``replicated=True`` adds this object to the name's URIs in the name server instead of
+        replacing them: several daemons then serve one name (see docs/scale-out.md).
         """
         explicit_id = object_id
         uri = self.uri_for(self.registry.add(obj_or_class, object_id, force, weak))
@@ -281,7 +284,10 @@ class Daemon:
                 self.unregister(uri.object)
                 raise DaemonError(f"cannot publish {name!r}: this daemon has no name server (pass Daemon(ns=...))")
             try:
-                self._publisher.publish(name, uri, metadata)
+                if replicated:
+                    self._publisher.publish(name, uri, metadata, replicated=True)
+                else:
+                    self._publisher.publish(name, uri, metadata)
             except BaseException:
                 self.unregister(uri.object)
                 raise

@@ -9,6 +9,7 @@ by the server driver through a transport stream (``conn.stream``).
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 from ..context import CallContext
@@ -42,6 +43,8 @@ class Connection:
         self.evicted = False  # thread-pool driver: closed to free its worker for a new connection
         self.pending = 0  # oneway work accepted from this connection and not finished (MAX_PENDING_CALLS)
         self.paused = False  # the driver stopped reading from it until pending work ends
+        self.outbuf: collections.deque = collections.deque()  # multiplex driver: reply bytes not sent yet
+        self.write_since = 0.0  # ... and when sending them last made progress (STALL_TIMEOUT)
         self.slot_freed: Any = None  # asyncio driver: an asyncio.Event set when pending work ends
 
     @property

@@ -273,7 +273,7 @@ class SocketStream:
     """
 
     __slots__ = ("sock", "peer", "timeout", "owns_socket", "tls", "tls_pending", "peer_certificate", "closed",
-                 "_send_lock")
+                 "_send_lock", "send_timeout")
 
     def __init__(self, sock: socket.socket, peer: Any, timeout: float | None = None, blocking: bool = True,
                  owns_socket: bool = True) -> None:
@@ -286,6 +286,9 @@ class SocketStream:
         self.peer_certificate: dict | None = None
         self.closed = False
         self._send_lock = threading.Lock()
+        # the most a blocking send may wait for the peer to take data when the socket itself has
+        # no timeout (STALL_TIMEOUT: a client that never reads its replies must not hold a thread)
+        self.send_timeout: float | None = None
         sock.settimeout(timeout if blocking else 0.0)
 
     def handshake_tls(self, timeout: float | None) -> bool:
@@ -323,10 +326,13 @@ class SocketStream:
     def send(self, frame: Any) -> None:
         """Send one whole frame (bytes, or ``[header, payload]``)."""
         with self._send_lock:
-            if self.tls and self.sock.gettimeout() == 0.0:
-                _send_nonblocking_tls(self.sock, b"".join(frame) if type(frame) is list else frame, self.timeout)
+            sock = self.sock
+            if self.tls and sock.gettimeout() == 0.0:
+                _send_nonblocking_tls(sock, b"".join(frame) if type(frame) is list else frame, self.timeout)
+            elif self.send_timeout is None or sock.gettimeout() is not None:
+                send(sock, frame)
             else:
-                send(self.sock, frame)
+                _send_bounded(sock, frame, self.send_timeout, self.tls)
 
     def close(self) -> None:
         """Close the socket (unless it was handed in by the user). Idempotent."""
@@ -338,6 +344,29 @@ class SocketStream:
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+
+def _send_bounded(sock: Any, frame: Any, limit: float, tls: bool) -> None:
+    """Send on a socket without a timeout, waiting at most ``limit`` seconds for the peer to
+    take more. The common case, a frame the socket buffer takes at once, costs one send."""
+    if not tls and type(frame) is bytes:
+        try:
+            sent = sock.send(frame, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise io_error(exc, sending=True) from None
+        if sent == len(frame):
+            return
+        frame = memoryview(frame)[sent:]
+    sock.settimeout(limit)
+    try:
+        send(sock, frame)
+    except TimeoutError:
+        raise TimeoutError(f"the peer took none of its reply for {limit} s (STALL_TIMEOUT)") from None
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(None)
 
 
 def _send_nonblocking_tls(sock: Any, frame: bytes, timeout: float | None) -> None:

@@ -156,6 +156,7 @@ class BaseDriver:
         # a blocking stream waits at most IDLE_TIMEOUT for a client's next message (then it closes)
         waits = [t for t in (cfg.COMMTIMEOUT, cfg.IDLE_TIMEOUT if not established else 0) if t]
         stream = net.SocketStream(sock, addr, min(waits) if waits else None, blocking, owns_socket)
+        stream.send_timeout = stall_timeout(cfg)
         conn = self.open_connection(stream, addr, established)
         conn.last_active = time.monotonic()
         return conn
@@ -302,14 +303,14 @@ class SelectorDriver(BaseDriver):
             events = self.selector.select(timeout)
         except (OSError, ValueError):
             return  # closed under us during shutdown
-        for key, _ in events:
+        for key, mask in events:
             data = key.data
             if data is None:
                 self._drain_wake()
             elif data == "listen":
                 self._accept()
             else:
-                self._ready(data)
+                self._ready(data, mask)
         now = time.monotonic()
         if now >= self._next_sweep:
             self._next_sweep = now + _SWEEP_INTERVAL
@@ -328,8 +329,9 @@ class SelectorDriver(BaseDriver):
     def _accept(self) -> None:
         raise NotImplementedError
 
-    def _ready(self, data: Any) -> None:
-        """A registered socket other than the listener is readable (``data`` as registered)."""
+    def _ready(self, data: Any, mask: int) -> None:
+        """A registered socket other than the listener is ready (``data`` as registered; ``mask``
+        the selector events)."""
         raise NotImplementedError
 
     def events(self, ready: list) -> None:
@@ -379,6 +381,13 @@ class SelectorDriver(BaseDriver):
     def _drain_wake(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_r.recv(512)
+
+    def unwatch(self, sock: Any) -> None:
+        """Stop selecting on ``sock`` (quietly: it may be gone or closed already)."""
+        try:
+            self.selector.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
 
     def wake(self) -> None:
         """Make the loop's select return now (from any thread)."""

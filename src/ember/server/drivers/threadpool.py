@@ -207,7 +207,7 @@ class ThreadPoolServer(SelectorDriver):
             return
         self._refusing[conn] = time.monotonic() + _REFUSE_TIMEOUT
 
-    def _ready(self, conn: Any) -> None:
+    def _ready(self, conn: Any, mask: int = selectors.EVENT_READ) -> None:
         stream = conn.stream
         try:
             if stream.tls_pending and not stream.handshake_tls(None):
@@ -229,10 +229,7 @@ class ThreadPoolServer(SelectorDriver):
 
     def _end_refusal(self, conn: Connection) -> None:
         self._refusing.pop(conn, None)
-        try:
-            self.selector.unregister(conn.stream.sock)
-        except (KeyError, ValueError, OSError):
-            pass
+        self.unwatch(conn.stream.sock)
         self.close_connection(conn)
 
     def _housekeeping(self) -> None:
