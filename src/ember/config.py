@@ -102,6 +102,11 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "GATEWAY_TIMEOUT": (10.0, "seconds the HTTP gateway waits for a daemon before answering 504"),
     "GATEWAY_MAX_BODY": (10485760, "largest HTTP request body the gateway accepts, in bytes (10 MiB); larger: 413"),
     "GATEWAY_POOL_SIZE": (16, "most connections the HTTP gateway keeps open to one daemon"),
+    # ---- issue 13 (server hardening, srvhard): what a daemon tells a client beyond the answer ----
+    "SEND_TRACEBACK": (True, "error replies carry the server's traceback (Pyro5's behaviour); False: only the "
+                       "exception type and message (recommended for untrusted clients)"),
+    "DAEMON_LIST_OBJECTS": (False, "the daemon object (Pyro.Daemon) answers registered() with every object id; "
+                            "False: registered() raises SecurityError"),
     "SSL": (False, "use TLS"),
     "SSL_SERVERCERT": ("", "daemon certificate file"),
     "SSL_SERVERKEY": ("", "daemon private key file"),

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import config
-from ..errors import CommunicationError, NamingError, PyroError
+from ..errors import CommunicationError, DaemonError, NamingError, PyroError
 from ..transport import udp
 from ..uri import URI
 
@@ -344,17 +344,21 @@ def _replicas_plan(uri: URI) -> _Plan:
 
 
 def _pyroloc_plan(uri: URI) -> _Plan:
-    """Legacy ``PYROLOC:name@host:port``: ask the daemon there whether it serves ``name``."""
+    """Legacy ``PYROLOC:name@host:port``: ask the daemon there whether it serves ``name``.
+
+    It asks for that one object's metadata, not for the list of every object (which Ember
+    daemons refuse unless DAEMON_LIST_OBJECTS is set); an unknown object is a DaemonError."""
     try:
         daemon = yield _Connect(URI(f"PYRO:{_DAEMON_NAME}@{uri.location}"), keep_timeout=True)
         try:
-            registered = yield _Call(daemon, "registered", ())
+            yield _Call(daemon, "get_metadata", (uri.object,))
         finally:
             yield _Release(daemon)
     except CommunicationError as exc:
         raise NamingError(f"cannot resolve {uri}: no daemon reachable at {uri.location} ({exc})") from None
-    if uri.object not in registered:
-        raise NamingError(f"cannot resolve {uri}: the daemon at {uri.location} has no object named {uri.object!r}")
+    except DaemonError:
+        raise NamingError(f"cannot resolve {uri}: the daemon at {uri.location} has no object named "
+                          f"{uri.object!r}") from None
     return URI(f"PYRO:{uri.object}@{uri.location}")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 import types
@@ -26,7 +27,7 @@ from ..config import config as global_config
 from ..errors import DaemonError, SecurityError
 from ..protocol import Message, ServerSession, encode
 from ..transport import sync as net
-from ..transport.tls import server_context
+from ..transport.tls import refuse_renegotiation, server_context
 from ..uri import URI
 from . import meta as metamod
 from .dispatch import Dispatcher
@@ -64,7 +65,11 @@ class DaemonObject:
         """Answer, to show the daemon is alive."""
 
     def registered(self) -> list[str]:
-        """All object ids registered in this daemon."""
+        """All object ids registered in this daemon, when config ``DAEMON_LIST_OBJECTS`` allows
+        it (off by default: an object id is the only thing a client needs to call an object)."""
+        if not self._daemon.config.DAEMON_LIST_OBJECTS:
+            raise SecurityError("this daemon does not list its objects: set the config item DAEMON_LIST_OBJECTS "
+                                "(PYRO_DAEMON_LIST_OBJECTS=1) on the daemon to allow registered()")
         return list(self._daemon.objects_by_id)
 
     def info(self) -> str:
@@ -153,6 +158,8 @@ class Daemon:
         self._closed = False
         if ssl_context is None and cfg.SSL and connected_socket is None:
             ssl_context = server_context(cfg)
+        elif isinstance(ssl_context, ssl.SSLContext):
+            refuse_renegotiation(ssl_context)  # also on a context the application made
         self.ssl_context = ssl_context
         self.max_connections = max_connections
         self.transient_max_age = transient_max_age

@@ -28,8 +28,9 @@ from ...transport import sync as net
 from ...transport.aio import AsyncStream, new_event_loop
 from ...transport.errors import tls_error
 from ..dispatch import Call
+from ..guards import contained
 from ..session_state import Connection
-from .base import BaseDriver, remove_listener, stall_timeout
+from .base import ACCEPT_RETRY, OUT_OF_RESOURCES, BaseDriver, remove_listener, stall_timeout
 
 __all__ = ["AsyncioServer", "new_event_loop"]
 
@@ -140,7 +141,7 @@ class AsyncioServer(BaseDriver):
         self.event_loop = loop = asyncio.get_running_loop()
         self._loop_thread = threading.current_thread()
         self._stop = asyncio.Event()
-        server = None
+        server: asyncio.Future | None = None
         loop_serves(loop, self.location)  # blocking proxies called on this loop to this daemon are refused
         try:
             if not self.running:
@@ -148,7 +149,7 @@ class AsyncioServer(BaseDriver):
             self.sock.setblocking(False)
             # TLS handshakes are done per connection (start_tls, Python 3.11+) so failures get logged
             ssl_at_accept = self.daemon.ssl_context if not _MANUAL_TLS else None
-            server = await asyncio.start_server(self._client, sock=self.sock, ssl=ssl_at_accept, limit=1 << 20)
+            server = asyncio.ensure_future(self._accept_loop(ssl_at_accept))
             poll = self.config.POLLTIMEOUT
             while self.running and condition():
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -159,13 +160,44 @@ class AsyncioServer(BaseDriver):
             loop_stopped(loop, self.location)
             self.running = False
             if server is not None:
-                server.close()
+                server.cancel()
+                with contextlib.suppress(BaseException):
+                    await server
             await self._stop_tasks()
-            if server is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(server.wait_closed(), 5)
             self._cleanup()
             self._done.set()
+
+    async def _accept_loop(self, ssl_at_accept: Any) -> None:
+        """Accept connections until cancelled. Ember's own loop rather than asyncio's
+        start_server: out of file descriptors (``ulimit -n``) asyncio logs a traceback for
+        every attempt, thousands a second; here one line says so (AcceptBackoff), new clients
+        wait in the listen backlog, and the connections already open are served."""
+        loop = asyncio.get_running_loop()
+        backoff = self.accept_backoff
+        while self.running:
+            try:
+                csock, _addr = await loop.sock_accept(self.sock)
+            except OSError as exc:
+                if exc.errno in OUT_OF_RESOURCES:
+                    backoff.failed(exc)
+                    await asyncio.sleep(ACCEPT_RETRY)
+                elif self.running:
+                    log.debug("accept failed: %s", exc)  # e.g. the client gave up already (ECONNABORTED)
+                continue
+            backoff.succeeded()
+            reader = asyncio.StreamReader(limit=1 << 20, loop=loop)
+            protocol = asyncio.StreamReaderProtocol(reader, self._client, loop=loop)
+            tls: dict[str, Any] = {}
+            if ssl_at_accept is not None:  # Python 3.10: the TLS handshake is asyncio's
+                tls = {"ssl": ssl_at_accept, "ssl_handshake_timeout": self.config.HANDSHAKE_TIMEOUT}
+            connecting = asyncio.ensure_future(loop.connect_accepted_socket(_factory(protocol), csock, **tls))
+            self._background.add(connecting)
+            connecting.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Future) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not set up a connection: %s", task.exception())
 
     def _housekeeping(self) -> None:
         """Abort connections that did not complete their CONNECT within HANDSHAKE_TIMEOUT, or
@@ -307,14 +339,23 @@ class AsyncioServer(BaseDriver):
             conn.slot_freed.set()
 
     async def _invoke(self, conn: Connection, msg: Message) -> None:
-        call = self.dispatcher.prepare(conn, msg, context.CallContext())
-        reply = await call.run_async(self._in_thread) if type(call) is Call else call
+        try:
+            call = self.dispatcher.prepare(conn, msg, context.CallContext())
+            reply = await call.run_async(self._in_thread) if type(call) is Call else call
+        except Exception as exc:  # the caller still gets an answer, never silence
+            reply = self.dispatcher.call_crashed(conn, msg, exc)
+        except BaseException as exc:  # SystemExit & co. end this call, not the event loop
+            reply = self.dispatcher.call_crashed(conn, msg, contained(exc))
         stream = conn.stream
         if reply is not None and not stream.closed:
             stream.write(self.daemon.encode(reply, conn.session))
             await _drain(stream)
         if conn.session.must_close:
             conn.close()
+
+
+def _factory(protocol: asyncio.Protocol) -> Callable[[], asyncio.Protocol]:
+    return lambda: protocol
 
 
 async def _drain(stream: AsyncStream) -> None:

@@ -28,12 +28,63 @@ from ...protocol import ByteBudget, Message, ServerSession
 from ...transport import sync as net
 from ..session_state import Connection
 
-__all__ = ["Driver", "BaseDriver", "SelectorDriver", "stall_timeout"]
+__all__ = ["Driver", "BaseDriver", "SelectorDriver", "stall_timeout", "AcceptBackoff", "ACCEPT_RETRY", "OUT_OF_RESOURCES"]
 
 log = logging.getLogger("ember.server")
 
 _SWEEP_INTERVAL = 0.25  # seconds between housekeeping sweeps of a selector loop
-_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+_resource: Any
+try:
+    import resource as _resource
+except ImportError:  # Windows
+    _resource = None
+
+ACCEPT_RETRY = 0.1  # seconds between accept attempts while out of file descriptors or memory
+
+
+class AcceptBackoff:
+    """What a listener logs while it cannot accept for lack of resources (``ulimit -n``
+    reached: EMFILE; the system's file table full: ENFILE; ENOBUFS, ENOMEM): one line when it
+    starts, a reminder at most every ``remind`` seconds, one line when accepting works again.
+    Meanwhile new connections wait in the listen backlog; connections already open are served."""
+
+    def __init__(self, remind: float = 60.0) -> None:
+        self.remind = remind
+        self.since: float | None = None
+        self.failures = 0
+        self._last_log = 0.0
+
+    def failed(self, exc: OSError) -> None:
+        now = time.monotonic()
+        self.failures += 1
+        if self.since is None:
+            self.since = self._last_log = now
+            log.warning("cannot accept new connections: %s%s; retrying every %s s, new clients wait meanwhile",
+                        exc.strerror or exc, _fd_limit_hint(exc), ACCEPT_RETRY)
+        elif now - self._last_log >= self.remind:
+            self._last_log = now
+            log.warning("still cannot accept new connections after %.0f s: %s (%d attempts)", now - self.since,
+                        exc.strerror or exc, self.failures)
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            log.warning("accepting new connections again after %.1f s (%d failed attempts)",
+                        time.monotonic() - self.since, self.failures)
+            self.since = None
+            self.failures = 0
+
+
+def _fd_limit_hint(exc: OSError) -> str:
+    if exc.errno != errno.EMFILE:
+        return ""
+    try:
+        soft, _hard = _resource.getrlimit(_resource.RLIMIT_NOFILE)
+    except (AttributeError, OSError, ValueError):
+        return " (the process's limit of open files)"
+    return f" (the process's limit of open files, ulimit -n, is {soft}: raise it to serve more clients at once)"
 
 
 class Driver(Protocol):
@@ -75,6 +126,7 @@ class BaseDriver:
         self.daemon = daemon
         self.dispatcher = daemon.dispatcher
         self.config = daemon.config
+        self.accept_backoff = AcceptBackoff()
         self._oneway_pool: ThreadPoolExecutor | None = None
         self._oneway_lock = threading.Lock()
         self._count_lock = threading.Lock()
@@ -316,10 +368,11 @@ class SelectorDriver(BaseDriver):
         except BlockingIOError:
             return None
         except OSError as exc:
-            if exc.errno in _OUT_OF_RESOURCES:
-                log.warning("accept failed (%s); backing off", exc.strerror)
-                time.sleep(0.1)
+            if exc.errno in OUT_OF_RESOURCES:
+                self.accept_backoff.failed(exc)
+                time.sleep(ACCEPT_RETRY)
             return None
+        self.accept_backoff.succeeded()
         csock.setblocking(True)
         if self.nodelay:
             net.set_nodelay(csock)
