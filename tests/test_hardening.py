@@ -429,3 +429,26 @@ def _send_calls(s: socket.socket, ser, payload: bytes) -> None:
             s.sendall(encode(Message(MsgType.INVOKE, ser.serializer_id, 0, seq, payload)))
     except OSError:
         pass  # the daemon gave up on this client (STALL_TIMEOUT) while it was still sending
+
+
+# ---- streams: one connection cannot pile up open iterators -----------------------------------
+
+def test_open_item_streams_per_connection_are_bounded(make_daemon, servertype):
+    cfg = ember.config.copy()
+    cfg.ITER_STREAM_MAX = 5
+
+    class Gen:
+        @ember.expose
+        def numbers(self):
+            yield from range(3)
+
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    uri = daemon.register(Gen(), "gen")
+    with ember.Proxy(uri) as p:
+        open_ones = [p.numbers() for _ in range(5)]
+        with pytest.raises(errors.DaemonError, match="ITER_STREAM_MAX"):
+            p.numbers()
+        assert list(open_ones[0]) == [0, 1, 2]  # a stream iterated to its end frees its place
+        assert list(p.numbers()) == [0, 1, 2]
+        with ember.Proxy(uri) as other:  # the limit is per connection
+            assert list(other.numbers()) == [0, 1, 2]

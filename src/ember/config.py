@@ -93,6 +93,7 @@ ITEMS: dict[str, tuple[Any, str]] = {
                       "closes it (COMMTIMEOUT, when lower, wins); 0 = never"),
     "MAX_PENDING_CALLS": (256, "calls one connection may have accepted but not finished (oneway calls, and pipelined "
                           "calls on the asyncio server); at the limit the daemon stops reading from it until one ends"),
+    "ITER_STREAM_MAX": (1000, "item streams (remote iterators) one connection may have open at once; 0 = no limit"),
     "SERIALIZERS_ACCEPTED": (["msgpack", "serpent", "json", "marshal"],
                              "serializers a daemon accepts from clients; others are refused before anything is "
                              "decoded with them"),
@@ -167,7 +168,7 @@ _CHECKS: dict[str, Any] = {
     "ITER_STREAM_LIFETIME": _not_negative, "ITER_STREAM_LINGER": _not_negative,
     "LOGLEVEL": _loglevel,
     "MAX_BYTES_IN_FLIGHT": _positive, "HANDSHAKE_TIMEOUT": _positive, "STALL_TIMEOUT": _not_negative,
-    "MAX_PENDING_CALLS": _positive, "THREADPOOL_EVICT_IDLE": _not_negative,
+    "MAX_PENDING_CALLS": _positive, "THREADPOOL_EVICT_IDLE": _not_negative, "ITER_STREAM_MAX": _not_negative,
     "SERIALIZERS_ACCEPTED": lambda v: None if v and set(v) <= {"msgpack", "serpent", "json", "marshal"}
     else "a non-empty list drawn from msgpack, serpent, json, marshal",
     # issue 13 (items 4, 8, 9): name server hardening

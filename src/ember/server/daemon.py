@@ -149,7 +149,7 @@ class Daemon:
         serializers.register_object_converter(_autoproxy)
         self.registry = Registry(self, transient_max_age)
         self.objects_by_id: dict[str, Any] = self.registry.objects_by_id
-        self.streams = StreamRegistry(cfg.ITER_STREAM_LIFETIME, cfg.ITER_STREAM_LINGER)
+        self.streams = StreamRegistry(cfg.ITER_STREAM_LIFETIME, cfg.ITER_STREAM_LINGER, cfg.ITER_STREAM_MAX)
         self.methodcall_error_handler: Callable[[Any, str, BaseException], None] | None = None
         # extended value types with Ember clients: None = config EXTENDED_TYPES (the Pyro5
         # compatibility layer sets False, so ported programs see exactly what Pyro5 gives)

@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import context, serializers
 from ..client import AsyncProxy, Proxy
-from ..errors import MessageTooLargeError, PyroError, SerializeError, format_traceback
+from ..errors import DaemonError, MessageTooLargeError, PyroError, SerializeError, format_traceback
 from ..protocol import (
     BLOB_ANNOTATION,
     F_BATCH,
@@ -273,7 +273,10 @@ class Dispatcher:
         """The RESULT announcing a streamed iterator (the client then pulls its items)."""
         ann = dict(self.reply_annotations())
         if self.config.ITER_STREAMING:
-            ann[STREAM_ANNOTATION] = self.streams.add(iterator, conn).encode("ascii")
+            try:
+                ann[STREAM_ANNOTATION] = self.streams.add(iterator, conn).encode("ascii")
+            except DaemonError as exc:
+                return self.exception_reply(msg, ser, exc)
         else:
             close_iterator(iterator)
         # the marker exception Pyro5 sends so that clients without streaming fail loudly
