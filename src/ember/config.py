@@ -83,6 +83,9 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "SSL_CLIENTKEY": ("", "client private key file"),
     "SSL_CLIENTKEYPASSWD": ("", "client private key password"),
     "SSL_CACERTS": ("", "CA file or directory used by both sides"),
+    # issue 16, same-host shared memory (ember.transport.shm)
+    "SHM_THRESHOLD": (1048576, "payloads of this many bytes or more travel through shared memory between Ember "
+                      "peers on one machine (unix socket or loopback TCP, Linux); 0 = never"),
 }
 
 _LOGLEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -118,6 +121,7 @@ _CHECKS: dict[str, Any] = {
     "PREFER_IP_VERSION": lambda v: None if v in (0, 4, 6) else "4, 6 or 0 (let the OS decide)",
     "ITER_STREAM_LIFETIME": _not_negative, "ITER_STREAM_LINGER": _not_negative,
     "LOGLEVEL": _loglevel,
+    "SHM_THRESHOLD": _not_negative,  # issue 16
     # the serializers Ember has (ember.serializers.names()); there is no way to add one
     "SERIALIZER": lambda v: None if v in ("msgpack", "serpent", "json", "marshal")
     else "one of msgpack, serpent, json, marshal",

@@ -10,12 +10,14 @@ single ``ember.protocol`` module of earlier releases are all importable from her
 
 from __future__ import annotations
 
-from .annotations import (
+from .annotations import (  # issue 16: same-host shared memory
     BLOB_ANNOTATION,
     CAPS_ON,
     DENY_ANNOTATION,
     EMBER_CAPS,
     MULTIPLEX_CAPS,
+    SHM_DESCRIPTOR,
+    SHM_OFFER,
     STREAM_ANNOTATION,
     blob_annotation,
     parse_blob_annotation,
@@ -56,3 +58,4 @@ __all__ = [
     "ClientSession", "State", "Decoder", "Flags", "Handshake", "Message", "MsgType", "ServerSession",
     "blob_annotation", "check_prefix", "decode", "encode", "parse_annotations", "parse_blob_annotation",
 ]
+__all__ += ["SHM_DESCRIPTOR", "SHM_OFFER"]  # issue 16

@@ -374,6 +374,8 @@ class Daemon:
         ``[header, payload]`` for a large payload: see :func:`ember.protocol.encode`),
         through the connection's ``session`` when given (which logs it when ``LOGWIRE``)."""
         cfg = self.config
+        if session is not None and session.shm is not None:  # issue 16: large payloads via shared memory
+            reply = session.shm.outgoing(reply)
         if session is not None and session.wirelog is not None:
             frame = session.encode(reply, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
         else:  # the session would only encode it: save the call

@@ -31,6 +31,7 @@ from ..protocol import (
     F_KEEPSERIALIZED,
     F_ONEWAY,
     HEADER_SIZE,
+    SHM_DESCRIPTOR,
     STREAM_ANNOTATION,
     T_INVOKE,
     T_RESULT,
@@ -159,6 +160,13 @@ class Dispatcher:
         """Decode an INVOKE and find what to call: a :class:`Call`, or the reply to send
         right away (an exception reply, or None for none). ``ctx`` None means this
         thread's/task's context; the asyncio driver passes a fresh one per call."""
+        shm = conn.session.shm
+        if shm is not None and SHM_DESCRIPTOR in msg.annotations:  # issue 16: the payload is in shared memory
+            shm.incoming(msg)  # ProtocolError for a bad descriptor: the driver closes the connection
+            try:
+                return self.prepare(conn, msg, ctx)  # the descriptor is gone from msg: no second round
+            finally:
+                shm.consumed(msg)
         stats = self.stats
         if stats is not None:
             stats.bytes_in += message_size(msg)
