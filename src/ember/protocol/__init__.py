@@ -10,7 +10,7 @@ single ``ember.protocol`` module of earlier releases are all importable from her
 
 from __future__ import annotations
 
-from .annotations import (  # issue 16: same-host shared memory
+from .annotations import (
     BLOB_ANNOTATION,
     CAPS_ON,
     DENY_ANNOTATION,

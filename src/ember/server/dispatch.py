@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import context, serializers
 from ..client import AsyncProxy, Proxy
-from ..errors import MessageTooLargeError, PyroError, SerializeError, format_traceback
+from ..errors import MessageTooLargeError, ProtocolError, PyroError, SerializeError, format_traceback
 from ..protocol import (
     BLOB_ANNOTATION,
     F_BATCH,
@@ -162,7 +162,10 @@ class Dispatcher:
         thread's/task's context; the asyncio driver passes a fresh one per call."""
         shm = conn.session.shm
         if shm is not None and SHM_DESCRIPTOR in msg.annotations:  # issue 16: the payload is in shared memory
-            shm.incoming(msg)  # ProtocolError for a bad descriptor: the driver closes the connection
+            try:
+                shm.incoming(msg)
+            except ProtocolError as exc:
+                return self._bad_shared_memory(conn, msg, exc)
             try:
                 return self.prepare(conn, msg, ctx)  # the descriptor is gone from msg: no second round
             finally:
@@ -216,6 +219,19 @@ class Dispatcher:
             if obj is not None:
                 self._maybe_callback_error(obj, method, conn, exc)
             return self.exception_reply(msg, ser, exc)
+
+    def _bad_shared_memory(self, conn: Connection, msg: Message, exc: ProtocolError) -> Message | None:
+        """A call whose shared-memory descriptor does not fit (issue 16): the caller is told
+        why, then the connection closes (the regions cannot be trusted any more)."""
+        log.warning("closing connection from %s: %s", conn.addr, exc)
+        conn.session.close_after_reply()
+        if msg.flags & F_ONEWAY:
+            return None
+        try:
+            ser = serializers.by_id(msg.serializer_id, conn.session.extended)
+        except SerializeError:
+            return None
+        return self.exception_reply(msg, ser, exc)
 
     # ---- replies --------------------------------------------------------------------------
 
