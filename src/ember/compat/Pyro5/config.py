@@ -27,6 +27,7 @@ PYRO5_DEFAULTS: dict[str, Any] = {"SERIALIZER": "serpent", "HOST": "localhost", 
 # Ember's own items, which Pyro5 does not have
 _EMBER_ONLY = {"MAX_ANNOTATIONS_SIZE", "MOBILE_CODE", "NS_URI_FILE", "ONEWAY_THREADED", "STATISTICS", "IDLE_TIMEOUT",
                "PROXY_IDLE_RELEASE", "EXTENDED_TYPES"} | {name for name in ITEMS if name.startswith("EVENTS_")}
+_EMBER_ONLY |= {"SHM_THRESHOLD"}  # issue 16 (main's _PYRO5_ITEMS list makes this line unnecessary on merge)
 
 
 class Configuration:
