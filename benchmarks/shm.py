@@ -35,6 +35,7 @@ SRC = ROOT / "src"
 sys.path.insert(0, str(SRC))
 
 import ember  # noqa: E402
+from ember.serializers import msgpack_  # noqa: E402
 from ember.transport import shm  # noqa: E402
 
 MIB = 1 << 20
@@ -68,6 +69,9 @@ if kind == "plain":
         threading.Thread(target=serve, args=(c,), daemon=True).start()
 else:
     import ember
+    if len(sys.argv) > 3 and sys.argv[3] == "keep-packer":
+        import ember.serializers.msgpack_ as m
+        m._KEEP_PACKER_BELOW = 1 << 30
     @ember.expose
     class Echo:
         def echo(self, data):
@@ -82,9 +86,9 @@ else:
 
 
 class Server:
-    def __init__(self, kind: str, arg: str, cpu: int) -> None:
+    def __init__(self, kind: str, arg: str, cpu: int, variant: str = "") -> None:
         env = dict(os.environ, PYTHONPATH=str(SRC))
-        cmd = [sys.executable, "-c", SERVER, kind, arg]
+        cmd = [sys.executable, "-c", SERVER, kind, arg, variant]
         if shutil.which("taskset"):
             cmd = ["taskset", "-c", str(cpu), *cmd]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
@@ -119,10 +123,12 @@ def plain_echo(port: int, payload: bytes, count: int) -> float:
     return elapsed
 
 
-def ember_echo(uri: str, payload: bytes, count: int, threshold: int) -> float:
+def ember_echo(uri: str, payload: bytes, count: int, threshold: int, keep_packer: bool = False) -> float:
     """Seconds for ``count`` echoes through an Ember proxy (``threshold`` = SHM_THRESHOLD)."""
-    saved = ember.config.SHM_THRESHOLD
+    saved = ember.config.SHM_THRESHOLD, msgpack_._KEEP_PACKER_BELOW
     ember.config.SHM_THRESHOLD = threshold
+    if keep_packer:
+        msgpack_._KEEP_PACKER_BELOW = 1 << 30
     try:
         with ember.Proxy(uri) as proxy:
             proxy._bind()
@@ -135,7 +141,7 @@ def ember_echo(uri: str, payload: bytes, count: int, threshold: int) -> float:
                 result = proxy.echo(payload)
             elapsed = time.perf_counter() - t0
     finally:
-        ember.config.SHM_THRESHOLD = saved
+        ember.config.SHM_THRESHOLD, msgpack_._KEEP_PACKER_BELOW = saved
     assert result == payload
     return elapsed
 
@@ -147,6 +153,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=1.0, help="target seconds per case per round")
     ap.add_argument("--json", help="write the results to this file")
     ap.add_argument("--quick", action="store_true", help="tiny counts, to check that everything runs")
+    ap.add_argument("--keep-packer", action="store_true",
+                    help="also run the Ember cases with msgpack keeping its pack buffer between large messages "
+                         "(what Ember's transport does once the serializer stops reallocating per message)")
     args = ap.parse_args()
     if not shm.available():
         sys.exit("shared memory needs Linux (memfd_create, SCM_RIGHTS)")
@@ -157,12 +166,18 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="ember-shm-bench-")
     servers = {"plain": Server("plain", "-", server_cpu), "unix": Server("unix", f"{tmp}/echo.sock", server_cpu),
                "tcp": Server("tcp", "-", server_cpu)}
+    if args.keep_packer:
+        servers["unix-kept"] = Server("unix", f"{tmp}/kept.sock", server_cpu, "keep-packer")
     cases: dict[str, Any] = {
         "plain socket (TCP)": lambda p, c: plain_echo(int(servers["plain"].address), p, c),
         "ember unix, shm off": lambda p, c: ember_echo(servers["unix"].address, p, c, 0),
         "ember unix, shm on": lambda p, c: ember_echo(servers["unix"].address, p, c, 1 << 20),
         "ember TCP loopback, shm on": lambda p, c: ember_echo(servers["tcp"].address, p, c, 1 << 20),
     }
+    if args.keep_packer:
+        cases["ember unix, shm off, kept"] = lambda p, c: ember_echo(servers["unix-kept"].address, p, c, 0, True)
+        cases["ember unix, shm on, kept"] = lambda p, c: ember_echo(servers["unix-kept"].address, p, c, 1 << 20,
+                                                                    True)
     results: dict[str, dict[str, Any]] = {}
     try:
         for size in args.sizes:
