@@ -378,3 +378,23 @@ def test_daemon_killed_frees_the_clients_regions(tmp_path):
             server.wait()
         server.stdout.close()
     assert dev_shm() == shm_before
+
+
+def _side_sockets() -> int:
+    with open("/proc/net/unix") as f:
+        return sum("@ember-shm-" in line for line in f)
+
+
+def test_side_socket_is_closed_at_the_first_call(make_daemon, servertype, unix_path):
+    daemon = make_daemon(servertype=servertype, unixsocket=unix_path)
+    daemon.register(Bulk(), "bulk")
+    connections = _Connections()
+    daemon.add_hook(connections)
+    before = _side_sockets()
+    with ember.Proxy(f"PYRO:bulk@./u:{unix_path}") as p:
+        p._bind()
+        assert _side_sockets() > before  # offered (and the regions queued), waiting for the first call
+        assert p.size(b"x") == 1
+        channel = connections.seen[0].session.shm
+        assert not channel.pending and channel._in is not None  # regions taken, side socket closed
+        assert _side_sockets() == before

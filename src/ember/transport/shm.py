@@ -238,6 +238,18 @@ class ShmChannel:
         self._out, self._in = out, inbound
         self._fds.extend((out_fd, in_fd))  # closed by close() or the finalizer from now on
 
+    @property
+    def pending(self) -> bool:
+        """Daemon side: the client's regions are still on the side socket."""
+        return self._offer is not None
+
+    def collect(self) -> None:
+        """Daemon side: take the client's regions off the side socket now and close it (the
+        client queued them before sending anything after the handshake), so an idle
+        connection does not keep the side socket open."""
+        with self._lock:
+            self._ready()
+
     def _ready(self) -> bool:
         """The regions are here (the daemon fetches them from the side socket the first time)."""
         if self._in is not None:
