@@ -20,7 +20,7 @@ import pytest
 import ember
 from ember.config import Config
 from ember.errors import ConnectionClosedError, ProtocolError
-from ember.protocol import Message, MsgType
+from ember.protocol import Message, MsgType, decode, encode
 from ember.transport import shm
 
 pytestmark = pytest.mark.skipif(not shm.available(), reason="shared memory needs Linux (memfd_create, SCM_RIGHTS)")
@@ -193,6 +193,12 @@ def test_ember_proxy_with_a_pyro5_daemon_uses_the_socket(unix_path):
         daemon.close()
 
 
+def send(channel, msg, parts=False):
+    """``msg`` as the peer decodes it after ``channel`` sent it."""
+    frame = channel.outgoing(encode(msg, parts=parts))
+    return decode(b"".join(frame) if type(frame) is list else frame)
+
+
 def test_values_that_keep_viewing_a_block_hold_it(tmp_path):
     """Unit level: a block is handed back only when nothing views it; meanwhile the writer
     falls back to the socket instead of overwriting it."""
@@ -200,21 +206,21 @@ def test_values_that_keep_viewing_a_block_hold_it(tmp_path):
     writer = shm.ShmChannel(1, 1 << 30, out_fd=a, in_fd=b)
     reader = shm.ShmChannel(1, 1 << 30, out_fd=os.dup(b), in_fd=os.dup(a))
     try:
-        msg = Message(MsgType.INVOKE, 4, 0, 1, b"first block")
-        sent = writer.outgoing(msg)
+        sent = send(writer, Message(MsgType.INVOKE, 4, 0, 1, b"first block", {"ABCD": b"xyz"}))
         assert sent.data == b"" and shm.DESCRIPTOR_ANNOTATION in sent.annotations
         reader.incoming(sent)
+        assert sent.annotations == {"ABCD": b"xyz"} and bytes(sent.data) == b"first block"
         kept = sent.data[:5]  # a value built on the received buffer
         reader.consumed(sent)
-        second = writer.outgoing(Message(MsgType.INVOKE, 4, 0, 2, b"second"))
+        second = send(writer, Message(MsgType.INVOKE, 4, 0, 2, b"second"))
         assert second.data == b"second"  # the region is busy: over the socket
         assert bytes(kept) == b"first"
         del kept
         reader.consumed(sent)  # retried: nothing views it any more
-        third = writer.outgoing(Message(MsgType.INVOKE, 4, 0, 3, b"third block"))
+        third = send(writer, Message(MsgType.INVOKE, 4, 0, 3, b"third block" * 100000), parts=True)
         assert third.data == b""
         reader.incoming(third)
-        assert bytes(third.data) == b"third block"
+        assert bytes(third.data) == b"third block" * 100000
         reader.consumed(third)
     finally:
         writer.close()
@@ -398,3 +404,16 @@ def test_side_socket_is_closed_at_the_first_call(make_daemon, servertype, unix_p
         channel = connections.seen[0].session.shm
         assert not channel.pending and channel._in is not None  # regions taken, side socket closed
         assert _side_sockets() == before
+
+
+def test_compressed_payloads_and_wire_logging(make_daemon, unix_path):
+    daemon = make_daemon(unixsocket=unix_path)
+    uri = daemon.register(Bulk(), "bulk")
+    with ember.config.override(COMPRESSION=True), ember.Proxy(uri) as p:
+        assert p.echo(b"a" * BIG) == b"a" * BIG  # compressed: over the socket, inflated there
+        assert p._session.shm._out.gen == 0
+        data = os.urandom(BIG)  # does not compress: shared memory
+        assert p.echo(data) == data and p._session.shm._out.gen == 1
+    with ember.config.override(LOGWIRE=True), ember.Proxy(uri) as p:
+        data = os.urandom(BIG)
+        assert p.echo(data) == data and p._session.shm._out.gen == 1

@@ -188,11 +188,12 @@ class ClientSession:
             data = self.serializer.dumps_call(object_id, method, args, kwargs)
         cfg = self.config
         msg = Message(T_INVOKE, ser_id, flags, seq, data, ann, corr)
-        if self.shm is not None:  # issue 16: a large payload goes through shared memory
-            msg = self.shm.outgoing(msg)
         if self.wirelog is not None:
             self.wirelog.sent(msg)
-        return seq, encode(msg, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
+        frame = encode(msg, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
+        if self.shm is not None:  # issue 16: a large payload goes through shared memory
+            frame = self.shm.outgoing(frame)
+        return seq, frame
 
     def result(self, reply: Message, seq: int, make_iterator: Callable[[str], Any]) -> Any:
         """The value of the RESULT answering call ``seq`` (raises the remote exception).

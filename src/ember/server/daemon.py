@@ -374,12 +374,12 @@ class Daemon:
         ``[header, payload]`` for a large payload: see :func:`ember.protocol.encode`),
         through the connection's ``session`` when given (which logs it when ``LOGWIRE``)."""
         cfg = self.config
-        if session is not None and session.shm is not None:  # issue 16: large payloads via shared memory
-            reply = session.shm.outgoing(reply)
         if session is not None and session.wirelog is not None:
             frame = session.encode(reply, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
         else:  # the session would only encode it: save the call
             frame = encode(reply, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
+        if session is not None and session.shm is not None:  # issue 16: large payloads via shared memory
+            frame = session.shm.outgoing(frame)
         stats = self._statistics
         if stats is not None:
             stats.bytes_out += len(frame) if type(frame) is not list else len(frame[0]) + len(frame[1])

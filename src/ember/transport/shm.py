@@ -53,7 +53,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ProtocolError
-from ..protocol import F_KEEPSERIALIZED, Message
+from ..protocol import F_COMPRESSED, F_KEEPSERIALIZED, HEADER_SIZE, Message
 from ..protocol.annotations import SHM_DESCRIPTOR, SHM_OFFER
 
 __all__ = ["OFFER_ANNOTATION", "DESCRIPTOR_ANNOTATION", "available", "local_socket", "ShmChannel",
@@ -64,6 +64,11 @@ log = logging.getLogger("ember.transport.shm")
 OFFER_ANNOTATION = SHM_OFFER  # CONNECT: b"1" (please); CONNECTOK: token + side socket name
 DESCRIPTOR_ANNOTATION = SHM_DESCRIPTOR  # a message whose payload is in the sender's region
 _DESC = struct.Struct("!QQQ")  # generation, offset, length
+# the protocol 502 header and annotation chunk header (PROTOCOL.md 2.1 and 2.6): the descriptor
+# is appended to an encoded frame, whose payload length becomes 0
+_HEADER = struct.Struct("!4sHBBHHII16sHH")
+_ANN_CHUNK = struct.Struct("!4sI")
+_DESCRIPTOR_ID = DESCRIPTOR_ANNOTATION.encode("ascii")
 _U64 = struct.Struct("=Q")
 _RELEASED = 0  # control word: the last generation the reader finished with
 DATA_OFFSET = 4096  # payloads start page-aligned after the control page
@@ -270,25 +275,44 @@ class ShmChannel:
 
     # ---- sending -------------------------------------------------------------------------
 
-    def outgoing(self, msg: Message) -> Message:
-        """``msg`` with its payload moved into shared memory when it is large enough and the
-        region is free; otherwise ``msg`` itself, to be sent over the socket."""
-        data = msg.data
-        size = len(data) if type(data) is not list else sum(memoryview(p).nbytes for p in data)
-        if size < self.threshold or size > self.max_size:
-            return msg
+    def outgoing(self, frame: Any) -> Any:
+        """An encoded frame (bytes, or ``[header and annotations, payload part, ...]``) with its
+        payload moved into shared memory when it is large enough and the region is free: then
+        the header says 0 payload bytes and the annotation block ends with the descriptor.
+        Otherwise ``frame`` itself, to be sent over the socket.
+
+        Working on the encoded frame keeps this independent of how a payload is built
+        (one bytes object, or a structure followed by out-of-band buffers).
+        """
+        if type(frame) is list:
+            head = frame[0]
+            if len(head) < HEADER_SIZE:
+                return frame
+            fields = _HEADER.unpack_from(head)
+            parts = frame[1:]
+        else:
+            if len(frame) < HEADER_SIZE + self.threshold:
+                return frame
+            head = frame
+            fields = _HEADER.unpack_from(head)
+            parts = [memoryview(frame)[HEADER_SIZE + fields[7]:]]
+        size = fields[6]
+        # a compressed payload is left alone: the receiver inflates what the socket brought
+        if size < self.threshold or size > self.max_size or fields[4] & F_COMPRESSED:
+            return frame
         with self._lock:
             if self.closed or not self._ready():
-                return msg
+                return frame
             assert self._out is not None and self._in is not None
             if self._in.held:
                 self._in.release()  # a value the application kept may be gone by now
-            desc = self._out.write(data, size)
+            desc = self._out.write(parts, size)
         if desc is None:
-            return msg
-        ann = dict(msg.annotations) if msg.annotations else {}
-        ann[DESCRIPTOR_ANNOTATION] = desc
-        return Message(msg.type, msg.serializer_id, msg.flags, msg.seq, b"", ann, msg.correlation_id)
+            return frame
+        alen = fields[7]
+        header = _HEADER.pack(*fields[:6], 0, alen + _ANN_CHUNK.size + len(desc), *fields[8:])
+        return b"".join((header, memoryview(head)[HEADER_SIZE:HEADER_SIZE + alen],
+                         _ANN_CHUNK.pack(_DESCRIPTOR_ID, len(desc)), desc))
 
     # ---- receiving ------------------------------------------------------------------------
 
