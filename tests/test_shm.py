@@ -216,7 +216,8 @@ def test_values_that_keep_viewing_a_block_hold_it(tmp_path):
         assert second.data == b"second"  # the region is busy: over the socket
         assert bytes(kept) == b"first"
         del kept
-        reader.consumed(sent)  # retried: nothing views it any more
+        reader.outgoing(encode(Message(MsgType.RESULT, 4, 0, 2, b"small")))  # retried on its next send
+        assert not reader._in.held
         third = send(writer, Message(MsgType.INVOKE, 4, 0, 3, b"third block" * 100000), parts=True)
         assert third.data == b""
         reader.incoming(third)

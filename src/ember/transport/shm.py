@@ -284,6 +284,10 @@ class ShmChannel:
         Working on the encoded frame keeps this independent of how a payload is built
         (one bytes object, or a structure followed by out-of-band buffers).
         """
+        inbound = self._in
+        if inbound is not None and inbound.held:  # a value the application kept may be gone by now
+            with self._lock:
+                inbound.release()
         if type(frame) is list:
             head = frame[0]
             if len(head) < HEADER_SIZE:
@@ -303,9 +307,7 @@ class ShmChannel:
         with self._lock:
             if self.closed or not self._ready():
                 return frame
-            assert self._out is not None and self._in is not None
-            if self._in.held:
-                self._in.release()  # a value the application kept may be gone by now
+            assert self._out is not None
             desc = self._out.write(parts, size)
         if desc is None:
             return frame
