@@ -222,6 +222,7 @@ class ShmChannel:
         self.threshold = threshold
         self.max_size = max_size
         self._offer = offer  # daemon side: the regions are fetched from the side socket when first needed
+        self.pending = offer is not None  # daemon side: the client's regions are still on the side socket
         self._lock = threading.Lock()
         self._out: _Outbound | None = None
         self._in: _Inbound | None = None
@@ -243,11 +244,6 @@ class ShmChannel:
         self._out, self._in = out, inbound
         self._fds.extend((out_fd, in_fd))  # closed by close() or the finalizer from now on
 
-    @property
-    def pending(self) -> bool:
-        """Daemon side: the client's regions are still on the side socket."""
-        return self._offer is not None
-
     def collect(self) -> None:
         """Daemon side: take the client's regions off the side socket now and close it (the
         client queued them before sending anything after the handshake), so an idle
@@ -260,6 +256,7 @@ class ShmChannel:
         if self._in is not None:
             return True
         offer, self._offer = self._offer, None
+        self.pending = False
         if offer is None or self.closed:
             return False
         fds = offer.collect()
@@ -355,6 +352,7 @@ class ShmChannel:
                 return
             self.closed = True
             offer, self._offer = self._offer, None
+            self.pending = False
         if offer is not None:
             offer.close()
         _close_all([], [r.map for r in (self._out, self._in) if r is not None])
