@@ -422,3 +422,18 @@ def test_compressed_payloads_and_wire_logging(make_daemon, unix_path):
     with ember.config.override(LOGWIRE=True), ember.Proxy(uri) as p:
         data = os.urandom(BIG)
         assert p.echo(data) == data and p._session.shm._out.gen == 1
+
+
+@pytest.mark.timeout(120)
+def test_benchmark_runs(tmp_path):
+    out = tmp_path / "shm.json"
+    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "shm.py"
+    r = subprocess.run([sys.executable, str(bench), "--quick", "--sizes", "1", "--keep-packer", "--json", str(out)],
+                       capture_output=True, text=True, timeout=110, env=dict(os.environ, PYTHONPATH=SRC))
+    assert r.returncode == 0, r.stderr
+    import json
+
+    cases = json.loads(out.read_text())["results"]["1 MiB"]
+    assert set(cases) == {"plain socket (TCP)", "ember unix, shm off", "ember unix, shm on",
+                          "ember TCP loopback, shm on", "ember unix, shm off, kept", "ember unix, shm on, kept"}
+    assert all(case["median_MBps"] > 0 for case in cases.values())
