@@ -437,3 +437,27 @@ def test_benchmark_runs(tmp_path):
     assert set(cases) == {"plain socket (TCP)", "ember unix, shm off", "ember unix, shm on",
                           "ember TCP loopback, shm on", "ember unix, shm off, kept", "ember unix, shm on, kept"}
     assert all(case["median_MBps"] > 0 for case in cases.values())
+
+
+def test_corrupted_descriptor_from_the_daemon_is_refused_by_the_proxy(make_daemon, unix_path, monkeypatch):
+    daemon = make_daemon(unixsocket=unix_path)
+    uri = daemon.register(Bulk(), "bulk")
+    data = os.urandom(BIG)
+    write = shm._Outbound.write
+    with ember.Proxy(uri) as p:
+        assert p.echo(data) == data
+        client_side = p._session.shm._out
+
+        def corrupting(self, payload, size):
+            desc = write(self, payload, size)
+            if self is not client_side:  # the daemon's reply names a block outside its region
+                gen, offset, length = struct.unpack("!QQQ", desc)
+                desc = struct.pack("!QQQ", gen, offset, length + (1 << 30))
+            return desc
+
+        monkeypatch.setattr(shm._Outbound, "write", corrupting)
+        with pytest.raises(ProtocolError, match="corrupted shared-memory descriptor: .* bytes at offset 4096"):
+            p.echo(data)
+        assert p._sock is None  # the proxy dropped the connection
+        monkeypatch.undo()
+        assert p.echo(data) == data

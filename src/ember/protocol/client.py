@@ -202,7 +202,11 @@ class ClientSession:
         """
         shm = self.shm
         if shm is not None and SHM_DESCRIPTOR in reply.annotations:  # issue 16: payload in shared memory
-            shm.incoming(reply)
+            try:
+                shm.incoming(reply)
+            except ProtocolError:
+                self._enter(State.MUST_CLOSE)  # the regions cannot be trusted any more
+                raise
             try:
                 return self._result(reply, seq, make_iterator)
             finally:

@@ -353,10 +353,10 @@ class ShmChannel:
             self.closed = True
             offer, self._offer = self._offer, None
             self.pending = False
-        if offer is not None:
-            offer.close()
-        _close_all([], [r.map for r in (self._out, self._in) if r is not None])
-        self._finalizer()
+            if offer is not None:
+                offer.close()
+            _close_all([], [r.map for r in (self._out, self._in) if r is not None])
+            self._finalizer()
 
 
 # ---- daemon side: offering ------------------------------------------------------------------
