@@ -131,10 +131,7 @@ class Dispatcher:
                 ser = serializers.by_id(ser_id, session.extended)
             except SerializeError:
                 return None
-            error = MessageTooLargeError(
-                f"{exc}: the daemon refused the call and closed the connection; send less data per call "
-                f"(in chunks, or as a stream) or raise MAX_MESSAGE_SIZE on the daemon")
-            return self.exception_reply(Message(T_INVOKE, ser_id, 0, seq, b"", None, corr), ser, error)
+            return self.exception_reply(Message(T_INVOKE, ser_id, 0, seq, b"", None, corr), ser, _refused_call(exc))
         return reply
 
     # ---- messages -------------------------------------------------------------------------
@@ -233,7 +230,7 @@ class Dispatcher:
             ser = serializers.by_id(msg.serializer_id, conn.session.extended)
         except SerializeError:
             return None
-        return self.exception_reply(msg, ser, exc)
+        return self.exception_reply(msg, ser, _refused_call(exc) if isinstance(exc, MessageTooLargeError) else exc)
 
     # ---- replies --------------------------------------------------------------------------
 
@@ -289,6 +286,13 @@ class Dispatcher:
     def await_coroutine(self, coro: Any) -> Any:
         """Run a coroutine a method returned, from a worker thread (the driver knows how)."""
         return self.driver.await_coroutine(coro)
+
+
+def _refused_call(exc: Exception) -> MessageTooLargeError:
+    """What the caller of a call too large for the daemon is told."""
+    return MessageTooLargeError(
+        f"{exc}: the daemon refused the call and closed the connection; send less data per call "
+        f"(in chunks, or as a stream) or raise MAX_MESSAGE_SIZE on the daemon")
 
 
 def message_size(msg: Message) -> int:

@@ -52,7 +52,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ProtocolError
+from ..errors import MessageTooLargeError, ProtocolError
 from ..protocol import F_COMPRESSED, F_KEEPSERIALIZED, HEADER_SIZE, Message
 from ..protocol.annotations import SHM_DESCRIPTOR, SHM_OFFER
 
@@ -182,9 +182,11 @@ class _Inbound:
             raise ProtocolError("corrupted shared-memory descriptor: the peer reused a block still in use")
         if gen != self.gen + 1:
             raise ProtocolError(f"corrupted shared-memory descriptor: generation {gen}, expected {self.gen + 1}")
-        if offset != DATA_OFFSET or not 0 < size <= max_size:
+        if offset != DATA_OFFSET or size == 0:
             raise ProtocolError(f"corrupted shared-memory descriptor: {size} bytes at offset {offset} (payloads "
-                                f"start at {DATA_OFFSET} and hold 1 to MAX_MESSAGE_SIZE={max_size} bytes)")
+                                f"start at {DATA_OFFSET} and are not empty)")
+        if size > max_size:  # a sender with a larger limit: refused as on the socket, from the descriptor alone
+            raise MessageTooLargeError(f"message of {size} bytes exceeds MAX_MESSAGE_SIZE ({max_size})")
         end = offset + size
         if end > len(self.map):
             actual = os.fstat(self.fd).st_size
