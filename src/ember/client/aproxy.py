@@ -372,6 +372,10 @@ class AsyncProxy(ProxyCore):
                     reply = await asyncio.wait_for(future, self._effective_timeout())
                 except asyncio.TimeoutError:
                     raise TimeoutError(f"call {method} to {self._pyroUri} timed out") from None
+                except asyncio.CancelledError:
+                    if future.done() and not future.cancelled() and session.shm is not None:
+                        session.dropped(future.result())  # issue 16: the reply came, nobody reads it
+                    raise
                 finally:
                     session.pending.pop(seq, None)
                 token = receiving_flavour.set(AsyncProxy)
