@@ -341,10 +341,14 @@ CLIENT = textwrap.dedent("""
 """)
 
 SERVER = textwrap.dedent("""
-    import sys, ember
+    import sys, time, ember
     @ember.expose
     class Bulk:
         def echo(self, data):
+            return data
+        def slow_echo(self, data, seconds):
+            print("entered", flush=True)
+            time.sleep(seconds)
             return data
     d = ember.Daemon(unixsocket=sys.argv[1])
     print(d.register(Bulk(), "bulk"), flush=True)
@@ -477,3 +481,36 @@ def test_corrupted_descriptor_from_the_daemon_is_refused_by_the_proxy(make_daemo
         assert p._sock is None  # the proxy dropped the connection
         monkeypatch.undo()
         assert p.echo(data) == data
+
+
+@pytest.mark.timeout(30)
+def test_daemon_killed_mid_call_frees_the_clients_regions(tmp_path):
+    shm_before = dev_shm()
+    server = _python(SERVER, str(tmp_path / "killed.sock"))
+    try:
+        uri = server.stdout.readline().strip()
+        before = memfds()
+        p = ember.Proxy(uri)
+        data = os.urandom(BIG)
+        failure: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                p.slow_echo(data, 20)
+            except BaseException as exc:
+                failure.append(exc)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        assert server.stdout.readline().strip() == "entered"  # the argument arrived through shared memory
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        caller.join(10)
+        assert failure and isinstance(failure[0], CommunicationError)
+        assert memfds() == before  # the failed call released the connection and its regions
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        server.stdout.close()
+    assert dev_shm() <= shm_before
