@@ -82,7 +82,7 @@ class ClientSession:
         if self.wirelog is not None:
             self.decoder.on_message = self.wirelog.received
         # issue 16: same-host shared memory (an ember.transport.shm.ShmChannel set by the proxy
-        # after the handshake): outgoing(msg) -> msg, incoming(msg), consumed(msg), close()
+        # after the handshake): outgoing(frame) -> frame, incoming(msg), consumed(msg), dropped(msg), close()
         self.shm: Any = None
 
     def _enter(self, state: State) -> None:
