@@ -7,6 +7,7 @@ import asyncio
 import gc
 import os
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -94,8 +95,7 @@ def test_proxy_uses_shared_memory_on_every_server(make_daemon, servertype, unix_
     with ember.Proxy(uri) as p:
         assert p.size(b"small") == 5
         channel = p._session.shm
-        assert channel is not None
-        assert channel._in is None or channel._out.gen == 0  # nothing large sent yet
+        assert channel is not None and channel._in is None  # nothing large sent yet: no regions
         for _ in range(3):
             assert p.echo(data) == data
             assert p.make(BIG + 1) == b"m" * (BIG + 1)
@@ -153,7 +153,10 @@ def test_below_threshold_goes_over_the_socket(make_daemon, unix_path):
     with ember.config.override(SHM_THRESHOLD=BIG + 1000), ember.Proxy(uri) as p:
         assert p.echo(b"y" * BIG) == b"y" * BIG
         channel = p._session.shm
-        assert channel._out.gen == 0 and channel._in.gen == 0  # both just under the threshold
+        assert channel._in is None  # both just under the threshold: no regions made at all
+        # the first large result goes over the socket and asks for the regions, the next ones use them
+        assert p.make(BIG + 2000) == b"m" * (BIG + 2000)
+        assert channel._out.gen == 0 and channel._in.gen == 0
         assert p.make(BIG + 2000) == b"m" * (BIG + 2000)
         assert channel._out.gen == 0 and channel._in.gen == 1
 
@@ -292,7 +295,7 @@ def test_descriptor_over_max_message_size_is_refused():
 
 
 def test_descriptor_on_a_connection_without_regions_is_refused():
-    channel = shm.ShmChannel(1, 1 << 30, offer=None)
+    channel = shm.ShmChannel(1, 1 << 30, token=os.urandom(16))  # daemon side, nothing handed over
     msg = Message(MsgType.INVOKE, 4, 0, 1, b"", {shm.DESCRIPTOR_ANNOTATION: bytes(24)})
     with pytest.raises(ProtocolError, match="never handed over its shared memory"):
         channel.incoming(msg)
@@ -416,19 +419,49 @@ def _side_sockets() -> int:
         return sum("@ember-shm-" in line for line in f)
 
 
-def test_side_socket_is_closed_at_the_first_call(make_daemon, servertype, unix_path):
+def test_connections_cost_no_socket_or_region_until_needed(make_daemon, servertype, unix_path):
     daemon = make_daemon(servertype=servertype, unixsocket=unix_path)
     daemon.register(Bulk(), "bulk")
     connections = _Connections()
     daemon.add_hook(connections)
-    before = _side_sockets()
-    with ember.Proxy(f"PYRO:bulk@./u:{unix_path}") as p:
+    with ember.Proxy(f"PYRO:bulk@./u:{unix_path}") as warm:
+        warm._bind()  # the process's one side socket exists from now on
+    before, regions = _side_sockets(), memfds()
+    proxies = [ember.Proxy(f"PYRO:bulk@./u:{unix_path}") for _ in range(5)]
+    try:
+        for p in proxies:
+            assert p.size(b"x") == 1
+            assert p._session.shm is not None  # negotiated
+        assert _side_sockets() == before and memfds() == regions  # but nothing made
+        data = os.urandom(BIG)
+        assert proxies[0].echo(data) == data  # handed over now, taken by the daemon at once
+        assert memfds() > regions and _side_sockets() == before
+        channel = connections.seen[-5].session.shm
+        assert channel._in is not None and channel.delivered is None
+    finally:
+        for p in proxies:
+            p._release()
+
+
+def test_side_socket_ignores_strangers(make_daemon, unix_path):
+    daemon = make_daemon(unixsocket=unix_path)
+    uri = daemon.register(Bulk(), "bulk")
+    with ember.Proxy(uri) as p:
         p._bind()
-        assert _side_sockets() > before  # offered (and the regions queued), waiting for the first call
-        assert p.size(b"x") == 1
-        channel = connections.seen[0].session.shm
-        assert not channel.pending and channel._in is not None  # regions taken, side socket closed
-        assert _side_sockets() == before
+        name = b"\0" + p._session.shm._side
+        junk = [shm._region(), shm._region()]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:  # a wrong token
+            s.connect(name)
+            socket.send_fds(s, [b"EMSH" + bytes(16)], junk)
+        for fd in junk:
+            os.close(fd)
+        idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # connects, never sends
+        idle.connect(name)
+        try:
+            data = os.urandom(BIG)
+            assert p.echo(data) == data and p._session.shm._out.gen == 1
+        finally:
+            idle.close()
 
 
 def test_compressed_payloads_and_wire_logging(make_daemon, unix_path):
@@ -436,7 +469,7 @@ def test_compressed_payloads_and_wire_logging(make_daemon, unix_path):
     uri = daemon.register(Bulk(), "bulk")
     with ember.config.override(COMPRESSION=True), ember.Proxy(uri) as p:
         assert p.echo(b"a" * BIG) == b"a" * BIG  # compressed: over the socket, inflated there
-        assert p._session.shm._out.gen == 0
+        assert p._session.shm._in is None  # not even set up
         data = os.urandom(BIG)  # does not compress: shared memory
         assert p.echo(data) == data and p._session.shm._out.gen == 1
     with ember.config.override(LOGWIRE=True), ember.Proxy(uri) as p:

@@ -201,7 +201,8 @@ class ClientSession:
         A reply for another call is a protocol error on a connection that answers in order.
         """
         shm = self.shm
-        if shm is not None and SHM_DESCRIPTOR in reply.annotations:  # issue 16: payload in shared memory
+        # issue 16: the payload is in shared memory, or the daemon asks for the regions (EMSH)
+        if shm is not None and (SHM_DESCRIPTOR in reply.annotations or SHM_OFFER in reply.annotations):
             try:
                 shm.incoming(reply)
             except ProtocolError:
@@ -215,7 +216,7 @@ class ClientSession:
 
     def dropped(self, reply: Message) -> None:
         """A reply nobody waits for any more (a cancelled call): free what it holds."""
-        if self.shm is not None and SHM_DESCRIPTOR in reply.annotations:
+        if self.shm is not None and (SHM_DESCRIPTOR in reply.annotations or SHM_OFFER in reply.annotations):
             try:
                 self.shm.incoming(reply)
             except ProtocolError:

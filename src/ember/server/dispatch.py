@@ -158,8 +158,6 @@ class Dispatcher:
         right away (an exception reply, or None for none). ``ctx`` None means this
         thread's/task's context; the asyncio driver passes a fresh one per call."""
         shm = conn.session.shm
-        if shm is not None and shm.pending:  # issue 16: the client handed its regions over before this call
-            shm.collect()
         if shm is not None and SHM_DESCRIPTOR in msg.annotations:  # issue 16: the payload is in shared memory
             try:
                 shm.incoming(msg)

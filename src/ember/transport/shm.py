@@ -57,7 +57,7 @@ from ..protocol import F_COMPRESSED, F_KEEPSERIALIZED, HEADER_SIZE, Message
 from ..protocol.annotations import SHM_DESCRIPTOR, SHM_OFFER
 
 __all__ = ["OFFER_ANNOTATION", "DESCRIPTOR_ANNOTATION", "available", "local_socket", "ShmChannel",
-           "client_channel", "ServerOffer", "server_offer"]
+           "client_channel", "server_offer"]
 
 log = logging.getLogger("ember.transport.shm")
 
@@ -69,6 +69,8 @@ _DESC = struct.Struct("!QQQ")  # generation, offset, length
 _HEADER = struct.Struct("!4sHBBHHII16sHH")
 _ANN_CHUNK = struct.Struct("!4sI")
 _DESCRIPTOR_ID = DESCRIPTOR_ANNOTATION.encode("ascii")
+_OFFER_ID = OFFER_ANNOTATION.encode("ascii")
+CAPS_ON = b"1"
 _U64 = struct.Struct("=Q")
 _RELEASED = 0  # control word: the last generation the reader finished with
 DATA_OFFSET = 4096  # payloads start page-aligned after the control page
@@ -110,6 +112,17 @@ def _close_all(fds: Sequence[int], maps: Sequence[Any]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+def _annotated(head: Any, fields: tuple, parts: list, key: bytes, value: bytes, with_payload: bool) -> Any:
+    """An encoded frame with one more annotation chunk: with its payload parts, or with none
+    (the payload is in shared memory)."""
+    alen = fields[7]
+    dlen = fields[6] if with_payload else 0
+    header = _HEADER.pack(*fields[:6], dlen, alen + _ANN_CHUNK.size + len(value), *fields[8:])
+    head = b"".join((header, memoryview(head)[HEADER_SIZE:HEADER_SIZE + alen], _ANN_CHUNK.pack(key, len(value)),
+                     value))
+    return [head, *parts] if with_payload else head
 
 
 class _Outbound:
@@ -215,16 +228,22 @@ class _Inbound:
 class ShmChannel:
     """One connection's shared memory, both directions.
 
-    The sessions call :meth:`outgoing` on every message they send and, for a message that
-    carries a descriptor, :meth:`incoming` before decoding it and :meth:`consumed` after.
+    The sessions call :meth:`outgoing` on every frame they send and, for a message that
+    carries a descriptor (or, on the client, the daemon's request for the regions),
+    :meth:`incoming` before decoding it and :meth:`consumed` after. The regions are set up
+    only when the first large payload is about to travel: a connection that never carries
+    one costs nothing but the token.
     """
 
     def __init__(self, threshold: int, max_size: int, out_fd: int | None = None, in_fd: int | None = None,
-                 offer: ServerOffer | None = None) -> None:
+                 token: bytes | None = None, side: bytes | None = None) -> None:
         self.threshold = threshold
         self.max_size = max_size
-        self._offer = offer  # daemon side: the regions are fetched from the side socket when first needed
-        self.pending = offer is not None  # daemon side: the client's regions are still on the side socket
+        self._token = token  # both sides: what the client's hand-over carries
+        self._side = side  # client side: the daemon's side socket (abstract name) to hand the regions to
+        self._failed = False  # client side: the hand-over failed, the socket carries everything
+        self._asked = False  # daemon side: the client was asked for its regions
+        self.delivered: list[int] | None = None  # daemon side: the regions, put here by the side socket
         self._lock = threading.Lock()
         self._out: _Outbound | None = None
         self._in: _Inbound | None = None
@@ -246,22 +265,18 @@ class ShmChannel:
         self._out, self._in = out, inbound
         self._fds.extend((out_fd, in_fd))  # closed by close() or the finalizer from now on
 
-    def collect(self) -> None:
-        """Daemon side: take the client's regions off the side socket now and close it (the
-        client queued them before sending anything after the handshake), so an idle
-        connection does not keep the side socket open."""
-        with self._lock:
-            self._ready()
-
     def _ready(self) -> bool:
-        """The regions are here (the daemon fetches them from the side socket the first time)."""
+        """The regions are here: the client creates and hands them over the first time, the
+        daemon takes them off its side socket (caller holds the lock)."""
         if self._in is not None:
             return True
-        offer, self._offer = self._offer, None
-        self.pending = False
-        if offer is None or self.closed:
+        if self.closed:
             return False
-        fds = offer.collect()
+        if self._side is not None:
+            return self._hand_over()
+        if self.delivered is None and self._token is not None:
+            _hub().collect()
+        fds, self.delivered = self.delivered, None
         if fds is None:
             return False
         try:
@@ -271,6 +286,25 @@ class ShmChannel:
             _close_all(fds, [])
             return False
         return True
+
+    def _hand_over(self) -> bool:
+        """Client side: create the regions and pass them to the daemon's side socket."""
+        if self._failed:
+            return False
+        fds: list[int] = []
+        try:
+            fds = [_region(), _region()]  # client->daemon, daemon->client
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as side:
+                side.settimeout(2.0)
+                side.connect(b"\0" + (self._side or b""))
+                socket.send_fds(side, [_HELLO + (self._token or b"")], fds)
+            self._attach(fds[0], fds[1])
+            return True
+        except (OSError, ValueError) as exc:
+            log.debug("shared memory not set up (%s): using the socket", exc)
+            _close_all(fds, [])
+            self._failed = True
+            return False
 
     # ---- sending -------------------------------------------------------------------------
 
@@ -304,23 +338,33 @@ class ShmChannel:
         if size < self.threshold or size > self.max_size or fields[4] & F_COMPRESSED:
             return frame
         with self._lock:
-            if self.closed or not self._ready():
+            if self.closed:
                 return frame
+            if not self._ready():
+                if self._token is None or self._side is not None or self._asked:
+                    return frame
+                # daemon side, the client has not handed its regions over yet: this payload goes
+                # over the socket, asking the client for them (EMSH on the reply) for the next ones
+                self._asked = True
+                return _annotated(head, fields, parts, _OFFER_ID, CAPS_ON, with_payload=True)
             assert self._out is not None
             desc = self._out.write(parts, size)
         if desc is None:
             return frame
-        alen = fields[7]
-        header = _HEADER.pack(*fields[:6], 0, alen + _ANN_CHUNK.size + len(desc), *fields[8:])
-        return b"".join((header, memoryview(head)[HEADER_SIZE:HEADER_SIZE + alen],
-                         _ANN_CHUNK.pack(_DESCRIPTOR_ID, len(desc)), desc))
+        return _annotated(head, fields, parts, _DESCRIPTOR_ID, desc, with_payload=False)
 
     # ---- receiving ------------------------------------------------------------------------
 
     def incoming(self, msg: Message) -> None:
         """Point ``msg.data`` at the payload its descriptor names (and drop the descriptor
-        from its annotations); ProtocolError if the descriptor does not fit."""
-        raw = msg.annotations.pop(DESCRIPTOR_ANNOTATION)
+        from its annotations); ProtocolError if the descriptor does not fit. On the client, a
+        reply asking for the regions (``EMSH``) makes it hand them over now."""
+        if msg.annotations.pop(OFFER_ANNOTATION, None) is not None and self._side is not None:
+            with self._lock:
+                self._ready()
+        raw = msg.annotations.pop(DESCRIPTOR_ANNOTATION, None)
+        if raw is None:
+            return
         if msg.data:
             raise ProtocolError("corrupted shared-memory descriptor: the message also carries a payload")
         with self._lock:
@@ -353,68 +397,98 @@ class ShmChannel:
             if self.closed:
                 return
             self.closed = True
-            offer, self._offer = self._offer, None
-            self.pending = False
-            if offer is not None:
-                offer.close()
-            _close_all([], [r.map for r in (self._out, self._in) if r is not None])
+            if self._token is not None and self._side is None and _the_hub is not None:
+                _the_hub.forget(self._token)
+            fds, self.delivered = self.delivered, None
+            _close_all(fds or [], [r.map for r in (self._out, self._in) if r is not None])
             self._finalizer()
 
 
-# ---- daemon side: offering ------------------------------------------------------------------
+# ---- daemon side: the side socket ------------------------------------------------------------
 
 
-class ServerOffer:
-    """A daemon's one-shot side socket through which a client hands over its regions."""
+class _Hub:
+    """This process's side socket (abstract namespace, no file): clients hand their regions
+    over here, with the token their connection's CONNECTOK gave them. One per process, made
+    on first use, so a connection costs no socket of its own."""
 
     def __init__(self) -> None:
-        self.token = secrets.token_bytes(_TOKEN)
+        self.pid = os.getpid()
         self.name = _NAME_PREFIX + secrets.token_hex(16).encode("ascii")
-        self.sock: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self.sock.bind(b"\0" + self.name)
-            self.sock.listen(4)
-            self.sock.setblocking(False)
+            sock.bind(b"\0" + self.name)
+            sock.listen(128)
+            sock.setblocking(False)
         except OSError:
-            self.sock.close()
+            sock.close()
             raise
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.waiting: dict[bytes, weakref.ref[ShmChannel]] = {}
+        self.arriving: list[socket.socket] = []  # accepted, their hand-over not read yet
 
-    @property
-    def annotation(self) -> bytes:
-        return self.token + self.name
+    def expect(self, token: bytes, channel: ShmChannel) -> None:
+        with self.lock:
+            self.waiting[token] = weakref.ref(channel)
 
-    def collect(self) -> list[int] | None:
-        """The client's two region descriptors (outbound, inbound), already queued on the side
-        socket; None when they are not there or do not check out. Never waits."""
-        sock, self.sock = self.sock, None
-        if sock is None:
-            return None
-        try:
-            for _attempt in range(4):  # someone else may have connected first: their token is wrong
+    def forget(self, token: bytes) -> None:
+        with self.lock:
+            self.waiting.pop(token, None)
+
+    def collect(self) -> None:
+        """Read every hand-over queued on the side socket and give each channel its regions.
+        Never waits: a client hands its regions over before it sends the message that needs
+        them, so they are queued by the time that message is read."""
+        with self.lock:
+            while True:
                 try:
-                    conn, _addr = sock.accept()
+                    conn, _addr = self.sock.accept()
                 except (BlockingIOError, InterruptedError):
-                    return None
-                with conn:
-                    conn.setblocking(False)
-                    try:
-                        data, fds, flags, _addr = socket.recv_fds(conn, 64, 2)
-                    except OSError:
-                        continue
-                    if (len(fds) == 2 and not flags & socket.MSG_CTRUNC and len(data) == len(_HELLO) + _TOKEN
-                            and data.startswith(_HELLO) and secrets.compare_digest(data[len(_HELLO):], self.token)
-                            and all(_sealed(fd) for fd in fds)):
-                        return list(fds)
-                    log.warning("ignoring a shared-memory hand-over with a wrong token or unsealed regions")
-                    _close_all(fds, [])
-            return None
-        finally:
-            sock.close()
+                    break
+                except OSError:
+                    break
+                conn.setblocking(False)
+                self.arriving.append(conn)
+            still = []
+            for conn in self.arriving:
+                try:
+                    data, fds, flags, _addr = socket.recv_fds(conn, 64, 2)
+                except (BlockingIOError, InterruptedError):
+                    still.append(conn)  # connected, not sent yet: next time
+                    continue
+                except OSError:
+                    conn.close()
+                    continue
+                conn.close()
+                self._deliver(data, fds, flags)
+            self.arriving = still[-64:]  # a peer that connects and never sends is dropped eventually
+            for conn in still[:-64]:
+                conn.close()
 
-    def close(self) -> None:
-        sock, self.sock = self.sock, None
-        if sock is not None:
-            sock.close()
+    def _deliver(self, data: bytes, fds: list[int], flags: int) -> None:
+        ref = self.waiting.pop(data[len(_HELLO):], None) if data.startswith(_HELLO) else None
+        channel = ref() if ref is not None else None
+        if (channel is None or len(fds) != 2 or flags & socket.MSG_CTRUNC or len(data) != len(_HELLO) + _TOKEN
+                or not all(_sealed(fd) for fd in fds)):
+            if fds or data:
+                log.warning("ignoring a shared-memory hand-over with an unknown token or unsealed regions")
+            _close_all(fds, [])
+            return
+        channel.delivered = list(fds)  # taken up under the channel's own lock (_ready)
+
+
+_the_hub: _Hub | None = None
+_hub_lock = threading.Lock()
+
+
+def _hub() -> _Hub:
+    """The process's side socket (a new one in a forked child)."""
+    global _the_hub
+    with _hub_lock:
+        if _the_hub is None or _the_hub.pid != os.getpid():
+            _the_hub = _Hub()
+        return _the_hub
 
 
 def _sealed(fd: int) -> bool:
@@ -427,17 +501,20 @@ def _sealed(fd: int) -> bool:
 
 def server_offer(stream: Any, connect_annotations: dict[str, bytes], threshold: int,
                  max_size: int) -> tuple[ShmChannel, bytes] | None:
-    """The channel and the CONNECTOK annotation value when the client asked for shared memory
-    and is on this machine; None otherwise (plain socket)."""
+    """The channel and the CONNECTOK annotation value (token + side socket name) when the
+    client asked for shared memory and is on this machine; None otherwise (plain socket)."""
     if (threshold <= 0 or connect_annotations.get(OFFER_ANNOTATION) != b"1" or getattr(stream, "tls", False)
             or not available() or not local_socket(stream.sock)):
         return None
     try:
-        offer = ServerOffer()
+        hub = _hub()
     except OSError as exc:
-        log.debug("no shared memory for this connection: %s", exc)
+        log.debug("no shared memory: %s", exc)
         return None
-    return ShmChannel(threshold, max_size, offer=offer), offer.annotation
+    token = secrets.token_bytes(_TOKEN)
+    channel = ShmChannel(threshold, max_size, token=token)
+    hub.expect(token, channel)
+    return channel, token + hub.name
 
 
 # ---- client side: accepting -------------------------------------------------------------------
@@ -455,8 +532,8 @@ def _region() -> int:
 
 
 def client_channel(reply_annotations: dict[str, bytes], threshold: int, max_size: int) -> ShmChannel | None:
-    """After a CONNECTOK: hand the daemon this connection's regions when it offered shared
-    memory; the channel, or None (plain socket) when there was no offer or it failed."""
+    """After a CONNECTOK: the channel when the daemon offered shared memory (its regions are
+    made and handed over when the first large payload travels), else None (plain socket)."""
     offer = reply_annotations.get(OFFER_ANNOTATION)
     if offer is None or threshold <= 0:
         return None
@@ -464,15 +541,4 @@ def client_channel(reply_annotations: dict[str, bytes], threshold: int, max_size
     if len(offer) <= _TOKEN or not name.startswith(_NAME_PREFIX) or len(name) > 100:
         log.warning("ignoring a malformed shared-memory offer from the daemon")
         return None
-    fds: list[int] = []
-    try:
-        fds = [_region(), _region()]  # client->daemon, daemon->client
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as side:
-            side.settimeout(2.0)
-            side.connect(b"\0" + name)
-            socket.send_fds(side, [_HELLO + offer[:_TOKEN]], fds)
-        return ShmChannel(threshold, max_size, out_fd=fds[0], in_fd=fds[1])
-    except OSError as exc:
-        log.debug("shared memory not set up (%s): using the socket", exc)
-        _close_all(fds, [])
-        return None
+    return ShmChannel(threshold, max_size, token=offer[:_TOKEN], side=name)
