@@ -96,11 +96,17 @@ def local_socket(sock: Any) -> bool:
             return True
         if family not in (socket.AF_INET, socket.AF_INET6):
             return False
-        peer = sock.getpeername()[0]
-        own = sock.getsockname()[0]
-        return ipaddress.ip_address(peer.split("%")[0]).is_loopback and \
-            ipaddress.ip_address(own.split("%")[0]).is_loopback
+        return _loopback(sock.getpeername()[0]) and _loopback(sock.getsockname()[0])
     except (OSError, ValueError, IndexError, AttributeError):
+        return False
+
+
+def _loopback(host: str) -> bool:
+    if host.startswith("127.") or host == "::1":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback  # ::ffff:127.0.0.1 and the like
+    except ValueError:
         return False
 
 
@@ -249,9 +255,7 @@ class ShmChannel:
         self._in: _Inbound | None = None
         self._fds: list[int] = []
         self.closed = False
-        # a channel that is dropped without close() still closes its descriptors (its mappings
-        # go with the objects); the finalizer must hold no mapping: that would count as a view
-        self._finalizer = weakref.finalize(self, _close_all, self._fds, [])
+        self._finalizer: Any = None
         if out_fd is not None and in_fd is not None:
             self._attach(out_fd, in_fd)
 
@@ -264,6 +268,9 @@ class ShmChannel:
             raise
         self._out, self._in = out, inbound
         self._fds.extend((out_fd, in_fd))  # closed by close() or the finalizer from now on
+        # a channel that is dropped without close() still closes its descriptors (its mappings
+        # go with the objects); the finalizer must hold no mapping: that would count as a view
+        self._finalizer = weakref.finalize(self, _close_all, self._fds, [])
 
     def _ready(self) -> bool:
         """The regions are here: the client creates and hands them over the first time, the
@@ -401,7 +408,8 @@ class ShmChannel:
                 _the_hub.forget(self._token)
             fds, self.delivered = self.delivered, None
             _close_all(fds or [], [r.map for r in (self._out, self._in) if r is not None])
-            self._finalizer()
+            if self._finalizer is not None:
+                self._finalizer()
 
 
 # ---- daemon side: the side socket ------------------------------------------------------------
