@@ -11,13 +11,17 @@ How the regions are set up and why nothing can leak:
   anywhere else. The kernel frees one when the last descriptor and mapping of it close,
   which happens when both processes closed the connection, or died (SIGKILL included).
 * The client asks for shared memory in its CONNECT (``EMSH`` = ``1``); a daemon that agrees
-  answers in CONNECTOK with ``EMSH`` = 16-byte secret token + the name of a one-shot
-  listening unix socket in the abstract namespace (also nameless on disk). The client
-  creates two regions (client->daemon, daemon->client), seals them against shrinking
-  (a peer could otherwise make the other side's reads fault), connects to that socket and
-  hands both descriptors over with ``SCM_RIGHTS`` together with the token, before it sends
-  any further message. The daemon picks them up when it first needs them, without waiting
-  (they are already queued), and closes the listener.
+  answers in CONNECTOK with ``EMSH`` = a 16-byte secret token for the connection + the name
+  of its process's side socket (a listening unix socket in the abstract namespace, so
+  nameless on disk too; one per process). Nothing more happens until a large payload is to
+  travel: then the client creates two regions (client->daemon, daemon->client), seals them
+  against shrinking (a peer could otherwise make the other side's reads fault), connects to
+  the side socket and hands both descriptors over with ``SCM_RIGHTS`` together with the
+  token, before it sends that message. When the first large payload is a result, the daemon
+  sends it over the socket with ``EMSH`` on the reply, which makes the client hand over its
+  regions for the next ones. The daemon reads the side socket when it needs the regions,
+  without waiting (they are queued by then), and gives them to the connection whose token
+  came with them.
 * A side socket rather than the connection itself carries the descriptors because
   ``SCM_RIGHTS`` data is lost to a plain ``recv`` and asyncio streams have no ``recvmsg``:
   the read loops of the three servers and two proxies stay as they are, and TCP over
