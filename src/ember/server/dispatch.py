@@ -22,7 +22,6 @@ from time import perf_counter
 from typing import Any
 
 from .. import context, serializers
-from ..client import AsyncProxy, Proxy
 from ..errors import DaemonError, MessageTooLargeError, ProtocolError, PyroError, SerializeError, format_traceback
 from ..protocol import (
     BLOB_ANNOTATION,
@@ -43,6 +42,7 @@ from ..protocol import (
 from ..serializers import ExceptionWrapper, SerializedBlob
 from . import meta as metamod
 from .admission import Admission, not_accepted
+from .async_values import SyncIterator, async_flavour
 from .exposure import resolve_method
 from .guards import check_batch, contained
 from .hooks import CallInfo, HookList
@@ -417,7 +417,7 @@ class Call:
             context.set_context(self.ctx)  # this task's own context
             if d.hooked and (refused := self._start_hooks()) is not None:
                 return self.failed(refused)
-            self.args, self.kwargs = _async_flavour(self.args, self.kwargs)
+            self.args, self.kwargs = async_flavour(self.args, self.kwargs)
             if self.msg.flags & F_ONEWAY:
                 d.driver.spawn(self._oneway_async(), self.conn)
                 return None
@@ -451,7 +451,7 @@ class Call:
             if _is_iterator(result):
                 return d.stream_reply(self.conn, msg, ser, result)
             if type(result) is types.AsyncGeneratorType:
-                return d.stream_reply(self.conn, msg, ser, _SyncIterator(result, d))
+                return d.stream_reply(self.conn, msg, ser, SyncIterator(result, d.await_coroutine))
         try:
             data = ser.dumps(result)
         except Exception as exc:
@@ -583,37 +583,3 @@ class Call:
             return d.exception_reply(msg, ser, exc)
         return Message(MsgType.RESULT, msg.serializer_id, F_BATCH, msg.seq, data, d.reply_annotations(),
                        msg.correlation_id)
-
-
-def _async_flavour(args: Any, kwargs: Any) -> tuple[Any, Any]:
-    """Proxies passed to an ``async def`` method arrive as :class:`~ember.AsyncProxy`."""
-    for a in args:  # a plain loop: the common case (no proxy) costs a few type checks
-        if isinstance(a, Proxy):
-            args = [x._as(AsyncProxy) if isinstance(x, Proxy) else x for x in args]
-            break
-    if kwargs:
-        for v in kwargs.values():
-            if isinstance(v, Proxy):
-                kwargs = {k: x._as(AsyncProxy) if isinstance(x, Proxy) else x for k, x in kwargs.items()}
-                break
-    return args, kwargs
-
-
-class _SyncIterator:
-    """A plain iterator over an async generator, so it can be streamed like any other."""
-
-    def __init__(self, agen: Any, dispatcher: Dispatcher) -> None:
-        self.agen = agen
-        self.dispatcher = dispatcher
-
-    def __iter__(self) -> _SyncIterator:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            return self.dispatcher.await_coroutine(self.agen.__anext__())
-        except StopAsyncIteration:
-            raise StopIteration from None
-
-    def close(self) -> None:
-        self.dispatcher.await_coroutine(self.agen.aclose())
