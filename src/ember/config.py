@@ -83,6 +83,11 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "SSL_CLIENTKEY": ("", "client private key file"),
     "SSL_CLIENTKEYPASSWD": ("", "client private key password"),
     "SSL_CACERTS": ("", "CA file or directory used by both sides"),
+    # issue 16 (bulk data): buffers and numpy arrays out of band between Ember peers
+    "OUT_OF_BAND": (True, "Ember peers (with EXTENDED_TYPES) send large bytes, buffers and numpy arrays "
+                    "after the msgpack structure, uncopied; False: inline, as Pyro5 peers get them"),
+    "OUT_OF_BAND_THRESHOLD": (65536, "bytes, bytearray and memoryview values from this size on travel out of band "
+                              "(numpy arrays and array.array always do)"),
 }
 
 _LOGLEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -118,6 +123,7 @@ _CHECKS: dict[str, Any] = {
     "PREFER_IP_VERSION": lambda v: None if v in (0, 4, 6) else "4, 6 or 0 (let the OS decide)",
     "ITER_STREAM_LIFETIME": _not_negative, "ITER_STREAM_LINGER": _not_negative,
     "LOGLEVEL": _loglevel,
+    "OUT_OF_BAND_THRESHOLD": _not_negative,
     # the serializers Ember has (ember.serializers.names()); there is no way to add one
     "SERIALIZER": lambda v: None if v in ("msgpack", "serpent", "json", "marshal")
     else "one of msgpack, serpent, json, marshal",

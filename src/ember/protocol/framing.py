@@ -20,6 +20,7 @@ from enum import IntEnum, IntFlag
 from typing import Any
 
 from ..errors import MessageTooLargeError, ProtocolError
+from ..serializers.oob import OOB_ANNOTATION, OobPayload
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -166,15 +167,28 @@ def encode(
     would exceed ``max_message_size`` (nothing is sent). With ``parts``, a payload of
     ``LARGE_PAYLOAD`` bytes or more is not copied behind its header: the frame comes as the
     list ``[header and annotations, payload]``, to be sent with one ``sendmsg``.
+
+    A payload with out-of-band buffers (:class:`~ember.serializers.oob.OobPayload`) gets its
+    ``EBUF`` annotation here and comes as ``[header and annotations, structure, buffer...]``
+    (joined into bytes without ``parts``; compressed whole, so joined, with ``compress``).
     """
     data = msg.data
     flags = msg.flags & ~F_COMPRESSED
+    annotations = msg.annotations
+    oob = None
+    if type(data) is OobPayload:
+        annotations = dict(annotations)
+        annotations[OOB_ANNOTATION] = data.annotation()
+        if compress or not parts:
+            data = bytes(data)
+        else:
+            oob = data
     if compress and len(data) > COMPRESS_THRESHOLD:
         packed = zlib.compress(data, 4)
         if len(packed) < len(data):
             data = packed
             flags |= F_COMPRESSED
-    ann = _encode_annotations(msg.annotations) if msg.annotations else b""
+    ann = _encode_annotations(annotations) if annotations else b""
     if len(data) + len(ann) > max_message_size:
         raise MessageTooLargeError(
             f"message of {len(data) + len(ann)} bytes exceeds MAX_MESSAGE_SIZE ({max_message_size})"
@@ -190,6 +204,8 @@ def encode(
         _TAG, PROTOCOL_VERSION, msg.type, msg.serializer_id, flags, msg.seq & 0xFFFF,
         len(data), len(ann), cbytes, 0, MAGIC,
     )
+    if oob is not None:
+        return [header + ann, *oob.parts]
     if parts and len(data) >= LARGE_PAYLOAD:
         return [header + ann if ann else header, data]
     if ann:

@@ -22,7 +22,7 @@ from ._classes import (
     unregister_class_to_dict,
     unregister_dict_to_class,
 )
-from ._registry import by_id, get, ids, names
+from ._registry import OOB, by_id, get, ids, names
 from .base import Serializer
 from .blob import SerializedBlob
 from .json_ import JsonSerializer
@@ -32,6 +32,7 @@ from .serpent_ import SerpentSerializer
 
 __all__ = [
     "Serializer",
+    "OOB",
     "SerpentSerializer",
     "MarshalSerializer",
     "JsonSerializer",

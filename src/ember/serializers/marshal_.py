@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import PyroError, SerializeError
 from ._classes import _EXTENDED, object_to_dict
 from .base import Serializer, check_call, walk_classes
+from .oob import array_to_plain
 
 _NATIVE = frozenset({int, float, str, bytes, bool, type(None), complex})
 
@@ -47,6 +48,8 @@ class MarshalSerializer(Serializer):
             return str(obj)
         if t is array.array:
             return obj.tolist()
+        if t.__module__ == "numpy" and hasattr(obj, "tolist"):
+            return self._convert(array_to_plain(obj))  # numpy arrays and scalars: lists and Python numbers
         return self._convert(object_to_dict(obj, self.extended))
 
     def dumps(self, obj: Any) -> bytes:

@@ -124,4 +124,4 @@ class Admission:
                 if len(self._connectok_cache) > 256:
                     self._connectok_cache.clear()
                 self._connectok_cache[key] = payload
-        return session.accept(msg, payload, self._annotations(), pipelined, allow_extended)
+        return session.accept(msg, payload, self._annotations(), pipelined, allow_extended, daemon.config.OUT_OF_BAND)

@@ -39,6 +39,7 @@ from ..protocol import (
     parse_blob_annotation,
 )
 from ..serializers import ExceptionWrapper, SerializedBlob
+from ..serializers.oob import payload_of
 from . import meta as metamod
 from .admission import Admission
 from .exposure import resolve_method
@@ -181,7 +182,7 @@ class Dispatcher:
                 info, object_id, method = parse_blob_annotation(msg.annotations.get(BLOB_ANNOTATION))
                 args, kwargs = (SerializedBlob(info, msg.data, True, msg.serializer_id),), None
             else:
-                object_id, method, args, kwargs = ser.loads_call(msg.data)
+                object_id, method, args, kwargs = ser.loads_call(msg.data if not msg.annotations else payload_of(msg))
                 if not flags & F_BATCH:
                     # registered instances: the exposure checks were done once for this (object, method)
                     cached = registry.resolved.get((object_id, method))

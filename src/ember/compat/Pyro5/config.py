@@ -26,7 +26,7 @@ PYRO5_DEFAULTS: dict[str, Any] = {"SERIALIZER": "serpent", "HOST": "localhost", 
                                   "LOGFILE": "pyro5.log"}
 # Ember's own items, which Pyro5 does not have
 _EMBER_ONLY = {"MAX_ANNOTATIONS_SIZE", "MOBILE_CODE", "NS_URI_FILE", "ONEWAY_THREADED", "STATISTICS", "IDLE_TIMEOUT",
-               "PROXY_IDLE_RELEASE", "EXTENDED_TYPES"} | {name for name in ITEMS if name.startswith("EVENTS_")}
+               "PROXY_IDLE_RELEASE", "EXTENDED_TYPES"} | {name for name in ITEMS if name.startswith(("EVENTS_", "OUT_OF_BAND"))}
 
 
 class Configuration:

@@ -212,14 +212,16 @@ class AsyncioServer(BaseDriver):
         idle = self.config.IDLE_TIMEOUT
         try:
             while not stream.closed:
+                # a large payload being received: take what the reader has in bigger reads
+                size = 65536 if session.decoder.recv_target() is None else 1 << 20
                 if idle:
                     try:
-                        data = await asyncio.wait_for(stream.read(65536), idle)
+                        data = await asyncio.wait_for(stream.read(size), idle)
                     except asyncio.TimeoutError:
                         log.debug("closing connection from %s: idle longer than IDLE_TIMEOUT", addr)
                         break
                 else:
-                    data = await stream.read(65536)
+                    data = await stream.read(size)
                 if not data:
                     break
                 session.feed(data)
