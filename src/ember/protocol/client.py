@@ -70,7 +70,7 @@ class ClientSession:
         self.requested = serializer
         self.serializer = serializer  # the extended variant once the daemon agreed to it
         self.serializer_id: int = serializer.serializer_id
-        self.extended = False
+        self.extended: int = False  # True, or serializers.OOB with out-of-band buffers
         self.multiplex = False
         self.state = State.AWAIT_CONNECT
         self.must_close = False  # the connection broke the protocol (or was refused) and has to be closed
@@ -200,7 +200,7 @@ class ClientSession:
         if reply.seq != seq:
             self._enter(State.MUST_CLOSE)
             raise ProtocolError(f"invalid reply sequence number {reply.seq} (expected {seq})")
-        data = reply.data
+        data: Any = reply.data
         if reply.annotations:
             ctx = _peek()
             if ctx is not None:

@@ -40,7 +40,7 @@ class ServerSession:
                  established: bool = False, logwire: bool = False, peer: Any = None) -> None:
         self.state = State.READY if established else State.AWAIT_CONNECT
         self.decoder = Decoder(max_message_size, max_annotations_size, SERVER_ALLOWED[self.state])
-        self.extended = False
+        self.extended: int = False  # True, or serializers.OOB with out-of-band buffers
         # the connection has to be closed (after sending the reply just produced, if any);
         # a plain attribute, read after every message
         self.must_close = False

@@ -71,7 +71,8 @@ def _flat(arr: Any) -> tuple[Any, str]:
     else:
         arr = arr.copy(order="C")  # strided: the one copy the format needs
         order = "C"
-    return memoryview(arr.reshape(-1, order=order)).cast("B"), order
+    # as bytes (a uint8 view): datetime64/timedelta64 have no buffer protocol of their own
+    return memoryview(arr.reshape(-1, order=order).view("u1")), order
 
 
 class OobPayload:
@@ -180,7 +181,9 @@ class Collector:
         if t is bytes or t is bytearray:
             return self.buffer(value) if len(value) >= self.threshold else value
         if t is memoryview:
-            return self.buffer(value) if value.nbytes >= self.threshold else value
+            if value.nbytes >= self.threshold:
+                return self.buffer(value)
+            return value if value.c_contiguous else value.tobytes()  # msgpack takes contiguous views only
         if t is tuple or t is list:
             return self.lift_items(value)
         if t is dict:
