@@ -61,3 +61,16 @@ def test_events_benchmark_runs():
     r = bench("events.py", "--quick", "--subscribers", "1,2", "--storage", "memory,sqlite", "--modes", "many")
     assert r.returncode == 0, r.stderr
     assert "deliveries/s" in r.stdout and "sqlite" in r.stdout
+
+
+def test_bulk_benchmark_runs_quick(tmp_path):
+    out = tmp_path / "bulk.json"
+    r = bench("bulk.py", "--quick", "--cpus", "", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    import json
+
+    data = json.loads(out.read_text())
+    for case in ("bytes-1MiB", "bytes-16MiB", "numpy-8MiB"):
+        assert data[f"socket {case}"]["median"] > 0 and data[f"ember {case}"]["median"] > 0
+        assert f"pyro5-marshal {case}" in data
+    assert "x socket" in r.stdout
