@@ -270,10 +270,9 @@ def test_out_of_band_off_sends_lists(ember_daemon):
 
 
 def test_daemon_with_out_of_band_off(ember_daemon):
-    with ember.config.override(OUT_OF_BAND=False):
-        daemon = ember_daemon()
-    daemon.config.OUT_OF_BAND = False
-    uri = daemon.register(Bulk(), "bulk")
+    cfg = ember.config.copy()
+    cfg.OUT_OF_BAND = False
+    uri = ember_daemon(config=cfg).register(Bulk(), "bulk")
     with ember.Proxy(uri) as p:
         assert p.echo(np.arange(3)) == [0, 1, 2]
 
