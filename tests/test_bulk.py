@@ -262,6 +262,26 @@ def test_async_proxy_against_every_server_type(ember_daemon, ember_servertypes):
     assert type(view) is memoryview and view == b"m" * BIG
 
 
+@ember.expose
+class Forwarder:
+    def __init__(self, target):
+        self.target = target
+
+    def forward(self, arr):
+        # a call made while serving one carries that call's annotations (EBUF among them)
+        with ember.Proxy(self.target) as p:
+            return p.describe(1, "two"), p.echo(arr), p.echo(b"small")
+
+
+def test_call_made_while_serving_one_with_buffers(ember_daemon):
+    target = ember_daemon().register(Bulk(), "bulk")
+    uri = ember_daemon().register(Forwarder(target), "fwd")
+    arr = np.arange(BIG // 4, dtype=np.float32)
+    with ember.Proxy(uri) as p:
+        described, back, small = p.forward(arr)
+    assert described == ["int", "str"] and np.array_equal(back, arr) and small == b"small"
+
+
 def test_out_of_band_off_sends_lists(ember_daemon):
     uri = ember_daemon().register(Bulk(), "bulk")
     with ember.config.override(OUT_OF_BAND=False), ember.Proxy(uri) as p:

@@ -183,6 +183,10 @@ def encode(
             data = bytes(data)
         else:
             oob = data
+    elif annotations and OOB_ANNOTATION in annotations:
+        # a received message's EBUF, passed on with the caller's annotations (a call made
+        # while serving one): it describes that payload, not this one
+        annotations = {k: v for k, v in annotations.items() if k != OOB_ANNOTATION}
     if compress and len(data) > COMPRESS_THRESHOLD:
         packed = zlib.compress(data, 4)
         if len(packed) < len(data):
