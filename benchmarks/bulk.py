@@ -3,7 +3,8 @@
 Every server runs in its own process pinned to one CPU, the clients run in this process
 pinned to the other; contestants are interleaved inside each round (same machine
 conditions for all) and the median of the rounds is reported, with ratios to the plain
-socket echo and to Pyro5 with marshal.
+socket echo and to Pyro5 with marshal (each ratio is the median of the ratios measured
+within one round, so load that changes between rounds cancels out).
 
 Cases: ``echo(bytes)`` of 1 MiB and 16 MiB (``ember-memoryview`` sends ``memoryview(bytes)``,
 which arrives on both sides as a view of the receive buffer, without the copy that makes
@@ -298,24 +299,34 @@ def main() -> None:
             proc.wait()
             proc.stdout.close()  # type: ignore[union-attr]
     median = {key: statistics.median(v) for key, v in results.items()}
+
+    def ratio(name: str, case: str, base: str) -> float | None:
+        """Median over rounds of (this contestant / base) measured in the same round: robust
+        to load that changes between rounds."""
+        if (base, case) not in results:
+            return None
+        return statistics.median(a / b for a, b in zip(results[(name, case)], results[(base, case)], strict=True))
+
     pinned = f"server on CPU {server_cpu}, client on CPU {client_cpu}" if args.cpus else "not pinned"
-    print(f"bulk echo, MB/s both ways, median of {args.rounds} rounds of {args.seconds:g} s, {pinned}")
+    print(f"bulk echo, MB/s both ways, median of {args.rounds} rounds of {args.seconds:g} s, {pinned}; "
+          "ratios: median of the per-round ratios")
+    ratios: dict[str, dict[str, float]] = {}
     for case in cases:
-        floor = median.get(("socket", case))
-        marshal = median.get(("pyro5-marshal", case))
         print(f"{case}:")
         for name in names:
             rate = median[(name, case)]
-            ratios = []
-            if floor:
-                ratios.append(f"{rate / floor:.2f}x socket")
-            if marshal:
-                ratios.append(f"{rate / marshal:.2f}x pyro5-marshal")
+            shown = []
+            for base in ("socket", "pyro5-marshal"):
+                r = ratio(name, case, base)
+                if r is not None:
+                    ratios.setdefault(f"{name} {case}", {})[base] = r
+                    shown.append(f"{r:.2f}x {base}")
             rounds = ", ".join(f"{v:.0f}" for v in results[(name, case)])
-            print(f"  {name:16s} {rate:8.0f}  {'  '.join(ratios):34s} (rounds: {rounds})")
+            print(f"  {name:16s} {rate:8.0f}  {'  '.join(shown):34s} (rounds: {rounds})")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({f"{name} {case}": {"median": median[(name, case)], "rounds": results[(name, case)]}
+            json.dump({f"{name} {case}": {"median": median[(name, case)], "rounds": results[(name, case)],
+                                          "ratios": ratios.get(f"{name} {case}", {})}
                        for name, case in results}, f, indent=1)
 
 
