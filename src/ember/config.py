@@ -47,6 +47,9 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "DETAILED_TRACEBACK": (False, "remote tracebacks include local variables"),
     "THREADPOOL_SIZE": (80, "max worker threads = max connections of a thread-pool daemon"),
     "THREADPOOL_SIZE_MIN": (4, "idle worker threads kept by a thread-pool daemon"),
+    # 1 GiB, as Pyro5: ported programs that move big messages keep working. A declared size
+    # costs nothing by itself: memory for a large body is committed only as its bytes arrive
+    # (anonymous mmap), and MAX_BYTES_IN_FLIGHT caps what one server receives at once.
     "MAX_MESSAGE_SIZE": (1073741824, "largest message accepted or sent, in bytes (1 GiB)"),
     "MAX_ANNOTATIONS_SIZE": (1048576, "largest annotation block accepted, in bytes"),
     "BROADCAST_ADDRS": (["<broadcast>", "0.0.0.0"], "where locate_ns sends GET_NSURI"),
@@ -74,6 +77,20 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "EVENTS_LINGER": (0.001, "seconds a sender waits for more events to send in one events() call; 0 = at once"),
     "EVENTS_KEEP": (1000, "events kept per subject for replay (subscribe(..., since=seq))"),
     "EVENTS_KEEP_SECONDS": (0.0, "also forget events older than this many seconds; 0 = no time limit"),
+    # ---- hardening (issue 13): what one client may cost a server ----
+    "MAX_BYTES_IN_FLIGHT": (2147483648, "bytes of large messages (256 KiB and over) one daemon receives at the same time; "
+                            "a message that would exceed it is refused with a reply naming this item (2 GiB)"),
+    "HANDSHAKE_TIMEOUT": (10.0, "seconds a new connection has to complete its TLS handshake and CONNECT, whatever "
+                          "COMMTIMEOUT is"),
+    "STALL_TIMEOUT": (30.0, "seconds a connection may stay silent in the middle of a message before the daemon "
+                      "closes it (COMMTIMEOUT, when lower, wins); 0 = never"),
+    "MAX_PENDING_CALLS": (256, "calls one connection may have accepted but not finished (oneway calls, and pipelined "
+                          "calls on the asyncio server); at the limit the daemon stops reading from it until one ends"),
+    "SERIALIZERS_ACCEPTED": (["msgpack", "serpent", "json", "marshal"],
+                             "serializers a daemon accepts from clients; others are refused before anything is "
+                             "decoded with them"),
+    "THREADPOOL_EVICT_IDLE": (1.0, "when every worker of a thread-pool daemon is taken, a new connection takes the "
+                              "worker of the connection idle longest, if idle this many seconds; 0 = never (refuse)"),
     "SSL": (False, "use TLS"),
     "SSL_SERVERCERT": ("", "daemon certificate file"),
     "SSL_SERVERKEY": ("", "daemon private key file"),
@@ -123,6 +140,10 @@ _CHECKS: dict[str, Any] = {
     "PREFER_IP_VERSION": lambda v: None if v in (0, 4, 6) else "4, 6 or 0 (let the OS decide)",
     "ITER_STREAM_LIFETIME": _not_negative, "ITER_STREAM_LINGER": _not_negative,
     "LOGLEVEL": _loglevel,
+    "MAX_BYTES_IN_FLIGHT": _positive, "HANDSHAKE_TIMEOUT": _positive, "STALL_TIMEOUT": _not_negative,
+    "MAX_PENDING_CALLS": _positive, "THREADPOOL_EVICT_IDLE": _not_negative,
+    "SERIALIZERS_ACCEPTED": lambda v: None if v and set(v) <= {"msgpack", "serpent", "json", "marshal"}
+    else "a non-empty list drawn from msgpack, serpent, json, marshal",
     "OUT_OF_BAND_THRESHOLD": _not_negative,
     # the serializers Ember has (ember.serializers.names()); there is no way to add one
     "SERIALIZER": lambda v: None if v in ("msgpack", "serpent", "json", "marshal")

@@ -22,6 +22,7 @@ from .annotations import (
     blob_annotation,
     parse_blob_annotation,
 )
+from .budget import ByteBudget
 from .client import ClientSession, Handshake
 from .framing import (
     COMPRESS_THRESHOLD,
@@ -52,6 +53,7 @@ from .server import ServerSession
 from .states import State
 
 __all__ = [
+    "ByteBudget",
     "BLOB_ANNOTATION", "CAPS_ON", "COMPRESS_THRESHOLD", "DENY_ANNOTATION", "EMBER_CAPS", "F_BATCH", "F_COMPRESSED",
     "F_CORR_ID", "F_EXCEPTION", "F_ITEMSTREAM", "F_KEEPSERIALIZED", "F_ONEWAY", "HEADER_SIZE", "LARGE_PAYLOAD",
     "MAGIC", "MULTIPLEX_CAPS", "OOB_ANNOTATION", "OOB_CAPS",

@@ -13,6 +13,7 @@ import marshal
 from typing import Any
 
 from ..errors import SerializeError
+from ..serializers.marshal_check import check_marshal
 from ..serializers.oob import OOB_ANNOTATION
 
 __all__ = ["EMBER_CAPS", "MULTIPLEX_CAPS", "OOB_CAPS", "OOB_ANNOTATION",
@@ -40,6 +41,7 @@ def parse_blob_annotation(raw: bytes | None) -> tuple[Any, str, str]:
     """(info, object id, method) from a ``BLBI`` annotation; SerializeError when malformed."""
     if raw is None:
         raise SerializeError("KEEPSERIALIZED call without a BLBI annotation")
+    check_marshal(raw)  # a hostile annotation must not declare more than it carries
     try:
         value = marshal.loads(raw)
     except (ValueError, EOFError, TypeError) as exc:

@@ -12,7 +12,9 @@ input raises :class:`ember.errors.ProtocolError` (or its subclass
 
 from __future__ import annotations
 
+import mmap
 import struct
+import sys
 import uuid
 import zlib
 from collections.abc import Callable
@@ -43,6 +45,13 @@ COMPRESS_THRESHOLD = 100  # payloads up to this size are never worth compressing
 # payloads from this size on are received into a buffer of their own (a bytearray) and sent
 # without being joined to their header
 LARGE_PAYLOAD = 256 * 1024
+# a payload above this size is received into anonymous memory (mmap) whose pages are committed
+# only as bytes arrive: a header declaring a huge body costs nothing until the body comes
+LAZY_PAYLOAD = 1024 * 1024
+# the mmap of the last large payload is kept for the next one (no fresh page faults) when
+# nothing refers to it any more, up to this size
+_SPARE_MAX = 64 * 1024 * 1024
+_MAP_PRIVATE = getattr(mmap, "MAP_PRIVATE", 0)  # not on Windows, where the map is the process's own anyway
 _TAG = b"PYRO"
 _HEADER = struct.Struct("!4sHBBHHII16sHH")
 _PREFIX = b"PYRO\x01\xf6"  # tag + version: lets a wrong peer be recognised after 6 bytes
@@ -266,13 +275,15 @@ class Decoder:
     """
 
     __slots__ = ("_buf", "max_message_size", "max_annotations_size", "allowed_types", "_header", "_broken",
-                 "rejected", "_ready", "_body", "_filled", "_annotations", "on_message")
+                 "rejected", "_ready", "_body", "_filled", "_annotations", "on_message", "budget", "_reserved",
+                 "_spare")
 
     def __init__(
         self,
         max_message_size: int = _DEFAULT_MAX,
         max_annotations_size: int = 1048576,
         allowed_types: set[int] | frozenset[int] | None = None,
+        budget: Any = None,
     ) -> None:
         self._buf = bytearray()
         self.max_message_size = max_message_size
@@ -285,8 +296,13 @@ class Decoder:
         self.rejected: tuple | None = None
         self._ready: Message | None = None  # a message decoded straight from one chunk
         # a large payload is received straight into its own buffer (see recv_target)
-        self._body: bytearray | None = None
+        self._body: Any = None  # bytearray, or mmap for payloads over LAZY_PAYLOAD
         self._filled = 0
+        # shared by the connections of one server: reserve(n) -> bool and release(n), for the
+        # bytes of large payloads being received (None: no limit but max_message_size)
+        self.budget = budget
+        self._reserved = 0
+        self._spare: mmap.mmap | None = None
         self._annotations: dict[str, bytes] = {}
         # called with every message as it is decoded (wire logging); None: nothing to do
         self.on_message: Callable[[Message], None] | None = None
@@ -336,7 +352,20 @@ class Decoder:
                 raise self._fail(exc) from None
         else:
             self._annotations = {}
-        body = self._body = bytearray(dlen)
+        budget = self.budget
+        if budget is not None:
+            if not budget.reserve(dlen):
+                self.rejected = (header[0], header[1], header[3], uuid.UUID(bytes=header[4]) if header[2] & F_CORR_ID
+                                 else None)
+                raise self._fail(MessageTooLargeError(
+                    f"message of {dlen} bytes refused: the daemon is already receiving {budget.in_flight} bytes of "
+                    f"other large messages (MAX_BYTES_IN_FLIGHT {budget.limit}); retry later"))
+            self._reserved = dlen
+        try:
+            body = self._body = self._lazy_buffer(dlen) if dlen > LAZY_PAYLOAD else bytearray(dlen)
+        except (OSError, MemoryError, ValueError) as exc:
+            self._release()
+            raise self._fail(MessageTooLargeError(f"cannot allocate {dlen} bytes for a message: {exc}")) from None
         have = min(len(buf) - start, dlen)
         body[:have] = memoryview(buf)[start : start + have]
         self._filled = have
@@ -381,6 +410,40 @@ class Decoder:
     def _fail(self, exc: ProtocolError) -> ProtocolError:
         self._broken = exc
         return exc
+
+    def _lazy_buffer(self, size: int) -> mmap.mmap:
+        """Anonymous memory for a payload: the last one's, if nobody holds it any more."""
+        spare, self._spare = self._spare, None
+        # references: the local name and getrefcount's argument; more means a result still uses it
+        if spare is not None and sys.getrefcount(spare) == 2:
+            try:
+                if len(spare) != size:
+                    spare.resize(size)
+                return spare
+            except (BufferError, OSError, SystemError, ValueError):
+                pass
+        # private: a shared anonymous map cannot grow with resize (the pages past its first size
+        # fault, EFAULT in recv_into, SIGBUS on a write), a private one can
+        return mmap.mmap(-1, size, flags=_MAP_PRIVATE) if _MAP_PRIVATE else mmap.mmap(-1, size)
+
+    def _release(self) -> None:
+        if self._reserved:
+            self.budget.release(self._reserved)
+            self._reserved = 0
+
+    def discard(self) -> None:
+        """Drop a partly received message (the connection closed): its buffer and its share
+        of the budget are freed at once."""
+        self._release()
+        body, self._body = self._body, None
+        self._spare = None
+        if type(body) is mmap.mmap:
+            try:
+                body.close()
+            except BufferError:  # a view of it is still alive somewhere: the GC frees it
+                pass
+        self._buf = bytearray()
+        self._header = None
 
     def _check_header(self) -> None:
         buf = self._buf
@@ -442,6 +505,9 @@ class Decoder:
                 return None
             self._body = None
             self._header = None
+            self._release()
+            if type(body) is mmap.mmap and len(body) <= _SPARE_MAX:
+                self._spare = body
             return self._message(header, body, self._annotations)
         if header[6] >= LARGE_PAYLOAD:
             self._start_body()  # header and annotations completed by this feed

@@ -37,9 +37,9 @@ class ServerSession:
     __slots__ = ("decoder", "state", "extended", "must_close", "wirelog")
 
     def __init__(self, max_message_size: int = _DEFAULT_MAX, max_annotations_size: int = 1048576,
-                 established: bool = False, logwire: bool = False, peer: Any = None) -> None:
+                 established: bool = False, logwire: bool = False, peer: Any = None, budget: Any = None) -> None:
         self.state = State.READY if established else State.AWAIT_CONNECT
-        self.decoder = Decoder(max_message_size, max_annotations_size, SERVER_ALLOWED[self.state])
+        self.decoder = Decoder(max_message_size, max_annotations_size, SERVER_ALLOWED[self.state], budget)
         self.extended: int = False  # True, or serializers.OOB with out-of-band buffers
         # the connection has to be closed (after sending the reply just produced, if any);
         # a plain attribute, read after every message
@@ -65,7 +65,9 @@ class ServerSession:
             self._enter(State.MUST_CLOSE)
 
     def closed(self) -> None:
+        """The connection is gone: a message half received is dropped with its buffer."""
         self._enter(State.CLOSED)
+        self.decoder.discard()
 
     # ---- bytes in -----------------------------------------------------------------------
 

@@ -83,6 +83,8 @@ class JsonSerializer(Serializer):
             raise SerializeError(f"json cannot serialize: {exc}") from None
 
     def loads(self, data: bytes) -> Any:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = bytes(data)  # a large payload arrives in an mmap buffer; this parser takes bytes only
         try:
             return json.loads(data, object_hook=_object_hook)
         except PyroError:

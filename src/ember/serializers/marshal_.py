@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import PyroError, SerializeError
 from ._classes import _EXTENDED, object_to_dict
 from .base import Serializer, check_call, walk_classes
+from .marshal_check import check_marshal
 from .oob import array_to_plain
 
 _NATIVE = frozenset({int, float, str, bytes, bool, type(None), complex})
@@ -69,6 +70,7 @@ class MarshalSerializer(Serializer):
             raise SerializeError(f"marshal cannot serialize: {exc}") from None
 
     def loads(self, data: bytes) -> Any:
+        check_marshal(data)  # declared sizes must fit in the data before marshal allocates for them
         try:
             value = marshal.loads(data)
         except Exception as exc:

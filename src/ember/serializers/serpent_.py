@@ -82,6 +82,8 @@ class SerpentSerializer(Serializer):
             raise SerializeError(f"serpent cannot serialize: {exc}") from None
 
     def loads(self, data: bytes) -> Any:
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = bytes(data)  # a large payload arrives in an mmap buffer; this parser takes bytes only
         try:
             value = serpent.loads(data)
         except Exception as exc:  # literal_eval raises many types, incl. RecursionError

@@ -25,7 +25,7 @@ from ..errors import (
 from ..protocol import Message
 from .session_state import Connection, set_call_context
 
-__all__ = ["Admission"]
+__all__ = ["Admission", "not_accepted"]
 
 log = logging.getLogger("ember.server.daemon")
 
@@ -89,6 +89,9 @@ class Admission:
             session.close_after_reply()
             return None
         daemon = self.daemon
+        accepted = daemon.config.SERIALIZERS_ACCEPTED
+        if ser.name not in accepted:  # refused before anything is decoded with it
+            return self.refuse(conn, msg, not_accepted(ser.name, daemon.config))
         set_call_context(context.get(), conn, msg)
         denial = self.verdict(conn.addr)
         if denial is not None:
@@ -125,3 +128,9 @@ class Admission:
                     self._connectok_cache.clear()
                 self._connectok_cache[key] = payload
         return session.accept(msg, payload, self._annotations(), pipelined, allow_extended, daemon.config.OUT_OF_BAND)
+
+
+def not_accepted(name: str, cfg: Any) -> str:
+    """Why a message in serializer ``name`` was refused (SERIALIZERS_ACCEPTED)."""
+    return (f"serializer {name!r} is not accepted by this daemon (SERIALIZERS_ACCEPTED: "
+            f"{', '.join(cfg.SERIALIZERS_ACCEPTED)}); configure the client to use one of those")

@@ -41,7 +41,7 @@ from ..protocol import (
 from ..serializers import ExceptionWrapper, SerializedBlob
 from ..serializers.oob import payload_of
 from . import meta as metamod
-from .admission import Admission
+from .admission import Admission, not_accepted
 from .exposure import resolve_method
 from .hooks import CallInfo, HookList
 from .session_state import Connection, set_call_context
@@ -76,6 +76,8 @@ class Dispatcher:
         self.driver: Any = None  # set by the daemon: await_coroutine(), run_oneway(), pipelined
         self._has_annotations_hook = custom_annotations  # the daemon overrides annotations()
         self.stats: Statistics | None = None  # set by the daemon when it keeps statistics
+        # SERIALIZERS_ACCEPTED: checked on every message before its payload is decoded
+        self.accepted_ids = frozenset(serializers.get(name).serializer_id for name in self.config.SERIALIZERS_ACCEPTED)
 
     def add_hook(self, hook: Any) -> None:
         self.hooks.add(hook)
@@ -169,6 +171,10 @@ class Dispatcher:
             log.warning("closing connection from %s: %s", conn.addr, exc)
             conn.session.close_after_reply()
             return None
+        if msg.serializer_id not in self.accepted_ids:
+            log.warning("closing connection from %s: serializer %s is not accepted", conn.addr, ser.name)
+            conn.session.close_after_reply()
+            return self.exception_reply(msg, ser, SerializeError(not_accepted(ser.name, self.config)))
         if ctx is None:
             ctx = context.get()
         set_call_context(ctx, conn, msg)
@@ -350,7 +356,7 @@ class Call:
                 return self.failed(refused)
             self.args, self.kwargs = _async_flavour(self.args, self.kwargs)
             if self.msg.flags & F_ONEWAY:
-                d.driver.spawn(self._oneway_async())
+                d.driver.spawn(self._oneway_async(), self.conn)
                 return None
             args, kwargs = self.args, self.kwargs
             try:
@@ -444,7 +450,7 @@ class Call:
             context.set_context(call_ctx)
             self._oneway_body()
 
-        d.driver.run_oneway(run)
+        d.driver.run_oneway(run, self.conn)
 
     async def _oneway_async(self) -> None:
         func = self.func

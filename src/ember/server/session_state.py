@@ -35,7 +35,12 @@ class Connection:
         self.released = False  # the daemon has run its connection_closed cleanup
         self.established_at: float | None = None
         self.tasks: set[Any] = set()  # asyncio driver: calls in flight on this connection
+        self.oneway_tasks: set[Any] = set()  # ... of which oneway calls (they outlive the connection)
         self.last_active = 0.0  # time.monotonic() of the last bytes received (kept when IDLE_TIMEOUT is on)
+        self.opened_at = 0.0  # time.monotonic() of the accept (HANDSHAKE_TIMEOUT)
+        self.pending = 0  # oneway work accepted from this connection and not finished (MAX_PENDING_CALLS)
+        self.paused = False  # the driver stopped reading from it until pending work ends
+        self.slot_freed: Any = None  # asyncio driver: an asyncio.Event set when pending work ends
 
     @property
     def extended(self) -> bool:

@@ -24,9 +24,15 @@ __all__ = ["Configuration", "config", "PYRO5_DEFAULTS"]
 # the items whose Pyro5 default differs from Ember's
 PYRO5_DEFAULTS: dict[str, Any] = {"SERIALIZER": "serpent", "HOST": "localhost", "SOCK_NODELAY": False,
                                   "LOGFILE": "pyro5.log"}
-# Ember's own items, which Pyro5 does not have
-_EMBER_ONLY = {"MAX_ANNOTATIONS_SIZE", "MOBILE_CODE", "NS_URI_FILE", "ONEWAY_THREADED", "STATISTICS", "IDLE_TIMEOUT",
-               "PROXY_IDLE_RELEASE", "EXTENDED_TYPES"} | {name for name in ITEMS if name.startswith(("EVENTS_", "OUT_OF_BAND"))}
+# Pyro5's own items (5.17); every other item of Ember's is Ember's alone and not shown here
+_PYRO5_ITEMS = {"BROADCAST_ADDRS", "COMMTIMEOUT", "COMPRESSION", "DETAILED_TRACEBACK", "HOST", "ITER_STREAMING",
+                "ITER_STREAM_LIFETIME", "ITER_STREAM_LINGER", "LOGFILE", "LOGLEVEL", "LOGWIRE", "MAX_MESSAGE_SIZE",
+                "MAX_RETRIES", "NATHOST", "NATPORT", "NS_AUTOCLEAN", "NS_BCHOST", "NS_BCPORT", "NS_HOST",
+                "NS_LOOKUP_DELAY", "NS_PORT", "POLLTIMEOUT", "PREFER_IP_VERSION", "SERIALIZER", "SERPENT_BYTES_REPR",
+                "SERVERTYPE", "SOCK_NODELAY", "SOCK_REUSE", "SSL", "SSL_CACERTS", "SSL_CLIENTCERT", "SSL_CLIENTKEY",
+                "SSL_CLIENTKEYPASSWD", "SSL_REQUIRECLIENTCERT", "SSL_SERVERCERT", "SSL_SERVERKEY",
+                "SSL_SERVERKEYPASSWD", "THREADPOOL_SIZE", "THREADPOOL_SIZE_MIN"}
+_EMBER_ONLY = set(ITEMS) - _PYRO5_ITEMS
 
 
 class Configuration:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 from ... import context
 from ...client.proxy import loop_serves, loop_stopped
 from ...errors import DaemonError
-from ...protocol import T_INVOKE, Message
+from ...protocol import F_ONEWAY, T_INVOKE, Message
 from ...transport import sync as net
 from ...transport.aio import AsyncStream, new_event_loop
 from ...transport.errors import tls_error
@@ -79,11 +80,38 @@ class AsyncioServer(BaseDriver):
             return asyncio.run_coroutine_threadsafe(coro, loop).result()
         return asyncio.run(coro)
 
-    def spawn(self, coro: Any) -> None:
-        """Run a coroutine in the background on the loop (oneway ``async def`` calls)."""
+    def spawn(self, coro: Any, conn: Connection | None = None) -> None:
+        """Run a coroutine in the background on the loop (oneway ``async def`` calls); it counts
+        against ``conn``'s MAX_PENDING_CALLS until it ends."""
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        if conn is not None:
+            self.pending_started(conn)
+            task.add_done_callback(lambda _t: self.pending_finished(conn))
+
+    def resume(self, conn: Connection) -> None:
+        event = conn.slot_freed  # created before the connection was first paused
+        if event is None:
+            return
+        if threading.current_thread() is self._loop_thread:
+            event.set()
+        else:
+            loop = self.event_loop
+            if loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nothing waits any more
+                    loop.call_soon_threadsafe(event.set)
+
+    async def _wait_for_slot(self, conn: Connection) -> None:
+        """Back-pressure: read nothing more from ``conn`` while it has MAX_PENDING_CALLS calls and
+        oneway work unfinished."""
+        event = conn.slot_freed
+        if event is None:
+            event = conn.slot_freed = asyncio.Event()
+        while self.pause_if_over_limit(conn, len(conn.tasks)) and not conn.stream.closed:
+            event.clear()
+            await event.wait()
+        conn.paused = False
 
     def send_now(self, conn: Connection, frame: Any) -> None:
         conn.stream.write_threadsafe(frame)
@@ -212,8 +240,8 @@ class AsyncioServer(BaseDriver):
         idle = self.config.IDLE_TIMEOUT
         try:
             while not stream.closed:
-                # a large payload being received: take what the reader has in bigger reads
-                size = 65536 if session.decoder.recv_target() is None else 1 << 20
+                # the rest of a large payload: take what the reader has in bigger reads
+                size = min(max(session.decoder.bytes_needed(), 65536), 1 << 20)
                 if idle:
                     try:
                         data = await asyncio.wait_for(stream.read(size), idle)
@@ -229,7 +257,11 @@ class AsyncioServer(BaseDriver):
                     if msg.type == T_INVOKE:
                         task = asyncio.ensure_future(self._invoke(conn, msg))
                         conn.tasks.add(task)
-                        task.add_done_callback(conn.tasks.discard)
+                        if msg.flags & F_ONEWAY:
+                            conn.oneway_tasks.add(task)
+                        task.add_done_callback(functools.partial(self._call_done, conn))
+                        if len(conn.tasks) + conn.pending >= self.max_pending:
+                            await self._wait_for_slot(conn)
                         continue
                     reply = self.dispatcher.handle(conn, msg)
                     if reply is not None:
@@ -245,9 +277,16 @@ class AsyncioServer(BaseDriver):
             await _drain(stream)
         finally:
             for task in list(conn.tasks):
-                task.cancel()
+                if task not in conn.oneway_tasks:  # an accepted oneway call still runs: never dropped
+                    task.cancel()
             self.connections.discard(conn)
             self.close_connection(conn)
+
+    def _call_done(self, conn: Connection, task: asyncio.Task) -> None:
+        conn.tasks.discard(task)
+        conn.oneway_tasks.discard(task)
+        if conn.paused and conn.slot_freed is not None:
+            conn.slot_freed.set()
 
     async def _invoke(self, conn: Connection, msg: Message) -> None:
         call = self.dispatcher.prepare(conn, msg, context.CallContext())

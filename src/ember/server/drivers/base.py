@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from ...errors import CommunicationError, ConnectionClosedError, DaemonError, ProtocolError
-from ...protocol import Message, ServerSession
+from ...protocol import ByteBudget, Message, ServerSession
 from ...transport import sync as net
 from ..session_state import Connection
 
@@ -58,9 +58,9 @@ class Driver(Protocol):
 
     def await_coroutine(self, coro: Any) -> Any: ...
 
-    def run_oneway(self, work: Callable[[], None]) -> None: ...
+    def run_oneway(self, work: Callable[[], None], conn: Any = None) -> None: ...
 
-    def spawn(self, coro: Any) -> None: ...
+    def spawn(self, coro: Any, conn: Any = None) -> None: ...
 
 
 class BaseDriver:
@@ -77,6 +77,9 @@ class BaseDriver:
         self._oneway_pool: ThreadPoolExecutor | None = None
         self._oneway_lock = threading.Lock()
         self._count_lock = threading.Lock()
+        self.budget = ByteBudget(self.config.MAX_BYTES_IN_FLIGHT)
+        self.max_pending = self.config.MAX_PENDING_CALLS
+        self._pending_cond = threading.Condition()
 
     # ---- connections ------------------------------------------------------------------------
 
@@ -84,7 +87,7 @@ class BaseDriver:
         """A new connection over ``stream``: counted, and announced to the hooks."""
         cfg = self.config
         conn = Connection(stream, addr, ServerSession(cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, established,
-                                                         cfg.LOGWIRE, addr))
+                                                         cfg.LOGWIRE, addr, self.budget))
         self.dispatcher.admission.opened()
         self.dispatcher.connection_opened(conn)
         return conn
@@ -146,8 +149,13 @@ class BaseDriver:
         """Run a coroutine a plain method returned, from a worker thread: on a private loop."""
         return asyncio.run(coro)
 
-    def run_oneway(self, work: Callable[[], None]) -> None:
-        """Run oneway work without holding up the connection (a shared worker pool)."""
+    def run_oneway(self, work: Callable[[], None], conn: Connection | None = None) -> None:
+        """Run oneway work without holding up the connection (a shared worker pool).
+
+        The work counts against ``conn``'s MAX_PENDING_CALLS until it ends; the driver stops
+        reading from a connection at its limit (:meth:`pause_if_over_limit`), so a client sending
+        oneway calls faster than they run is slowed down by TCP, and no call is dropped.
+        """
         pool = self._oneway_pool
         if pool is None:
             with self._oneway_lock:
@@ -155,9 +163,52 @@ class BaseDriver:
                     self._oneway_pool = ThreadPoolExecutor(max_workers=max(4, self.config.THREADPOOL_SIZE),
                                                            thread_name_prefix="ember-oneway")
                 pool = self._oneway_pool
-        pool.submit(work)
+        if conn is None:
+            pool.submit(work)
+            return
+        self.pending_started(conn)
 
-    def spawn(self, coro: Any) -> None:
+        def counted() -> None:
+            try:
+                work()
+            finally:
+                self.pending_finished(conn)
+
+        pool.submit(counted)
+
+    def pending_started(self, conn: Connection) -> None:
+        with self._pending_cond:
+            conn.pending += 1
+
+    def pending_finished(self, conn: Connection) -> None:
+        with self._pending_cond:
+            conn.pending -= 1
+            if conn.pending >= self.max_pending or not conn.paused:
+                return
+            self._pending_cond.notify_all()
+        self.resume(conn)
+
+    def pause_if_over_limit(self, conn: Connection, in_flight: int = 0) -> bool:
+        """Mark ``conn`` paused when its pending work (plus ``in_flight`` calls) is at the limit;
+        True if so. Done under the lock that :meth:`pending_finished` takes, so a resume is never missed."""
+        with self._pending_cond:
+            if conn.pending + in_flight < self.max_pending:
+                return False
+            conn.paused = True
+            return True
+
+    def wait_below_limit(self, conn: Connection) -> None:
+        """Block the connection's own thread until its pending work is below the limit."""
+        with self._pending_cond:
+            conn.paused = True
+            while conn.pending >= self.max_pending and not conn.closed:
+                self._pending_cond.wait(1.0)
+            conn.paused = False
+
+    def resume(self, conn: Connection) -> None:
+        """``conn`` dropped below its limit of pending work (called from the thread that ended it)."""
+
+    def spawn(self, coro: Any, conn: Connection | None = None) -> None:
         coro.close()
         raise DaemonError(f"{self.description} server cannot run coroutines in the background")
 
@@ -180,6 +231,8 @@ class SelectorDriver(BaseDriver):
         self.nodelay = self.config.SOCK_NODELAY
         self.selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)  # a full wake-up buffer already wakes the loop: never block a sender
         self.selector.register(self._wake_r, selectors.EVENT_READ, None)
         self.running = True
         self._looping: threading.Event | None = None
@@ -263,6 +316,11 @@ class SelectorDriver(BaseDriver):
     def _drain_wake(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_r.recv(512)
+
+    def wake(self) -> None:
+        """Make the loop's select return now (from any thread)."""
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"!")
 
     def shutdown(self) -> None:
         """Stop the loop; the loop's thread cleans up (or this one, if no loop runs)."""

@@ -6,6 +6,7 @@ everyone else (use the thread-pool server, or oneway calls, for long work).
 
 from __future__ import annotations
 
+import collections
 import logging
 import selectors
 import time
@@ -26,6 +27,7 @@ class MultiplexServer(SelectorDriver):
     def __init__(self, daemon: Any, listener: Any = None, connected_socket: Any = None) -> None:
         super().__init__(daemon)
         self.connections: set[Connection] = set()
+        self._resumable: collections.deque[Connection] = collections.deque()  # filled by worker threads
         if connected_socket is not None:
             self.sock = None
             self.location = (None, None, None)
@@ -102,18 +104,55 @@ class MultiplexServer(SelectorDriver):
                     self._drop(conn)
                     return
                 session.feed(chunk)
-            while (msg := session.next_message()) is not None:
-                self.answer(conn, msg)
-                if session.must_close:
-                    self._drop(conn)
-                    return
+            self._process(conn)
         except Exception as exc:
             self.failed(conn, exc)
             self._drop(conn)
 
+    def _process(self, conn: Connection) -> None:
+        """Answer the messages buffered for ``conn``; stop reading from it at its limit of pending work."""
+        session = conn.session
+        while (msg := session.next_message()) is not None:
+            self.answer(conn, msg)
+            if session.must_close:
+                self._drop(conn)
+                return
+            if conn.pending >= self.max_pending and self.pause_if_over_limit(conn):
+                self._pause(conn)
+                return
+
+    def _pause(self, conn: Connection) -> None:
+        """Back-pressure: read nothing more from ``conn`` until its oneway work drops below the limit."""
+        try:
+            self.selector.unregister(conn.stream.sock)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def resume(self, conn: Connection) -> None:
+        self._resumable.append(conn)
+        self.wake()
+
+    def _drain_wake(self) -> None:
+        super()._drain_wake()
+        while self._resumable:
+            conn = self._resumable.popleft()
+            if not conn.paused or conn not in self.connections:
+                continue
+            conn.paused = False
+            try:
+                self.selector.register(conn.stream.sock, selectors.EVENT_READ, conn)
+                self._process(conn)  # messages that came in while it was paused
+            except Exception as exc:
+                self.failed(conn, exc)
+                self._drop(conn)
+
     def _drop(self, conn: Connection) -> None:
         if conn in self.connections:
             self.connections.discard(conn)
+            if conn.paused:
+                conn.paused = False
+                self.close_connection(conn)
+                return
             try:
                 self.selector.unregister(conn.stream.sock)
             except (KeyError, ValueError, OSError):

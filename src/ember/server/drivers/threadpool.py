@@ -118,8 +118,11 @@ class ThreadPoolServer(SelectorDriver):
                 if msg is None:
                     break
                 self.answer(conn, msg)
+                msg = None  # let the decoder reuse a large payload's buffer for the next message
                 if session.must_close:
                     break
+                if conn.pending >= self.max_pending:
+                    self.wait_below_limit(conn)  # back-pressure: read no more until oneway work ends
         except Exception as exc:
             self.failed(conn, exc)
         finally:

@@ -1,0 +1,268 @@
+"""Issue 13: no single client can stall, exhaust or read more than it should from a daemon.
+
+Each test attacks a real daemon over a socket on loopback, on every server type.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+import ember
+from ember import errors, serializers
+from ember.protocol import HEADER_SIZE, MAGIC, PROTOCOL_VERSION, Decoder, Message, MsgType, encode
+
+from .services import Calc
+
+_HEADER = struct.Struct("!4sHBBHHII16sHH")
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _header(mtype: int, ser: int, seq: int, dlen: int, alen: int = 0) -> bytes:
+    return _HEADER.pack(b"PYRO", PROTOCOL_VERSION, mtype, ser, 0, seq, dlen, alen, bytes(16), 0, MAGIC)
+
+
+def _read_reply(s: socket.socket) -> Message | None:
+    dec = Decoder()
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except OSError:
+            return None
+        if not chunk:
+            return None
+        dec.feed(chunk)
+        msg = dec.next_message()
+        if msg is not None:
+            return msg
+
+
+def _connect_raw(daemon, ser_name: str = "msgpack") -> socket.socket:
+    s = socket.create_connection((daemon.host, daemon.port), timeout=10)
+    ser = serializers.get(ser_name)
+    s.sendall(encode(Message(MsgType.CONNECT, ser.serializer_id, 0, 0, ser.dumps({"handshake": None, "object": "calc"}))))
+    reply = _read_reply(s)
+    assert reply is not None and reply.type == MsgType.CONNECTOK
+    return s
+
+
+@pytest.fixture
+def served(make_daemon, servertype):
+    cfg = ember.config.copy()
+    cfg.MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    uri = daemon.register(Calc(), "calc")
+    good = ember.Proxy(uri)
+    assert good.add(1, 1) == 2
+    yield daemon, uri, good
+    good._release()
+
+
+def _wait(predicate, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+# ---- item 2: a declared size costs nothing until its bytes arrive ----------------------------
+
+def test_declared_huge_body_allocates_nothing(served):
+    daemon, _, good = served
+    cfg_limit = 1 << 30
+    daemon.server.budget.limit = 4 * cfg_limit  # let both declarations in: only memory is measured here
+    before = _rss_kb()
+    socks = []
+    for _ in range(2):
+        s = _connect_raw(daemon)
+        s.sendall(_header(MsgType.INVOKE, 4, 1, cfg_limit - 100) + b"\x94")  # 1 GiB declared, one byte sent
+        socks.append(s)
+    assert _wait(lambda: daemon.server.budget.in_flight >= 2 * (cfg_limit - 100))
+    assert good.add(2, 3) == 5  # others are served meanwhile
+    grown = _rss_kb() - before
+    assert grown < 200 * 1024, f"RSS grew by {grown} kB for two declared 1 GiB messages"
+    for s in socks:
+        s.close()
+    # the buffers and their share of the budget go with the connections
+    assert _wait(lambda: daemon.server.budget.in_flight == 0)
+
+
+def test_bytes_in_flight_budget_refuses_with_reason(served):
+    daemon, uri, good = served
+    hog = _connect_raw(daemon)
+    hog.sendall(_header(MsgType.INVOKE, 4, 1, 60 * 1024 * 1024) + b"\x94")
+    assert _wait(lambda: daemon.server.budget.in_flight > 0)
+    with ember.Proxy(uri) as p:
+        with pytest.raises(errors.MessageTooLargeError, match="MAX_BYTES_IN_FLIGHT"):
+            p.echo(b"x" * (8 * 1024 * 1024))
+    hog.close()
+    assert _wait(lambda: daemon.server.budget.in_flight == 0)
+    with ember.Proxy(uri) as p:  # once the hog is gone, the same call goes through
+        assert len(p.echo(b"x" * (8 * 1024 * 1024))) == 8 * 1024 * 1024
+    assert good.add(1, 2) == 3
+
+
+def test_peer_dying_mid_transfer_frees_its_buffer(served):
+    daemon, uri, good = served
+    s = _connect_raw(daemon)
+    ser = serializers.get("msgpack")
+    payload = ser.dumps_call("calc", "echo", (b"y" * (20 * 1024 * 1024),), {})
+    s.sendall(_header(MsgType.INVOKE, ser.serializer_id, 1, len(payload)) + payload[: len(payload) // 2])
+    assert _wait(lambda: daemon.server.budget.in_flight >= len(payload))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, as a killed process
+    s.close()
+    assert _wait(lambda: daemon.server.budget.in_flight == 0)
+    assert good.add(4, 4) == 8
+
+
+def test_oversized_declaration_refused_before_reading_and_named(served):
+    daemon, uri, good = served
+    s = _connect_raw(daemon)
+    s.sendall(_header(MsgType.INVOKE, 4, 7, (1 << 30) + 1))
+    reply = _read_reply(s)
+    assert reply is not None and reply.seq == 7
+    with pytest.raises(errors.MessageTooLargeError, match="MAX_MESSAGE_SIZE"):
+        raise serializers.get("msgpack").loads(reply.data)
+    s.close()
+    assert good.add(1, 1) == 2
+    assert HEADER_SIZE == 40
+
+
+# ---- item 1: marshal input is checked before marshal allocates for it ----------------------
+
+_MARSHAL_BOMB = b"[\xff\xff\xff\x7f" * 3 + b"N"  # three nested lists each declaring 2**31-1 items
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("mtype", [MsgType.CONNECT, MsgType.INVOKE])
+def test_marshal_size_bomb_refused_at_once(make_daemon, servertype, mtype):
+    cfg = ember.config.copy()
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    daemon.validate_handshake = lambda conn, data: "secret" if data == "secret" else None  # a token changes nothing
+    uri = daemon.register(Calc(), "calc")
+    with ember.Proxy(uri) as good:
+        assert good.add(1, 1) == 2
+        results: list = []
+
+        def attack() -> None:
+            if mtype == MsgType.CONNECT:
+                s = socket.create_connection((daemon.host, daemon.port), timeout=10)
+            else:
+                s = _connect_raw(daemon, "marshal")
+            with s:
+                for seq in range(20):
+                    s.sendall(encode(Message(mtype, 2, 0, seq, _MARSHAL_BOMB)))
+                    reply = _read_reply(s)
+                    results.append(reply)
+                    if reply is None or mtype == MsgType.CONNECT:
+                        return
+
+        attack()  # 20 bombs: before the check each took ~8 s, past this test's timeout
+        # each bomb gets a prompt refusal; the daemon keeps serving the well-behaved client
+        assert good.add(2, 2) == 4
+        reply = results[0]
+        assert reply is not None
+        text = str(serializers.get("marshal").loads(reply.data))
+        assert "declares 2147483647 items" in text
+
+
+def test_serializers_accepted_refuses_before_decoding(make_daemon, servertype):
+    cfg = ember.config.copy()
+    cfg.SERIALIZERS_ACCEPTED = ["msgpack", "json"]
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    uri = daemon.register(Calc(), "calc")
+    s = socket.create_connection((daemon.host, daemon.port), timeout=10)
+    with s:
+        s.sendall(encode(Message(MsgType.CONNECT, 2, 0, 0, _MARSHAL_BOMB)))
+        reply = _read_reply(s)
+        assert reply is not None and reply.type == MsgType.CONNECTFAIL
+        assert "SERIALIZERS_ACCEPTED" in str(serializers.get("marshal").loads(reply.data))
+    with ember.config.override(SERIALIZER="serpent"), ember.Proxy(uri) as p:
+        with pytest.raises(errors.CommunicationError, match="SERIALIZERS_ACCEPTED"):
+            p.add(1, 2)
+    with ember.Proxy(uri) as p:
+        assert p.add(1, 2) == 3
+    # a connection made in an accepted serializer cannot switch to another one for a call
+    s = _connect_raw(daemon, "json")
+    with s:
+        s.sendall(encode(Message(MsgType.INVOKE, 2, 0, 1, _MARSHAL_BOMB)))
+        reply = _read_reply(s)
+        assert reply is not None and "SERIALIZERS_ACCEPTED" in str(serializers.get("marshal").loads(reply.data))
+        assert _read_reply(s) is None  # and the connection closes
+
+
+# ---- item 3: oneway calls are bounded per connection, with back-pressure, never dropped ------
+
+class _Gate:
+    """Oneway calls that wait at a gate until the test opens it."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.lock = threading.Lock()
+        self.started = 0
+        self.done = 0
+
+    @ember.expose
+    @ember.oneway
+    def work(self, n: int) -> None:
+        with self.lock:
+            self.started += 1
+        self.gate.wait(30)
+        with self.lock:
+            self.done += 1
+
+    @ember.expose
+    def ping(self) -> str:
+        return "pong"
+
+
+@pytest.mark.timeout(120)
+def test_oneway_flood_is_bounded_and_nothing_is_dropped(make_daemon, servertype):
+    cfg = ember.config.copy()
+    cfg.MAX_PENDING_CALLS = 8
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    gate = _Gate()
+    uri = daemon.register(gate, "gate")
+    sent = [0]
+    flood_done = threading.Event()
+
+    def flood() -> None:
+        with ember.Proxy(uri) as p:
+            for i in range(200_000):
+                p.work(i)
+                sent[0] += 1
+        flood_done.set()
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    try:
+        # the client is held back by TCP once the daemon stops reading: it cannot finish
+        assert _wait(lambda: gate.started >= 8)
+        # the socket buffers fill up (oneway calls are small: that takes a while), then the client stalls
+        previous = -1
+        while sent[0] != previous:
+            previous = sent[0]
+            time.sleep(0.5)
+        assert not flood_done.is_set()
+        queued = daemon.server._oneway_pool._work_queue.qsize()
+        assert gate.started + queued <= 8, f"{gate.started} running + {queued} queued: more than MAX_PENDING_CALLS"
+        with ember.Proxy(uri) as other:  # other connections are served meanwhile
+            assert other.ping() == "pong"
+    finally:
+        gate.gate.set()
+    flooder.join(50)
+    assert flood_done.is_set()
+    assert _wait(lambda: gate.done == 200_000, 30), f"{gate.done} of 200000 oneway calls ran"
