@@ -11,7 +11,9 @@ which arrives on both sides as a view of the receive buffer, without the copy th
 ``bytes``), and an 8 MiB float64 numpy array sent and
 returned (Ember sends the array itself; Pyro5 and grpc, which cannot, send ``tobytes()`` and
 rebuild it with ``frombuffer``; the plain socket sends the array's buffer and receives into
-one). MB/s counts the bytes moved both ways (2 x payload per call).
+one). MB/s counts the bytes moved both ways (2 x payload per call). MB/CPU-s divides the
+same bytes by the CPU time client and server used together (all threads, kernel time
+included): on a machine shared with other work it still says what a transfer costs.
 
 Usage: ``python benchmarks/bulk.py [--rounds 3] [--seconds 1.0] [--cpus 0,1] [--quick]``.
 """
@@ -228,13 +230,28 @@ def client(name: str, address: str) -> tuple[Callable[[Any], Any], Callable[[], 
     raise ValueError(name)
 
 
-def measure(call: Callable[[Any], Any], value: Any, seconds: float) -> float:
-    """MB/s (both directions) of echoing ``value`` for about ``seconds``."""
+def server_cpu(pid: int) -> float:
+    """CPU seconds used so far by every thread of process ``pid`` (Linux schedstat, ns)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
+
+
+def measure(call: Callable[[Any], Any], value: Any, seconds: float, pid: int) -> tuple[float, float]:
+    """(MB/s both ways, MB per CPU-second of client and server together) of echoing ``value``
+    for about ``seconds``. The second figure does not depend on how much CPU time other
+    processes on the machine take away: it is what the transfer costs."""
     nbytes = value.nbytes if _numpy_case(value) else len(value)
     result = call(value)  # warm up (connection, buffers)
     if (result.nbytes if hasattr(result, "nbytes") else len(result)) != nbytes:
         raise RuntimeError(f"echo returned {len(result)} bytes, sent {nbytes}")
     calls = 0
+    cpu0 = time.process_time() + server_cpu(pid)
     t0 = time.perf_counter()
     deadline = t0 + seconds
     while True:
@@ -243,7 +260,9 @@ def measure(call: Callable[[Any], Any], value: Any, seconds: float) -> float:
         now = time.perf_counter()
         if now >= deadline and calls >= 3:
             break
-    return 2 * nbytes * calls / (now - t0) / 1e6
+    cpu = time.process_time() + server_cpu(pid) - cpu0
+    moved = 2 * nbytes * calls / 1e6
+    return moved / (now - t0), moved / max(cpu, 1e-9)
 
 
 def available(names: list[str]) -> list[str]:
@@ -279,6 +298,7 @@ def main() -> None:
         os.sched_setaffinity(0, {client_cpu})
     servers: dict[str, tuple[subprocess.Popen, str]] = {}
     results: dict[tuple[str, str], list[float]] = {}
+    per_cpu: dict[tuple[str, str], list[float]] = {}
     try:
         for name in names:
             kind = CONTESTANTS[name]
@@ -289,8 +309,10 @@ def main() -> None:
         for _ in range(args.rounds):
             for case in cases:
                 for name in names:
-                    rate = measure(clients[name][0], values[case], args.seconds)
+                    rate, cpu_rate = measure(clients[name][0], values[case], args.seconds,
+                                             servers[CONTESTANTS[name]][0].pid)
                     results.setdefault((name, case), []).append(rate)
+                    per_cpu.setdefault((name, case), []).append(cpu_rate)
         for _call, close in clients.values():
             close()
     finally:
@@ -300,12 +322,12 @@ def main() -> None:
             proc.stdout.close()  # type: ignore[union-attr]
     median = {key: statistics.median(v) for key, v in results.items()}
 
-    def ratio(name: str, case: str, base: str) -> float | None:
+    def ratio(name: str, case: str, base: str, table: dict = results) -> float | None:
         """Median over rounds of (this contestant / base) measured in the same round: robust
         to load that changes between rounds."""
-        if (base, case) not in results:
+        if (base, case) not in table:
             return None
-        return statistics.median(a / b for a, b in zip(results[(name, case)], results[(base, case)], strict=True))
+        return statistics.median(a / b for a, b in zip(table[(name, case)], table[(base, case)], strict=True))
 
     pinned = f"server on CPU {server_cpu}, client on CPU {client_cpu}" if args.cpus else "not pinned"
     print(f"bulk echo, MB/s both ways, median of {args.rounds} rounds of {args.seconds:g} s, {pinned}; "
@@ -322,11 +344,16 @@ def main() -> None:
                     ratios.setdefault(f"{name} {case}", {})[base] = r
                     shown.append(f"{r:.2f}x {base}")
             rounds = ", ".join(f"{v:.0f}" for v in results[(name, case)])
-            print(f"  {name:16s} {rate:8.0f}  {'  '.join(shown):34s} (rounds: {rounds})")
+            cpu_rate = statistics.median(per_cpu[(name, case)])
+            cpu_ratio = ratio(name, case, "socket", per_cpu)
+            ratios.setdefault(f"{name} {case}", {})["socket, per CPU-second"] = cpu_ratio or 0.0
+            cpu_shown = f"{cpu_rate:6.0f} MB/CPU-s" + (f" {cpu_ratio:.2f}x socket" if cpu_ratio else "")
+            print(f"  {name:16s} {rate:8.0f}  {'  '.join(shown):34s} {cpu_shown:27s} (rounds: {rounds})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({f"{name} {case}": {"median": median[(name, case)], "rounds": results[(name, case)],
-                                          "ratios": ratios.get(f"{name} {case}", {})}
+                                          "ratios": ratios.get(f"{name} {case}", {}),
+                                          "mb_per_cpu_second": per_cpu[(name, case)]}
                        for name, case in results}, f, indent=1)
 
 
