@@ -181,6 +181,17 @@ def test_malformed_placeholders_are_refused(bad):
         OOB.loads(payload)
 
 
+@pytest.mark.parametrize("code", [OOB_EXT, 0x41])
+def test_placeholder_declaring_more_than_it_carries_is_refused(code):
+    import msgpack
+
+    hostile = b"[" + (10 ** 9).to_bytes(4, "little")  # a marshal list of a billion items, none sent
+    structure = msgpack.packb(msgpack.ExtType(code, hostile))
+    payload = OobData(structure + bytes(-len(structure) % ALIGN) + bytes(64), len(structure).to_bytes(8, "big"))
+    with pytest.raises(SerializeError):
+        OOB.loads(payload)
+
+
 def test_malformed_annotation_is_refused():
     with pytest.raises(SerializeError, match="EBUF"):
         OobData(b"abc", b"\x00")

@@ -29,6 +29,7 @@ from typing import Any
 from msgpack import ExtType
 
 from ..errors import SerializeError
+from .marshal_check import check_marshal
 
 __all__ = ["OOB_EXT", "INLINE_ARRAY_EXT", "OOB_ANNOTATION", "OobPayload", "OobData", "Collector", "is_ndarray",
            "array_to_plain", "inline_array", "load_inline_array", "resolve", "payload_of"]
@@ -265,6 +266,7 @@ def _build_array(np: Any, buf: Any, meta: Any, nbytes: int, readonly_copy: bool)
 
 def load_inline_array(data: bytes) -> Any:
     """The numpy array of an ext 0x41 value (a writable copy)."""
+    check_marshal(data)  # a hostile placeholder must not declare more than it carries
     try:
         dstr, shape, order, raw = marshal.loads(data)
     except Exception as exc:
@@ -276,6 +278,7 @@ def load_inline_array(data: bytes) -> Any:
 
 def resolve(payload: OobData, data: bytes) -> Any:
     """The value of an out-of-band placeholder (ext 0x40) in ``payload``."""
+    check_marshal(data)  # a hostile placeholder must not declare more than it carries
     try:
         kind, offset, nbytes, meta = marshal.loads(data)
         if type(offset) is not int or type(nbytes) is not int or offset < 0 or nbytes < 0:
