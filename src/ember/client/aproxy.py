@@ -292,6 +292,7 @@ class AsyncProxy(ProxyCore):
                     future = pending.pop(msg.seq, None)
                     if future is not None and not future.done():
                         future.set_result(msg)
+                future = None  # holds the last reply: let the decoder reuse a large payload's buffer
         except asyncio.CancelledError:
             return
         except PyroError as exc:
