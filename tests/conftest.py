@@ -6,6 +6,9 @@ import threading
 import pytest
 
 import ember
+from ember.client.resolve import clear_cache
+
+from .redis_fixture import own_redis, redis_server, redis_url  # noqa: F401  (fixtures for every test module)
 
 SERVERTYPES = ["thread", "multiplex", "asyncio"]
 
@@ -47,3 +50,12 @@ def no_thread_leaks():
             return
         time.sleep(0.05)
     pytest.fail(f"threads left running: {extra}")
+
+
+@pytest.fixture(autouse=True)
+def no_lookup_cache_between_tests():
+    """Each test starts with an empty PYRONAME lookup cache (NS_LOOKUP_CACHE): names and
+    daemons of an earlier test never leak into the next one."""
+    clear_cache()
+    yield
+    clear_cache()

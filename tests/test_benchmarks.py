@@ -63,6 +63,27 @@ def test_events_benchmark_runs():
     assert "deliveries/s" in r.stdout and "sqlite" in r.stdout
 
 
+def test_scale_out_benchmark_runs():
+    from .redis_fixture import redis_binary
+
+    redis_binary()  # a skip without redis-server (a failure in CI)
+    r = bench("scale_out.py", "--quick")
+    assert r.returncode == 0, r.stderr
+    assert "lookups/s, 3 name servers" in r.stdout and "cache on" in r.stdout and "name gone after" in r.stdout
+
+
+def test_gateway_benchmark_runs(tmp_path):
+    out = tmp_path / "gateway.json"
+    r = bench("gateway.py", "--requests", "20", "--rounds", "1", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "ratio ember/pyro5" in r.stdout
+    import json
+
+    data = json.loads(out.read_text())
+    assert data["results"]["ember"]["requests"] == 20 and data["results"]["pyro5"]["requests"] == 20
+    assert data["results"]["ember"]["connections"] == 1  # keep-alive; Pyro5's gateway closes every connection
+
+
 def test_bulk_benchmark_runs_quick(tmp_path):
     out = tmp_path / "bulk.json"
     r = bench("bulk.py", "--quick", "--cpus", "", "--json", str(out))

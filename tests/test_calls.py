@@ -281,7 +281,10 @@ def test_daemon_object(calc_daemon):
     daemon, _, _ = calc_daemon
     with ember.Proxy(f"PYRO:Pyro.Daemon@{daemon.location}") as d:
         assert d.ping() is None
-        assert set(d.registered()) == {"Pyro.Daemon", "calc"}
+        with pytest.raises(errors.SecurityError, match="DAEMON_LIST_OBJECTS"):
+            d.registered()  # issue 13: not listed unless the daemon allows it
+        with ember.config.override(DAEMON_LIST_OBJECTS=True):
+            assert set(d.registered()) == {"Pyro.Daemon", "calc"}
         assert "Pyro.Daemon bound on" in d.info() and "objects registered" in d.info()
         meta = d.get_metadata("calc")
         assert "add" in meta["methods"] and list(meta["attrs"]) == ["value"]

@@ -266,3 +266,189 @@ def test_oneway_flood_is_bounded_and_nothing_is_dropped(make_daemon, servertype)
     flooder.join(50)
     assert flood_done.is_set()
     assert _wait(lambda: gate.done == 200_000, 30), f"{gate.done} of 200000 oneway calls ran"
+
+
+# ---- item 5: handshakes and half-sent messages time out; idle connections cannot starve new ones
+
+def _closed_by_peer(s: socket.socket, within: float = 15.0) -> bool:
+    """True when the daemon closes ``s`` (b"" or a reset) before ``within`` seconds pass."""
+    s.settimeout(within)
+    try:
+        while True:
+            data = s.recv(65536)
+            if not data:
+                return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("sent", [b"", b"PYRO\x01\xf6\x01\x04"], ids=["silent", "half-header"])
+def test_handshake_must_complete_in_time_whatever_commtimeout(make_daemon, servertype, sent):
+    cfg = ember.config.copy()
+    cfg.COMMTIMEOUT = 0.0
+    cfg.HANDSHAKE_TIMEOUT = 1.0
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    uri = daemon.register(Calc(), "calc")
+    with socket.create_connection((daemon.host, daemon.port)) as s:
+        if sent:
+            s.sendall(sent)
+        assert _closed_by_peer(s)
+    with ember.Proxy(uri) as p:
+        assert p.add(1, 2) == 3
+
+
+@pytest.mark.timeout(40)
+def test_half_sent_message_times_out_on_every_server_type(make_daemon, servertype):
+    cfg = ember.config.copy()
+    cfg.STALL_TIMEOUT = 1.0
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    uri = daemon.register(Calc(), "calc")
+    s = _connect_raw(daemon)
+    with s:
+        ser = serializers.get("msgpack")
+        payload = ser.dumps_call("calc", "add", (1, 2), {})
+        s.sendall(_header(MsgType.INVOKE, ser.serializer_id, 1, len(payload)) + payload[:3])
+        assert _closed_by_peer(s)
+    with ember.Proxy(uri) as p:
+        assert p.add(1, 2) == 3
+
+
+@pytest.mark.timeout(60)
+def test_idle_connections_do_not_starve_the_thread_pool(make_daemon):
+    cfg = ember.config.copy()
+    cfg.THREADPOOL_SIZE = 4
+    cfg.THREADPOOL_SIZE_MIN = 1
+    cfg.THREADPOOL_EVICT_IDLE = 0.2
+    cfg.HANDSHAKE_TIMEOUT = 60.0  # long: eviction, not the handshake timeout, frees the workers here
+    daemon = make_daemon(servertype="thread", config=cfg)
+    uri = daemon.register(Calc(), "calc")
+    idle_proxies = [ember.Proxy(uri) for _ in range(4)]
+    for p in idle_proxies:
+        assert p.add(1, 1) == 2
+    silent = [socket.create_connection((daemon.host, daemon.port)) for _ in range(20)]  # never say anything
+    try:
+        time.sleep(0.3)
+        for _ in range(3):
+            with ember.Proxy(uri) as p:
+                assert p.add(2, 3) == 5
+        for p in idle_proxies:  # an evicted proxy reconnects on its next call
+            assert p.add(1, 1) == 2
+    finally:
+        for s in silent:
+            s.close()
+        for p in idle_proxies:
+            p._release()
+
+
+@pytest.mark.timeout(60)
+def test_refusing_when_every_worker_is_in_a_call_costs_no_thread(make_daemon):
+    cfg = ember.config.copy()
+    cfg.THREADPOOL_SIZE = 2
+    cfg.THREADPOOL_SIZE_MIN = 2
+    daemon = make_daemon(servertype="thread", config=cfg)
+    gate = threading.Event()
+
+    class Slow:
+        @ember.expose
+        def wait(self) -> bool:
+            return gate.wait(30)
+
+    uri = daemon.register(Slow(), "slow")
+    busy = [threading.Thread(target=lambda: ember.Proxy(uri).wait(), daemon=True) for _ in range(2)]
+    for t in busy:
+        t.start()
+    try:
+        assert _wait(lambda: all(c.in_call for c in daemon.server.pool.busy) and len(daemon.server.pool.busy) == 2)
+        threads_before = threading.active_count()
+        for _ in range(30):
+            with pytest.raises(errors.ConnectionDeniedError, match="no free workers") as info:
+                ember.Proxy(uri).wait()
+            assert info.value.code == errors.DENY_BUSY
+        assert threading.active_count() <= threads_before
+    finally:
+        gate.set()
+        for t in busy:
+            t.join(10)
+
+
+@pytest.mark.timeout(60)
+def test_large_messages_of_changing_sizes_arrive_intact(make_daemon, servertype):
+    """Receive buffers are reused from one large message to the next: sizes going up and down
+    (and oneway calls in between) must never hand a message a buffer it does not fit in."""
+    daemon = make_daemon(servertype=servertype)
+
+    class Sink:
+        @ember.expose
+        def echo(self, x: bytes) -> bytes:
+            return x
+
+        @ember.expose
+        @ember.oneway
+        def drop(self, x: bytes) -> None:
+            pass
+
+    uri = daemon.register(Sink(), "sink")
+    sizes = [300_000, 1_500_000, 1_100_000, 3_000_000, 700_000, 2_000_000, 2_000_001, 1_200_000]
+    with ember.Proxy(uri) as p:
+        for i in range(3 * len(sizes)):
+            data = bytes([i % 251]) * sizes[i % len(sizes)]
+            if i % 3 == 0:
+                p.drop(data)
+            assert p.echo(data) == data
+
+
+@pytest.mark.timeout(60)
+def test_client_that_never_reads_its_replies_stalls_nobody(make_daemon, servertype):
+    cfg = ember.config.copy()
+    cfg.STALL_TIMEOUT = 1.0
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    uri = daemon.register(Calc(), "calc")
+    s = _connect_raw(daemon)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ser = serializers.get("msgpack")
+    payload = ser.dumps_call("calc", "echo", (b"z" * (2 * 1024 * 1024),), {})
+    with s:
+        sender = threading.Thread(target=_send_calls, args=(s, ser, payload), daemon=True)
+        sender.start()  # 16 MiB of replies it will never read (its sends block once the daemon's do)
+        with ember.Proxy(uri) as other:
+            for _ in range(5):
+                assert other.add(1, 2) == 3
+        # the daemon gives up on it after STALL_TIMEOUT without progress
+        def gone() -> bool:
+            return daemon.server.budget.in_flight == 0 and _closed_by_peer(s, 0.2)
+        assert _wait(gone, 20)
+        sender.join(10)
+
+
+def _send_calls(s: socket.socket, ser, payload: bytes) -> None:
+    try:
+        for seq in range(1, 9):
+            s.sendall(encode(Message(MsgType.INVOKE, ser.serializer_id, 0, seq, payload)))
+    except OSError:
+        pass  # the daemon gave up on this client (STALL_TIMEOUT) while it was still sending
+
+
+# ---- streams: one connection cannot pile up open iterators -----------------------------------
+
+def test_open_item_streams_per_connection_are_bounded(make_daemon, servertype):
+    cfg = ember.config.copy()
+    cfg.ITER_STREAM_MAX = 5
+
+    class Gen:
+        @ember.expose
+        def numbers(self):
+            yield from range(3)
+
+    daemon = make_daemon(servertype=servertype, config=cfg)
+    uri = daemon.register(Gen(), "gen")
+    with ember.Proxy(uri) as p:
+        open_ones = [p.numbers() for _ in range(5)]
+        with pytest.raises(errors.DaemonError, match="ITER_STREAM_MAX"):
+            p.numbers()
+        assert list(open_ones[0]) == [0, 1, 2]  # a stream iterated to its end frees its place
+        assert list(p.numbers()) == [0, 1, 2]
+        with ember.Proxy(uri) as other:  # the limit is per connection
+            assert list(other.numbers()) == [0, 1, 2]

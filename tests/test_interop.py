@@ -69,7 +69,10 @@ def test_pyro5_client_daemon_object_and_ping(ember_calc, serializer):
     with Pyro5.api.Proxy(f"PYRO:Pyro.Daemon@{daemon.location}") as d:
         d._pyroSerializer = serializer
         assert d.ping() is None
-        assert "calc" in d.registered()
+        with pytest.raises(Pyro5.errors.SecurityError):
+            d.registered()  # issue 13: Ember daemons list their objects only with DAEMON_LIST_OBJECTS
+        with ember.config.override(DAEMON_LIST_OBJECTS=True):
+            assert "calc" in d.registered()
         assert "add" in d.get_metadata("calc")["methods"]
         d._pyroBind()
         d._pyroConnection.send(  # a raw PING message, answered by a PING

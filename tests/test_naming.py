@@ -18,9 +18,12 @@ from ember.naming.responder import REQUEST, BroadcastResponder
 from .services import Calc, wait_for
 
 
-@pytest.fixture(params=["memory", "sql"])
+@pytest.fixture(params=["memory", "sql", "redis"])
 def ns_service(request, tmp_path):
-    storage = None if request.param == "memory" else f"sql:{tmp_path / 'ns.sqlite'}"
+    if request.param == "redis":
+        storage = request.getfixturevalue("redis_url")
+    else:
+        storage = None if request.param == "memory" else f"sql:{tmp_path / 'ns.sqlite'}"
     service = naming.start_ns("127.0.0.1", 0, bcport=0, storage=storage)
     yield service
     service.shutdown()

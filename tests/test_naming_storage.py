@@ -71,7 +71,7 @@ def test_builtins_need_no_installed_metadata(fake_entry_points, tmp_path):
     assert type(open_storage("memory")) is MemoryStorage
     storage = open_storage(f"sqlite:{tmp_path / 'x.db'}")
     storage.close()
-    with pytest.raises(errors.NamingError, match=r"known: memory, sql, sqlite;"):
+    with pytest.raises(errors.NamingError, match=r"known: memory, redis, rediss, sql, sqlite;"):
         open_storage("etcd://127.0.0.1:2379/ns")
 
 
@@ -80,27 +80,27 @@ def test_unknown_scheme_names_the_known_ones():
         open_storage("dbm:x")
     text = str(info.value)
     assert text.startswith("unknown name server storage 'dbm:x'")
-    assert "'dbm'" in text and "memory, sql, sqlite" in text and ENTRY_POINT_GROUP in text
+    assert "'dbm'" in text and "memory, redis, rediss, sql, sqlite" in text and ENTRY_POINT_GROUP in text
     for bad in ("", 42, "sqlite:"):
         with pytest.raises(errors.NamingError):
             open_storage(bad)
 
 
 def test_third_party_backend_through_an_entry_point(fake_entry_points):
-    fake_entry_points(redis=f"{__name__}:FakeStorage.from_spec")
-    storage = open_storage("redis://127.0.0.1:6379/0?prefix=ns")
-    assert type(storage) is FakeStorage and storage.description == "redis://127.0.0.1:6379/0?prefix=ns"
-    assert open_storage("REDIS://h/1").description == "REDIS://h/1"  # schemes are case-insensitive
-    with pytest.raises(errors.NamingError, match=re.escape("known: memory, redis, sql, sqlite")):
-        open_storage("etcd://h:2379")
+    fake_entry_points(etcd=f"{__name__}:FakeStorage.from_spec")
+    storage = open_storage("etcd://127.0.0.1:2379/ns")
+    assert type(storage) is FakeStorage and storage.description == "etcd://127.0.0.1:2379/ns"
+    assert open_storage("ETCD://h/1").description == "ETCD://h/1"  # schemes are case-insensitive
+    with pytest.raises(errors.NamingError, match=re.escape("known: etcd, memory, redis, rediss, sql, sqlite")):
+        open_storage("consul://h:8500")
     # the name server uses it unchanged
-    with naming.start_ns("127.0.0.1", 0, storage="redis://fake/0", enable_broadcast=False) as svc:
+    with naming.start_ns("127.0.0.1", 0, storage="etcd://fake/0", enable_broadcast=False) as svc:
         assert isinstance(svc.nameserver.storage, FakeStorage)
         with ember.Proxy(svc.uri) as ns:
             ns.register("shop.cart", "PYRO:cart@127.0.0.1:1")
             assert str(ns.lookup("shop.cart")) == "PYRO:cart@127.0.0.1:1"
         assert svc.nameserver.storage.get("shop.cart") == ("PYRO:cart@127.0.0.1:1", frozenset())
-    assert FakeStorage.opened == ["redis://127.0.0.1:6379/0?prefix=ns", "REDIS://h/1", "redis://fake/0"]
+    assert FakeStorage.opened == ["etcd://127.0.0.1:2379/ns", "ETCD://h/1", "etcd://fake/0"]
 
 
 def test_broken_or_hostile_entry_points(fake_entry_points):
@@ -131,24 +131,18 @@ def test_storage_is_an_abc_and_the_capabilities_are_protocols():
     with pytest.raises(TypeError, match="abstract"):
         Incomplete()
 
-    class Leased(MemoryStorage):
-        def grant_lease(self, ttl):
-            return "lease-1"
-
-        def put_leased(self, name, uri, metadata, lease):
-            self.put(name, uri, metadata)
-
-        def renew_lease(self, lease):
-            return True
-
-        def revoke_lease(self, lease):
-            return 0
-
+    class Watching(MemoryStorage):
         def watch(self, callback, prefix=""):
             return lambda: None
 
-    assert isinstance(Leased(), Leases) and isinstance(Leased(), Watch)
-    assert not isinstance(MemoryStorage(), Leases) and not isinstance(MemoryStorage(), Watch)
+    # the built-in back-ends have leases and replicated names; none has Watch yet
+    assert isinstance(MemoryStorage(), Leases) and isinstance(MemoryStorage(), storage_pkg.Replicated)
+    assert isinstance(Watching(), Watch) and not isinstance(MemoryStorage(), Watch)
+
+    class Plain(Storage):  # a minimal third-party back-end: the seven methods, no capability
+        get = put = put_if_absent = set_metadata = remove = items = count = lambda self, *a: None
+
+    assert not isinstance(Plain(), Leases) and not isinstance(Plain(), storage_pkg.Replicated)
     change = naming.storage.Change("put", "a", ("PYRO:a@h:1", frozenset()))
     assert change.kind == "put" and change.entry[0] == "PYRO:a@h:1"
 

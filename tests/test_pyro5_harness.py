@@ -277,7 +277,8 @@ def ns_harness(ns_uri: Pyro5.api.URI, bcport: int, serializer: str) -> Transcrip
 @pytest.mark.parametrize("serializer", ["serpent", "msgpack"])
 def test_pyro5_name_server_client_sees_the_same(serializer):
     transcripts = {}
-    with pyro5_config(SERIALIZER=serializer):
+    # Ember lists a daemon's objects (registered()) only when allowed: Pyro5's behaviour, opted in
+    with pyro5_config(SERIALIZER=serializer), ember.config.override(DAEMON_LIST_OBJECTS=True):
         for backend in BACKENDS:
             with name_server(backend) as (uri, bcport):
                 transcripts[backend] = ns_harness(uri, bcport, serializer)
@@ -325,6 +326,16 @@ def test_ember_removes_the_empty_name():
         with name_server(backend) as (uri, _bcport), Pyro5.api.Proxy(uri) as ns:
             ns.register("", "PYRO:x@10.0.0.1:1")
             assert ns.remove("") == removed
+
+
+def test_ember_daemon_does_not_list_its_objects_by_default():
+    """Where Ember differs on purpose (issue 13): ``Pyro.Daemon.registered()`` is refused
+    unless the daemon sets DAEMON_LIST_OBJECTS; Pyro5 lists every object id to anyone."""
+    with ember_daemon({"thing": Thing()}) as (_d, uris), \
+            Pyro5.api.Proxy(f"PYRO:{Pyro5.core.DAEMON_NAME}@{uris['thing'].location}") as d:
+        with pytest.raises(Pyro5.errors.SecurityError):
+            d.registered()
+        assert d.ping() is None
 
 
 # ---- the echo server harness ----------------------------------------------------------------
@@ -565,7 +576,7 @@ def daemon_harness(uri: Pyro5.api.URI) -> Transcript:
 @pytest.mark.parametrize("serializer", ["serpent", "msgpack", "json"])
 def test_pyro5_client_sees_the_same_daemon(servertype, serializer):
     transcripts = {}
-    with pyro5_config(SERIALIZER=serializer):
+    with pyro5_config(SERIALIZER=serializer), ember.config.override(DAEMON_LIST_OBJECTS=True):
         _SERVER["pyro5"] = True
         try:
             with pyro5_daemon({"thing": Thing(), "partial": Partial()}) as (_d, uris):

@@ -24,15 +24,18 @@ _EXPORTS = {
     "AsyncBatchProxy": "ember.client",
     "AsyncProxy": "ember.client",
     "BatchProxy": "ember.client",
+    "ChunkReader": "ember.client.streaming",
     "Daemon": "ember.server",
     "Proxy": "ember.client",
     "SerializedBlob": "ember.serializers",
     "URI": "ember.uri",
     "add_client_hook": "ember.client",
+    "awrite_stream": "ember.client.streaming",
     "behavior": "ember.server",
     "callback": "ember.server",
     "current_context": "ember.context",
     "expose": "ember.server",
+    "idempotent": "ember.server",
     "locate_ns": "ember.naming",
     "oneway": "ember.server",
     "register_class_to_dict": "ember.serializers",
@@ -41,30 +44,36 @@ _EXPORTS = {
     "remove_client_hook": "ember.client",
     "resolve": "ember.naming",
     "serve": "ember.server",
+    "stream_file": "ember.client.streaming",
     "tobytes": "ember.serializers",
     "typed": "ember.client",
     "unregister_class_to_dict": "ember.serializers",
     "unregister_dict_to_class": "ember.serializers",
+    "upload": "ember.server.uploads",
+    "write_stream": "ember.client.streaming",
 }
 _SUBMODULES = {"errors", "aio", "events", "mobile", "naming", "serializers", "protocol", "config", "uri", "context", "client",
-               "server", "transport", "tools", "services"}
+               "server", "transport", "tools", "services", "web"}
 
 __all__ = [
     "AsyncBatchProxy",
     "AsyncProxy",
     "BatchProxy",
+    "ChunkReader",
     "Daemon",
     "Proxy",
     "SerializedBlob",
     "URI",
     "__version__",
     "add_client_hook",
+    "awrite_stream",
     "behavior",
     "callback",
     "config",
     "current_context",
     "errors",
     "expose",
+    "idempotent",
     "locate_ns",
     "oneway",
     "register_class_to_dict",
@@ -73,15 +82,19 @@ __all__ = [
     "remove_client_hook",
     "resolve",
     "serve",
+    "stream_file",
     "tobytes",
     "typed",
     "unregister_class_to_dict",
     "unregister_dict_to_class",
+    "upload",
+    "write_stream",
 ]
 
 if TYPE_CHECKING:
     from . import errors
     from .client import AsyncBatchProxy, AsyncProxy, BatchProxy, Proxy, add_client_hook, remove_client_hook, typed
+    from .client.streaming import ChunkReader, awrite_stream, stream_file, write_stream
     from .context import current_context
     from .naming import locate_ns, resolve
     from .serializers import (
@@ -93,7 +106,8 @@ if TYPE_CHECKING:
         unregister_class_to_dict,
         unregister_dict_to_class,
     )
-    from .server import Daemon, behavior, callback, expose, oneway, serve
+    from .server import Daemon, behavior, callback, expose, idempotent, oneway, serve
+    from .server.uploads import upload
     from .uri import URI
 
 

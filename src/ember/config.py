@@ -35,6 +35,13 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "NS_AUTOCLEAN": (0.0, "seconds between name server liveness sweeps; 0 = off, else >= 3"),
     "NS_LOOKUP_DELAY": (0.0, "max seconds a client keeps retrying a name lookup"),
     "NS_URI_FILE": (None, "file holding the name server URI; locate_ns reads it as a last resort"),
+    # issue 19: scale-out (leases, replicated names, client lookup cache, several name servers)
+    "NS_LEASE_TIME": (10.0, "seconds a daemon's published names outlive it: its publisher renews this lease "
+                            "(every third of it); 0 = no lease, names stay until removed"),
+    "NS_LOOKUP_CACHE": (2.0, "seconds a client reuses a PYRONAME lookup (the entry is dropped on a connection "
+                             "failure); 0 = ask the name server on every connect"),
+    "NS_HOSTS": ([], "name servers sharing one registry, as 'host:port' items: locating the name server tries "
+                     "them in random order (spreading the load) before NS_HOST"),
     "NATHOST": (None, "external host published in URIs"),
     "NATPORT": (0, "external port published in URIs; 0 = the internal port"),
     "COMPRESSION": (False, "zlib-compress outgoing payloads over 100 bytes when it helps"),
@@ -86,11 +93,21 @@ ITEMS: dict[str, tuple[Any, str]] = {
                       "closes it (COMMTIMEOUT, when lower, wins); 0 = never"),
     "MAX_PENDING_CALLS": (256, "calls one connection may have accepted but not finished (oneway calls, and pipelined "
                           "calls on the asyncio server); at the limit the daemon stops reading from it until one ends"),
+    "ITER_STREAM_MAX": (1000, "item streams (remote iterators) one connection may have open at once; 0 = no limit"),
     "SERIALIZERS_ACCEPTED": (["msgpack", "serpent", "json", "marshal"],
                              "serializers a daemon accepts from clients; others are refused before anything is "
                              "decoded with them"),
     "THREADPOOL_EVICT_IDLE": (1.0, "when every worker of a thread-pool daemon is taken, a new connection takes the "
                               "worker of the connection idle longest, if idle this many seconds; 0 = never (refuse)"),
+    # issue 18: HTTP gateway and web console (ember gateway, ember.web)
+    "GATEWAY_TIMEOUT": (10.0, "seconds the HTTP gateway waits for a daemon before answering 504"),
+    "GATEWAY_MAX_BODY": (10485760, "largest HTTP request body the gateway accepts, in bytes (10 MiB); larger: 413"),
+    "GATEWAY_POOL_SIZE": (16, "most connections the HTTP gateway keeps open to one daemon"),
+    # ---- issue 13 (server hardening, srvhard): what a daemon tells a client beyond the answer ----
+    "SEND_TRACEBACK": (True, "error replies carry the server's traceback (Pyro5's behaviour); False: only the "
+                       "exception type and message (recommended for untrusted clients)"),
+    "DAEMON_LIST_OBJECTS": (False, "the daemon object (Pyro.Daemon) answers registered() with every object id; "
+                            "False: registered() raises SecurityError"),
     "SSL": (False, "use TLS"),
     "SSL_SERVERCERT": ("", "daemon certificate file"),
     "SSL_SERVERKEY": ("", "daemon private key file"),
@@ -100,12 +117,24 @@ ITEMS: dict[str, tuple[Any, str]] = {
     "SSL_CLIENTKEY": ("", "client private key file"),
     "SSL_CLIENTKEYPASSWD": ("", "client private key password"),
     "SSL_CACERTS": ("", "CA file or directory used by both sides"),
+    # issue 13 (items 4, 8, 9): name server hardening
+    "NS_KEY": (None, "name server write key: a name server given one refuses register/remove/set_metadata "
+               "from connections that do not present it; locate_ns(), ember nsc and publishing daemons present it"),
+    "NS_REGEX_TIMEOUT": (1.0, "seconds a list/remove regex may take over all names (matched in a helper process)"),
+    "NS_MAX_NAMES": (100000, "most names a name server holds, its own included; 0 = no limit"),
+    "NS_MAX_NAME_LENGTH": (1024, "longest name accepted by a name server, in characters; 0 = no limit"),
+    "NS_MAX_URI_LENGTH": (4096, "longest URI a name server accepts for a name, in characters; 0 = no limit"),
+    "NS_MAX_METADATA": (64, "most metadata tags on one name; 0 = no limit"),
+    "NS_MAX_TAG_LENGTH": (256, "longest metadata tag, in characters; 0 = no limit"),
     # issue 16 (bulk data): buffers and numpy arrays out of band between Ember peers
     "OUT_OF_BAND": (True, "Ember peers (with EXTENDED_TYPES) send large bytes, buffers and numpy arrays "
                     "after the msgpack structure, uncopied; False: inline, as Pyro5 peers get them"),
     "OUT_OF_BAND_THRESHOLD": (65536, "bytes, bytearray and memoryview values from this size on travel out of band "
                               "(numpy arrays and array.array always do)"),
 }
+
+# items whose value ``ember config`` does not print (issue 13)
+_SECRET_ITEMS = frozenset({"NS_KEY", "SSL_SERVERKEYPASSWD", "SSL_CLIENTKEYPASSWD"})
 
 _LOGLEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -134,6 +163,9 @@ _CHECKS: dict[str, Any] = {
     "NS_PORT": _port, "NS_BCPORT": _port, "NATPORT": _port,
     "NS_AUTOCLEAN": lambda v: None if v == 0 or v >= 3 else "0 (off) or a number of seconds >= 3",
     "NS_LOOKUP_DELAY": _not_negative, "COMMTIMEOUT": _not_negative, "POLLTIMEOUT": _positive,
+    # issue 19: scale-out
+    "NS_LEASE_TIME": lambda v: None if v == 0 or 0.1 <= v <= 86400 else "0 (no lease) or 0.1 to 86400 seconds",
+    "NS_LOOKUP_CACHE": _not_negative,
     "PROXY_IDLE_RELEASE": _not_negative, "IDLE_TIMEOUT": _not_negative,
     "MAX_RETRIES": _not_negative, "THREADPOOL_SIZE": _positive, "THREADPOOL_SIZE_MIN": _not_negative,
     "MAX_MESSAGE_SIZE": _positive, "MAX_ANNOTATIONS_SIZE": _positive,
@@ -141,9 +173,14 @@ _CHECKS: dict[str, Any] = {
     "ITER_STREAM_LIFETIME": _not_negative, "ITER_STREAM_LINGER": _not_negative,
     "LOGLEVEL": _loglevel,
     "MAX_BYTES_IN_FLIGHT": _positive, "HANDSHAKE_TIMEOUT": _positive, "STALL_TIMEOUT": _not_negative,
-    "MAX_PENDING_CALLS": _positive, "THREADPOOL_EVICT_IDLE": _not_negative,
+    "MAX_PENDING_CALLS": _positive, "THREADPOOL_EVICT_IDLE": _not_negative, "ITER_STREAM_MAX": _not_negative,
     "SERIALIZERS_ACCEPTED": lambda v: None if v and set(v) <= {"msgpack", "serpent", "json", "marshal"}
     else "a non-empty list drawn from msgpack, serpent, json, marshal",
+    # issue 13 (items 4, 8, 9): name server hardening
+    "NS_KEY": lambda v: None if v is None or v.strip() else "a non-empty string, or None (no key)",
+    "NS_REGEX_TIMEOUT": _positive, "NS_MAX_NAMES": _not_negative, "NS_MAX_NAME_LENGTH": _not_negative,
+    "NS_MAX_URI_LENGTH": _not_negative, "NS_MAX_METADATA": _not_negative, "NS_MAX_TAG_LENGTH": _not_negative,
+    "GATEWAY_TIMEOUT": _positive, "GATEWAY_MAX_BODY": _positive, "GATEWAY_POOL_SIZE": _positive,  # issue 18
     "OUT_OF_BAND_THRESHOLD": _not_negative,
     # the serializers Ember has (ember.serializers.names()); there is no way to add one
     "SERIALIZER": lambda v: None if v in ("msgpack", "serpent", "json", "marshal")
@@ -310,7 +347,9 @@ class Config:
         width = max(len(n) for n in ITEMS)
         lines = []
         for name in sorted(ITEMS):
-            lines.append(f"{name:<{width}} = {self.__dict__[name]!r}  [{self._sources[name]}]")
+            value = self.__dict__[name]
+            shown = "'(hidden)'" if name in _SECRET_ITEMS and value else repr(value)
+            lines.append(f"{name:<{width}} = {shown}  [{self._sources[name]}]")
         for var in self._unknown_env:
             lines.append(f"(ignored: environment variable {var} names no Ember config item)")
         return "\n".join(lines)

@@ -66,6 +66,7 @@ class ProxyCore:
     _methods: frozenset[str]
     _attrs: frozenset[str]
     _oneway_server: frozenset[str]
+    _idempotent: frozenset[str]
     _metadata_known: bool
     _connected_socket: Any
     _ssl_context: Any
@@ -87,6 +88,7 @@ class ProxyCore:
             "_methods": frozenset(),
             "_attrs": frozenset(),
             "_oneway_server": frozenset(),
+            "_idempotent": frozenset(),  # methods the server marked @idempotent (Ember peers say so)
             "_metadata_known": False,
             "_connected_socket": connected_socket,
             "_ssl_context": ssl_context,
@@ -111,6 +113,9 @@ class ProxyCore:
     def _set_metadata(self, meta: Any) -> None:
         self._methods, self._attrs, self._oneway_server = parse_metadata(meta, self._pyroUri)
         self._metadata_known = True
+        idempotent = meta.get("idempotent") if isinstance(meta, dict) else None
+        self.__dict__["_idempotent"] = frozenset(str(m) for m in idempotent) \
+            if isinstance(idempotent, (list, tuple, set, frozenset)) else frozenset()
         docs = meta.get("docs") if isinstance(meta, dict) else None
         self.__dict__["_docs"] = {str(k): str(v) for k, v in docs.items()} if isinstance(docs, dict) else {}
         # help(proxy) and proxy.__doc__ show the remote object's docstrings (an instance

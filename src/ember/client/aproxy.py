@@ -34,8 +34,8 @@ from ..uri import URI
 from . import hooks
 from ._base import ProxyCore, receiving_flavour
 from .hooks import installed as _hooks
-from .proxy import _RemoteMethod
-from .resolve import aresolve
+from .proxy import _FAILOVERS, _RemoteMethod
+from .resolve import acandidates, aresolve, forget, mark_failed
 
 __all__ = ["AsyncProxy", "AsyncBatchProxy", "AsyncRemoteIterator"]
 
@@ -204,6 +204,8 @@ class AsyncProxy(ProxyCore):
         """Release and connect again, trying up to ``tries`` times ``wait`` seconds apart
         (for a server that restarts on a fixed object id). Raises the last error if all fail."""
         await self._release()
+        if self._pyroUri.protocol == "PYRONAME":
+            forget(self._pyroUri)  # an explicit reconnect looks the name up again
         for attempt in range(tries):
             try:
                 await self._bind()
@@ -232,7 +234,29 @@ class AsyncProxy(ProxyCore):
             self._set_metadata(await self._roundtrip(_DAEMON, "get_metadata", (self._pyroUri.object,), None, 0))
             self._bound_uri = self._pyroUri
             return
-        uri = await self._resolve()
+        name = self._pyroUri
+        if name.protocol != "PYRONAME":
+            await self._open_session(await self._resolve(), session)
+            return
+        # a name: its replicas in turn, as the blocking Proxy does
+        use_cache = True
+        while True:
+            uris, cached = await acandidates(name, AsyncProxy, use_cache)
+            error: CommunicationError | None = None
+            for uri in uris:
+                try:
+                    await self._open_session(uri, ClientSession(serializers.get(self._serializer), config))
+                    return
+                except CommunicationError as exc:
+                    error = exc
+                    mark_failed(name, uri)
+            forget(name)
+            if not cached or error is None:
+                raise error or CommunicationError(f"no replica of {name} to connect to")
+            use_cache = False
+
+    async def _open_session(self, uri: URI, session: ClientSession) -> None:
+        """Connect to a direct URI and do the handshake."""
         tls = self._tls()
         stream = await self._open(uri, tls)
         try:
@@ -323,6 +347,7 @@ class AsyncProxy(ProxyCore):
         if method in self._oneway_server or method in self._oneway:
             flags |= F_ONEWAY
         retries = self._max_retries
+        failovers = _FAILOVERS
         while True:
             try:
                 if self._stream is None:
@@ -335,10 +360,17 @@ class AsyncProxy(ProxyCore):
                 async with self._call_lock:  # a daemon that answers in order: one call at a time
                     return await self._roundtrip(oid, method, args, kwargs, flags)
             except ConnectionClosedError:
+                bound = self._bound_uri
                 await self._release()
-                if retries <= 0:
+                if retries > 0:
+                    retries -= 1
+                    continue
+                # the server died during the call: only an @idempotent method runs again, on another replica
+                if failovers <= 0 or method not in self._idempotent or self._pyroUri.protocol != "PYRONAME":
                     raise
-                retries -= 1
+                failovers -= 1
+                if bound is not None:
+                    mark_failed(self._pyroUri, bound)
 
     async def _roundtrip(self, object_id: str, method: str, args: Any, kwargs: dict | None, flags: int) -> Any:
         self._used = time.monotonic()

@@ -28,6 +28,7 @@ from . import hooks
 from ._base import ProxyCore
 from .hooks import installed as _hooks
 from .idle import watch
+from .resolve import candidates, forget, mark_failed
 from .resolve import resolve as resolve_uri
 
 __all__ = ["Proxy", "RemoteIterator", "loop_serves", "loop_stopped"]
@@ -38,6 +39,9 @@ _monotonic = time.monotonic
 # a connection unused for this long is checked for a close by the daemon before the next call
 # (one non-blocking select, only after a pause, so back-to-back calls never pay it)
 _STALE = 0.05
+# how many times a call to an @idempotent method of a PYRONAME: proxy moves to another replica
+# after its server died during the call
+_FAILOVERS = 3
 
 # event loops that serve Ember asyncio daemons -> the (host, port, unix path) they listen on;
 # a blocking call from such a loop's own thread to one of them could never be answered
@@ -273,6 +277,8 @@ class Proxy(ProxyCore, Generic[T]):
         """
         with self._lock:
             self._release()
+            if self._pyroUri.protocol == "PYRONAME":
+                forget(self._pyroUri)  # an explicit reconnect looks the name up again
             for attempt in range(tries):
                 try:
                     self._connect()
@@ -290,15 +296,42 @@ class Proxy(ProxyCore, Generic[T]):
         return resolve_uri(uri, Proxy)
 
     def _connect(self) -> None:
-        """Open the connection and do the handshake (caller holds the lock)."""
-        session = ClientSession(serializers.get(self._serializer), config)
-        self.__dict__["_session"] = session
+        """Open the connection and do the handshake (caller holds the lock).
+
+        A ``PYRONAME:`` proxy tries the name's replicas in turn (round robin over new
+        connections), each failed one left out of the cached lookup; when all fail and the
+        list came from the lookup cache, it asks the name server once more."""
         if self._connected_socket is not None:
+            session = ClientSession(serializers.get(self._serializer), config)
+            self.__dict__["_session"] = session
             self._sock = self._connected_socket
             session.skip_handshake()
             self._set_metadata(self._invoke_locked(_DAEMON, "get_metadata", [self._pyroUri.object], {}, 0))
             return
-        uri = self._resolve()
+        name = self._pyroUri
+        if name.protocol != "PYRONAME":
+            self._open(self._resolve())
+            return
+        use_cache = True
+        while True:
+            uris, cached = candidates(name, Proxy, use_cache)
+            error: CommunicationError | None = None
+            for uri in uris:
+                try:
+                    self._open(uri)
+                    return
+                except CommunicationError as exc:
+                    error = exc
+                    mark_failed(name, uri)
+            forget(name)
+            if not cached or error is None:
+                raise error or CommunicationError(f"no replica of {name} to connect to")
+            use_cache = False
+
+    def _open(self, uri: URI) -> None:
+        """Connect to a direct URI and do the handshake."""
+        session = ClientSession(serializers.get(self._serializer), config)
+        self.__dict__["_session"] = session
         if _serving and _served_here(uri):
             raise _deadlock(uri, "<connect>")
         sock = net.connect(uri, self._effective_timeout(), config.SOCK_NODELAY)
@@ -348,6 +381,7 @@ class Proxy(ProxyCore, Generic[T]):
         if method in self._oneway_server or method in self._oneway:
             flags |= F_ONEWAY
         retries = self._max_retries
+        failovers = _FAILOVERS
         while True:
             with self._lock:
                 try:
@@ -363,10 +397,18 @@ class Proxy(ProxyCore, Generic[T]):
                     return self._invoke_locked((self._bound_uri or self._pyroUri).object, method, args, kwargs,
                                                flags)
                 except ConnectionClosedError:
+                    bound = self._bound_uri
                     self._release()
-                    if retries <= 0:
+                    if retries > 0:
+                        retries -= 1
+                        continue
+                    # the server died during the call: only a method marked @idempotent may run again,
+                    # on another replica of its name
+                    if failovers <= 0 or method not in self._idempotent or self._pyroUri.protocol != "PYRONAME":
                         raise
-                    retries -= 1
+                    failovers -= 1
+                    if bound is not None:
+                        mark_failed(self._pyroUri, bound)
 
     _call_remote = _invoke  # what a _RemoteMethod calls
 

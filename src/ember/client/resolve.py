@@ -18,7 +18,9 @@ public ``ember.locate_ns``/``ember.resolve``/``ember.aio.locate_ns``/``ember.aio
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
+import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -26,15 +28,20 @@ from pathlib import Path
 from typing import Any
 
 from ..config import config
-from ..errors import CommunicationError, NamingError, PyroError
+from ..errors import CommunicationError, DaemonError, NamingError, PyroError
 from ..transport import udp
 from ..uri import URI
 
 __all__ = [
     "abroadcast_for_ns",
+    "acandidates",
     "afind_ns",
     "afind_ns_uri",
     "aresolve",
+    "candidates",
+    "clear_cache",
+    "forget",
+    "mark_failed",
     "broadcast_for_ns",
     "find_ns",
     "find_ns_uri",
@@ -104,6 +111,17 @@ def ns_uri(host: str, port: int | None = None) -> URI:
     return URI(f"PYRO:{_NAMESERVER_NAME}@{host}:{port or config.NS_PORT}")
 
 
+def _ns_item(item: str) -> URI:
+    """The name server URI for one ``NS_HOSTS`` item: ``host:port``, ``[v6]:port``, ``host`` or ``./u:PATH``."""
+    text = item.strip()
+    if text.startswith("./u:"):
+        return ns_uri(text)
+    host, sep, port = text.rpartition(":")
+    if sep and port.isdigit() and (":" not in host or host.startswith("[")):
+        return ns_uri(host.strip("[]"), int(port))
+    return ns_uri(text)
+
+
 def _locate_plan(host: str | None, port: int | None, broadcast: bool, bcport: int | None,
                  broadcast_addrs: list[str] | None, uri_file: str | Path | None) -> _Plan:
     """A bound proxy to the name server: ``host`` only; else an explicit URI file (the
@@ -125,6 +143,14 @@ def _locate_plan(host: str | None, port: int | None, broadcast: bool, bcport: in
             tried.append(f"URI file {str(path)!r} ({exc.strerror or exc})")
         except PyroError as exc:  # CommunicationError, or an invalid URI in the file
             tried.append(f"URI file {str(path)!r} ({exc})")
+    hosts = list(config.NS_HOSTS)
+    random.shuffle(hosts)  # several name servers sharing one registry: spread the clients over them
+    for item in hosts:
+        uri = _ns_item(item)
+        try:
+            return (yield _Connect(uri))
+        except CommunicationError as exc:
+            tried.append(f"{uri.location} from NS_HOSTS ({exc})")
     uri = ns_uri(config.NS_HOST, port)
     try:
         return (yield _Connect(uri))
@@ -203,18 +229,136 @@ def _resolve_once(uri: URI) -> _Plan:
         yield _Release(ns)
 
 
+# ---- replicas and the lookup cache ----------------------------------------------------------
+
+_LOOKUP_ATTEMPTS = 3  # name servers asked in turn when one dies during a lookup
+_cache: dict[str, tuple[float, tuple[URI, ...]]] = {}  # PYRONAME text -> (expiry, direct URIs)
+_turns: dict[str, itertools.count] = {}  # PYRONAME text -> round-robin counter
+_cache_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget every cached lookup."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def forget(uri: str | URI) -> None:
+    """Drop the cached lookup of ``uri`` (a ``PYRONAME:`` URI): the next connect asks again."""
+    with _cache_lock:
+        _cache.pop(str(uri), None)
+
+
+def mark_failed(uri: str | URI, direct: URI) -> None:
+    """``direct``, one replica of ``uri``, failed: leave it out of the cached lookup until it expires."""
+    key = str(uri)
+    with _cache_lock:
+        entry = _cache.get(key)
+        if entry is None:
+            return
+        rest = tuple(u for u in entry[1] if u != direct)
+        if rest:
+            _cache[key] = (entry[0], rest)
+        else:
+            del _cache[key]
+
+
+def _rotated(key: str, uris: tuple[URI, ...]) -> list[URI]:
+    """The URIs starting at the next one in turn (round robin over new connections, per process)."""
+    if len(uris) < 2:
+        return list(uris)
+    with _cache_lock:
+        counter = _turns.get(key)
+        if counter is None:
+            if len(_turns) > 10_000:
+                _turns.clear()
+            counter = _turns[key] = itertools.count(random.randrange(len(uris)))
+        start = next(counter) % len(uris)
+    return list(uris[start:] + uris[:start])
+
+
+def _cached(key: str) -> tuple[URI, ...] | None:
+    with _cache_lock:
+        entry = _cache.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            del _cache[key]
+            return None
+        return entry[1]
+
+
+def _remember(key: str, uris: tuple[URI, ...]) -> None:
+    ttl = config.NS_LOOKUP_CACHE
+    if ttl > 0 and uris:
+        with _cache_lock:
+            if len(_cache) > 10_000:
+                _cache.clear()
+            _cache[key] = (time.monotonic() + ttl, uris)
+
+
+def _candidates_plan(uri: str | URI, use_cache: bool) -> _Plan:
+    """``(direct URIs to try in order, from_cache)``: every replica of a ``PYRONAME:`` name,
+    starting with the next in turn, from the lookup cache when allowed; one URI otherwise."""
+    start = URI(uri)
+    if start.protocol != "PYRONAME":
+        return [(yield from _resolve_plan(start))], False
+    key = str(start)
+    if use_cache and config.NS_LOOKUP_CACHE > 0:
+        cached = _cached(key)
+        if cached:
+            return _rotated(key, cached), True
+    found = yield from _replicas_plan(start)
+    direct: list[URI] = []
+    for each in found:  # a replica may itself be a name (or a PYROMETA:)
+        direct.append(each if each.protocol == "PYRO" else (yield from _resolve_plan(each)))
+    uris = tuple(dict.fromkeys(direct))
+    _remember(key, uris)
+    return _rotated(key, uris), False
+
+
+def _asking(ns: Any, method: str, name: str) -> Callable[[], _Step]:
+    return lambda: _Call(ns, method, (name,))
+
+
+def _replicas_plan(uri: URI) -> _Plan:
+    """Every URI registered under a ``PYRONAME:`` name; a name server that dies during the
+    lookup is replaced by another one (``NS_HOSTS``)."""
+    for attempt in range(_LOOKUP_ATTEMPTS):
+        if uri.sockname is not None:
+            ns = yield from _locate_plan("./u:" + uri.sockname, None, True, None, None, None)
+        else:
+            ns = yield from _locate_plan(uri.host, uri.port, True, None, None, None)
+        try:
+            try:
+                found = yield from _retrying(_asking(ns, "replicas", uri.object), lambda _: True)
+                return [URI(u) for u in found]
+            except AttributeError:  # a Pyro5 name server: one URI per name
+                return [URI((yield from _retrying(_asking(ns, "lookup", uri.object), lambda _: True)))]
+        except CommunicationError:
+            if attempt == _LOOKUP_ATTEMPTS - 1:
+                raise
+        finally:
+            yield _Release(ns)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _pyroloc_plan(uri: URI) -> _Plan:
-    """Legacy ``PYROLOC:name@host:port``: ask the daemon there whether it serves ``name``."""
+    """Legacy ``PYROLOC:name@host:port``: ask the daemon there whether it serves ``name``.
+
+    It asks for that one object's metadata, not for the list of every object (which Ember
+    daemons refuse unless DAEMON_LIST_OBJECTS is set); an unknown object is a DaemonError."""
     try:
         daemon = yield _Connect(URI(f"PYRO:{_DAEMON_NAME}@{uri.location}"), keep_timeout=True)
         try:
-            registered = yield _Call(daemon, "registered", ())
+            yield _Call(daemon, "get_metadata", (uri.object,))
         finally:
             yield _Release(daemon)
     except CommunicationError as exc:
         raise NamingError(f"cannot resolve {uri}: no daemon reachable at {uri.location} ({exc})") from None
-    if uri.object not in registered:
-        raise NamingError(f"cannot resolve {uri}: the daemon at {uri.location} has no object named {uri.object!r}")
+    except DaemonError:
+        raise NamingError(f"cannot resolve {uri}: the daemon at {uri.location} has no object named "
+                          f"{uri.object!r}") from None
     return URI(f"PYRO:{uri.object}@{uri.location}")
 
 
@@ -327,6 +471,19 @@ def resolve(uri: str | URI, proxy_class: type) -> URI:
 async def aresolve(uri: str | URI, proxy_class: type) -> URI:
     """:func:`resolve` with an async proxy class (:class:`~ember.aio.AsyncProxy`)."""
     return await _arun(_resolve_plan(uri), proxy_class)
+
+
+def candidates(uri: str | URI, proxy_class: type, use_cache: bool = True) -> tuple[list[URI], bool]:
+    """What a proxy connects to: ``(direct URIs in the order to try, whether they came from the
+    lookup cache)``. A ``PYRONAME:`` name gives all its replicas (the name server's
+    ``replicas``; one URI from a Pyro5 name server), starting with the next one in turn, so
+    new connections go round robin over them; it is cached for ``NS_LOOKUP_CACHE`` seconds."""
+    return _run(_candidates_plan(uri, use_cache), proxy_class)
+
+
+async def acandidates(uri: str | URI, proxy_class: type, use_cache: bool = True) -> tuple[list[URI], bool]:
+    """:func:`candidates` with an async proxy class."""
+    return await _arun(_candidates_plan(uri, use_cache), proxy_class)
 
 
 def find_ns(host: str | None = None, port: int | None = None, broadcast: bool = True, *, proxy_class: type,

@@ -13,6 +13,8 @@ from ..client.proxy import Proxy
 from ..client.resolve import abroadcast_for_ns, afind_ns, broadcast_for_ns, find_ns
 from ..client.resolve import aresolve as _aresolve
 from ..client.resolve import resolve as _resolve
+from ..config import config
+from ..server.publish import NS_KEY_FIELD, present_ns_key
 from ..uri import URI
 
 __all__ = ["alocate_ns", "aresolve", "abroadcast_for_ns", "broadcast_for_ns", "locate_ns", "resolve"]
@@ -20,7 +22,7 @@ __all__ = ["alocate_ns", "aresolve", "abroadcast_for_ns", "broadcast_for_ns", "l
 
 def locate_ns(host: str | None = None, port: int | None = None, broadcast: bool = True, *,
               bcport: int | None = None, broadcast_addrs: list[str] | None = None,
-              uri_file: str | Path | None = None) -> Proxy:
+              uri_file: str | Path | None = None, key: str | None = None) -> Proxy:
     """A proxy to a running name server, found the first way that works.
 
     With ``host`` (a host name, an IP address, or ``./u:path`` for a unix socket) only
@@ -34,18 +36,28 @@ def locate_ns(host: str | None = None, port: int | None = None, broadcast: bool 
 
     Each connection must succeed within 3 s (or ``COMMTIMEOUT``). Raises
     :class:`~ember.errors.NamingError` listing everything it tried and why each failed.
+
+    ``key`` (default config ``NS_KEY``) is the write key of a name server that protects
+    ``register``/``remove``/``set_metadata``; the proxy presents it on every connection.
+    Reading needs no key.
     """
-    return find_ns(host, port, broadcast, proxy_class=Proxy, bcport=bcport,
-                   broadcast_addrs=broadcast_addrs, uri_file=uri_file)
+    proxy = find_ns(host, port, broadcast, proxy_class=Proxy, bcport=bcport,
+                    broadcast_addrs=broadcast_addrs, uri_file=uri_file)
+    return present_ns_key(proxy, key if key is not None else config.NS_KEY)
 
 
 async def alocate_ns(host: str | None = None, port: int | None = None, broadcast: bool = True, *,
                      bcport: int | None = None, broadcast_addrs: list[str] | None = None,
-                     uri_file: str | Path | None = None) -> AsyncProxy:
+                     uri_file: str | Path | None = None, key: str | None = None) -> AsyncProxy:
     """A connected :class:`~ember.aio.AsyncProxy` to a running name server, found as
-    :func:`locate_ns` does (same order, timeouts and error), without blocking the event loop."""
-    return await afind_ns(host, port, broadcast, proxy_class=AsyncProxy, bcport=bcport,
-                          broadcast_addrs=broadcast_addrs, uri_file=uri_file)
+    :func:`locate_ns` does (same order, timeouts, error and ``key``), without blocking the event loop."""
+    proxy = await afind_ns(host, port, broadcast, proxy_class=AsyncProxy, bcport=bcport,
+                           broadcast_addrs=broadcast_addrs, uri_file=uri_file)
+    key = key if key is not None else config.NS_KEY
+    if key is not None:
+        proxy._handshake = {NS_KEY_FIELD: key}
+        await proxy._release()  # reconnects with the key on next use
+    return proxy
 
 
 def resolve(uri: str | URI) -> URI:

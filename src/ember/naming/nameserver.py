@@ -9,6 +9,9 @@ URI, with ``@`` or whitespace, stays reachable through ``lookup``); dots make gr
 convention, so ``list(group="shop")`` and ``remove(group="shop")`` act on every ``shop.*``
 name. A name maps to any valid URI (``PYRO:``, ``PYRONAME:``, ``PYROMETA:``...). Only the
 name server's own entry, ``Pyro.NameServer``, can be neither overwritten nor removed.
+
+Protection (:mod:`.guard`, :mod:`.matching`): an optional write key for the calls that change
+the registry, size limits, and regex filters matched under a time budget.
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..config import Config
+from ..config import config as global_config
 from ..errors import InvalidURIError, NamingError, PyroError
 from ..server.decorators import expose
 from ..uri import URI
+from .guard import Limits, WriteKey
+from .leasing import LeasingMixin, leased_write, pick, registrations, remove_uri
+from .matching import RegexMatcher
 from .storage import Entry, Storage, open_storage
 
 __all__ = ["NameServer", "NAMESERVER_NAME", "RESERVED_PREFIX", "AutoCleaner"]
@@ -70,26 +78,44 @@ def _check_tags(tags: Any, what: str) -> frozenset[str] | None:
     return result
 
 
-def _compile(regex: Any) -> re.Pattern:
+def _compile(regex: Any, limits: Limits) -> re.Pattern:
     if not isinstance(regex, str):
         raise TypeError(f"regex must be a str, not {type(regex).__name__}")
+    limits.check_regex(regex)
     try:
         return re.compile(regex)
     except re.error as exc:
         raise NamingError(f"invalid regex {regex!r}: {exc}") from None
+    except RecursionError:
+        raise NamingError(f"invalid regex {regex[:40]!r}...: nested too deeply") from None
 
 
-class NameServer:
-    """The registry served as ``Pyro.NameServer``. Thread-safe; state lives in a :class:`Storage`."""
+class NameServer(LeasingMixin):
+    """The registry served as ``Pyro.NameServer``. Thread-safe; state lives in a :class:`Storage`.
 
-    def __init__(self, storage: str | Storage | None = None) -> None:
+    ``key`` (default config ``NS_KEY``) is the write key that ``register``, ``remove`` and
+    ``set_metadata`` calls must present (see :mod:`ember.naming.guard`); the limits and the
+    regex time budget come from ``config`` (default: the process-wide one).
+    """
+
+    def __init__(self, storage: str | Storage | None = None, *, key: str | None = None,
+                 config: Config | None = None) -> None:
+        cfg = config or global_config
+        self.limits = Limits.from_config(cfg)
+        self.write_key = WriteKey(key if key is not None else cfg.NS_KEY)
+        self.matcher = RegexMatcher(cfg.NS_REGEX_TIMEOUT)
+        self._adding = threading.Lock()  # a count check and the put it allows happen together
         self.storage = open_storage(storage)
+
+    def close(self) -> None:
+        """End the regex helper processes (the storage stays open: its owner closes it)."""
+        self.matcher.close()
 
     # ---- selection helpers (not remote) ------------------------------------------------
 
     def _select(self, prefix: Any = None, regex: Any = None, group: Any = None, meta_all: Any = None,
                 meta_any: Any = None) -> dict[str, Entry]:
-        pattern = _compile(regex) if regex is not None else None
+        pattern = _compile(regex, self.limits) if regex is not None else None
         if prefix is not None and not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
         if group is not None:
@@ -102,13 +128,14 @@ class NameServer:
                 continue
             if group is not None and not name.startswith(group):
                 continue
-            if pattern is not None and not pattern.match(name):
-                continue
             if all_tags is not None and not all_tags <= entry[1]:
                 continue
             if any_tags is not None and not any_tags & entry[1]:
                 continue
             selected[name] = entry
+        if pattern is not None and selected:
+            # off this thread when it could backtrack for long (see .matching)
+            selected = {name: selected[name] for name in self.matcher.select(pattern, list(selected))}
         return selected
 
     @staticmethod
@@ -133,30 +160,48 @@ class NameServer:
         return self.storage.count()
 
     @expose
-    def register(self, name: str, uri: Any, safe: bool = False, metadata: Iterable[str] | None = None) -> None:
+    def register(self, name: str, uri: Any, safe: bool = False, metadata: Iterable[str] | None = None, *,
+                 replicated: bool = False, lease: str | None = None) -> None:
         """Map ``name`` to ``uri`` (a URI object or string), with optional metadata tags.
 
         ``name`` is any string; ``uri`` any valid URI (``PYRONAME:`` and ``PYROMETA:``
         included). An existing name is replaced unless ``safe`` is true, in which case
         registering it again raises :class:`NamingError`; ``Pyro.NameServer`` is never
         replaced. Wrong argument types raise :class:`TypeError`, as in Pyro5.
+
+        Ember extras: ``replicated=True`` adds ``uri`` to the name's URIs (one service run
+        by several daemons) instead of replacing them; ``lease`` (from :meth:`grant_lease`)
+        makes the registration end with the lease.
         """
+        self.write_key.check("register")
         uri_text = _check_uri(uri)
         name = _check_name(name)
         tags = _check_tags(metadata, "metadata") or frozenset()
+        self.limits.check_name(name)
+        self.limits.check_uri(uri_text)
+        self.limits.check_tags(tags)
         if name == NAMESERVER_NAME:
             raise NamingError(f"name already registered: {name} (the name server's own entry cannot be replaced)")
-        if safe:
-            if not self.storage.put_if_absent(name, uri_text, tags):
-                raise NamingError(f"name already registered: {name}")
-        else:
-            self.storage.put(name, uri_text, tags)
+        with self._adding:
+            if self.limits.max_names and self.storage.get(name) is None:
+                self.limits.check_room(self.storage.count())
+            if replicated or lease is not None:
+                mode = "absent" if safe else "replica" if replicated else "replace"
+                if not leased_write(self.storage, name, uri_text, tags, lease, mode):
+                    raise NamingError(f"name already registered: {name}")
+            elif safe:
+                if not self.storage.put_if_absent(name, uri_text, tags):
+                    raise NamingError(f"name already registered: {name}")
+            else:
+                self.storage.put(name, uri_text, tags)
         log.debug("registered %s -> %s", name, uri_text)
 
     @expose
     def lookup(self, name: str, return_metadata: bool = False) -> Any:
-        """The URI of ``name`` (a URI object), or ``(uri, metadata set)`` with ``return_metadata``."""
-        entry = self.storage.get(_check_name(name))
+        """The URI of ``name`` (a URI object), or ``(uri, metadata set)`` with ``return_metadata``.
+
+        For a replicated name, one of its URIs at random."""
+        entry = pick(self.storage, _check_name(name))
         if entry is None:
             raise NamingError(f"unknown name: {name}")
         uri = URI(entry[0])
@@ -194,8 +239,10 @@ class NameServer:
     @expose
     def set_metadata(self, name: str, metadata: Iterable[str] | None) -> None:
         """Replace the metadata tags of a registered name (None clears them)."""
+        self.write_key.check("set_metadata")
         name = _check_name(name)
         tags = _check_tags(metadata, "metadata") or frozenset()
+        self.limits.check_tags(tags)
         if name == NAMESERVER_NAME:
             raise NamingError(f"the metadata of {name!r} (the name server's own entry) cannot be changed")
         if not self.storage.set_metadata(name, tags):
@@ -203,14 +250,18 @@ class NameServer:
 
     @expose
     def remove(self, name: str | None = None, prefix: str | None = None, regex: str | None = None, *,
-               group: str | None = None) -> int:
+               group: str | None = None, uri: Any = None) -> int:
         """Remove one name, or every name matching ``prefix``/``regex``/``group``; returns how many.
 
+        With ``name`` and ``uri`` (Ember extra), only that URI of the name (one replica).
         The name server's own entry, ``Pyro.NameServer``, is never removed.
         """
+        self.write_key.check("remove")
         if name is not None:
             if not isinstance(name, str) or name == NAMESERVER_NAME:
                 return 0
+            if uri is not None:
+                return int(remove_uri(self.storage, name, _check_uri(uri)))
             return self.storage.remove([name])
         # as Pyro5: an empty prefix or regex selects nothing here (it would select everything)
         prefix, regex = prefix or None, regex or None
@@ -269,9 +320,9 @@ class AutoCleaner:
 
     def sweep(self) -> int:
         """One liveness pass; returns how many names were removed."""
-        by_location: dict[str, list[str]] = {}
+        by_location: dict[str, list[tuple[str, str]]] = {}
         uris: dict[str, URI] = {}
-        for name, (uri_text, _meta) in self.nameserver.storage.items().items():
+        for name, uri_text in registrations(self.nameserver.storage):
             if name == NAMESERVER_NAME:
                 continue
             try:
@@ -281,11 +332,11 @@ class AutoCleaner:
             if uri.protocol != "PYRO":
                 continue  # a name leading to another name: no daemon of its own to probe
             loc = uri.location or ""
-            by_location.setdefault(loc, []).append(name)
+            by_location.setdefault(loc, []).append((name, uri_text))
             uris[loc] = uri
         timeout = min(max(self.interval / 2, 0.2), 3.0)
         now = time.monotonic()
-        doomed: list[str] = []
+        doomed: list[tuple[str, str]] = []
         for loc, names in by_location.items():
             if self._stop.is_set():
                 return 0
@@ -302,6 +353,8 @@ class AutoCleaner:
                 del self._failed_since[loc]
         if not doomed:
             return 0
-        removed = self.nameserver.storage.remove(doomed)
-        log.info("autoclean removed %d unreachable registration(s): %s", removed, ", ".join(sorted(doomed)))
+        # one URI at a time: the other replicas of a replicated name stay
+        removed = sum(remove_uri(self.nameserver.storage, name, uri) for name, uri in doomed)
+        log.info("autoclean removed %d unreachable registration(s): %s", removed,
+                 ", ".join(sorted(f"{name} ({uri})" for name, uri in doomed)))
         return removed

@@ -17,7 +17,8 @@ from ..server.daemon import Daemon
 from ..uri import URI
 from .nameserver import NAMESERVER_NAME, AutoCleaner, NameServer
 from .responder import LOOPBACK_BROADCAST, BroadcastResponder, default_bind_host
-from .storage import Storage
+from .selflease import SelfLease
+from .storage import Leases, Replicated, Storage
 
 __all__ = ["NameServerService", "start_ns", "start_ns_loop"]
 
@@ -32,7 +33,9 @@ class NameServerService:
     bound to IPv6; bound to loopback it answers only loopback broadcasts
     (127.255.255.255). ``autoclean`` (seconds, None = ``NS_AUTOCLEAN``, 0 = off) removes
     registrations whose daemon stopped accepting connections. ``uri_file`` receives the
-    URI (written when the service is created, removed at shutdown).
+    URI (written when the service is created, removed at shutdown). ``key`` (None =
+    ``NS_KEY``) is the write key ``register``/``remove``/``set_metadata`` calls must present
+    (see :mod:`ember.naming.guard`); reading stays open.
     """
 
     def __init__(
@@ -50,10 +53,12 @@ class NameServerService:
         autoclean: float | None = None,
         servertype: str | None = None,
         uri_file: str | os.PathLike | None = None,
+        key: str | None = None,
     ) -> None:
-        self.nameserver = NameServer(storage)
+        self.nameserver = NameServer(storage, key=key)
         self.broadcast: BroadcastResponder | None = None
         self.autocleaner: AutoCleaner | None = None
+        self.self_lease: SelfLease | None = None
         self.uri_file = Path(uri_file) if uri_file else None
         self._closed = False
         self._lock = threading.Lock()
@@ -61,7 +66,10 @@ class NameServerService:
             self.daemon = Daemon(host=host, port=config.NS_PORT if port is None else port, unixsocket=unixsocket,
                                  nathost=nathost, natport=natport, servertype=servertype)
             self.uri: URI = self.daemon.register(self.nameserver, NAMESERVER_NAME)
-            self.nameserver._register_self(self.uri)
+            if self.storage.shared and isinstance(self.storage, Leases) and isinstance(self.storage, Replicated):
+                self.self_lease = SelfLease(self.storage, self.uri)  # one of several name servers
+            else:
+                self.nameserver._register_self(self.uri)
             if enable_broadcast and unixsocket is None:
                 bind = bchost if bchost is not None else config.NS_BCHOST
                 chosen = bind is None
@@ -100,6 +108,8 @@ class NameServerService:
             self.broadcast.start()
         if self.autocleaner is not None:
             self.autocleaner.start()
+        if self.self_lease is not None:
+            self.self_lease.start()
 
     def request_loop(self, loop_condition: Callable[[], bool] = lambda: True) -> None:
         """Serve in this thread until :meth:`shutdown` (or the condition turns false), then clean up."""
@@ -117,11 +127,14 @@ class NameServerService:
             self._closed = True
         if self.autocleaner is not None:
             self.autocleaner.stop()
+        if self.self_lease is not None:
+            self.self_lease.stop()
         if self.broadcast is not None:
             self.broadcast.close()
         daemon = getattr(self, "daemon", None)
         if daemon is not None:
             daemon.shutdown()
+        self.nameserver.close()
         self.nameserver.storage.close()
         if self.uri_file is not None and hasattr(self, "uri"):
             with contextlib.suppress(OSError):
@@ -145,6 +158,8 @@ class NameServerService:
             lines.append(f"broadcast responder on udp {self.broadcast.location}")
         else:
             lines.append("no broadcast responder")
+        if self.nameserver.write_key.required:
+            lines.append("write key required for register/remove/set_metadata (reading is open)")
         if self.autocleaner is not None:
             lines.append(f"autoclean every {self.autocleaner.interval:g} s")
         if self.uri_file is not None:

@@ -415,7 +415,8 @@ class Decoder:
         """Anonymous memory for a payload: the last one's, if nobody holds it any more."""
         spare, self._spare = self._spare, None
         # references: the local name and getrefcount's argument; more means a result still uses it
-        if spare is not None and sys.getrefcount(spare) == 2:
+        # it can only shrink: growing an anonymous mmap in place does not map the new pages
+        if spare is not None and len(spare) >= size and sys.getrefcount(spare) == 2:
             try:
                 if len(spare) != size:
                     spare.resize(size)

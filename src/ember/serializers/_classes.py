@@ -14,6 +14,7 @@ import datetime
 import decimal
 import enum
 import pathlib
+import reprlib
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -102,7 +103,7 @@ def register_type(cls: type, name: str | None = None) -> type:
     if isinstance(cls, type) and issubclass(cls, BaseException):
 
         def exc_to_dict(obj: BaseException) -> dict:
-            return exception_to_dict(obj, cname)
+            return exception_to_dict(obj, cname, public_only=False)
 
         def dict_to_exc(_: str, d: dict) -> BaseException:
             return _make_exception(cls, d)
@@ -136,8 +137,12 @@ def register_type(cls: type, name: str | None = None) -> type:
     return cls
 
 
-def exception_to_dict(exc: BaseException, name: str | None = None) -> dict:
-    """The Pyro5 exception dict: class name, ``__exception__``, args and attributes."""
+def exception_to_dict(exc: BaseException, name: str | None = None, public_only: bool = True) -> dict:
+    """The Pyro5 exception dict: class name, ``__exception__``, args and attributes.
+
+    ``public_only``: of the exception's attributes send only the public ones and the remote
+    traceback (``_pyroTraceback``), as for any object of a class without a converter; classes
+    registered with :func:`register_type` send all of theirs."""
     if name is None:
         cls = type(exc)
         if cls.__module__ == "ember.errors" and cls.__name__ in _PYRO5_ERRORS:
@@ -145,6 +150,11 @@ def exception_to_dict(exc: BaseException, name: str | None = None) -> dict:
         else:
             name = f"{cls.__module__}.{cls.__name__}"
     attributes = dict(vars(exc)) if hasattr(exc, "__dict__") else {}
+    if public_only:
+        tb = attributes.get("_pyroTraceback")
+        attributes = _public(attributes)
+        if tb is not None:
+            attributes["_pyroTraceback"] = tb
     if isinstance(exc, errors.RemoteError):
         # forward an unknown remote exception under its original class name
         name = exc.remote_class
@@ -159,7 +169,12 @@ def _make_exception(cls: type[BaseException], d: dict) -> BaseException:
     except Exception:
         exc = cls.__new__(cls)
         exc.args = tuple(args)
-    for key, value in (d.get("attributes") or {}).items():
+    attributes = d.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise errors.SerializeError(f"invalid exception attributes {reprlib.repr(attributes)}: expected a dict")
+    for key, value in attributes.items():
+        if type(key) is not str or key.startswith("__"):
+            continue  # never __class__, __dict__, __traceback__... from the wire
         try:
             setattr(exc, key, value)
         except (AttributeError, TypeError):
@@ -167,8 +182,18 @@ def _make_exception(cls: type[BaseException], d: dict) -> BaseException:
     return exc
 
 
+def _public(attributes: dict) -> dict:
+    """Only the public attributes: no ``_private``, ``__dunder__`` or name-mangled (``_Cls__x``) ones."""
+    return {k: v for k, v in attributes.items() if not (type(k) is str and k.startswith("_"))}
+
+
 def _unknown_to_dict(obj: Any) -> dict:
-    """Fallback for unregistered objects: their attributes plus ``__class__`` (Pyro5's form)."""
+    """Fallback for unregistered objects: their public attributes plus ``__class__`` (Pyro5's form).
+
+    Attributes whose name starts with ``_`` (private, name-mangled, dunder) are never sent,
+    not even when ``__getstate__`` returns them: an object's private state does not leave
+    the process unless its class has a converter (:func:`register_type`,
+    :func:`register_class_to_dict`) that sends it on purpose."""
     for converter in _object_converters:
         converted = converter(obj)
         if converted is not None:
@@ -178,11 +203,11 @@ def _unknown_to_dict(obj: Any) -> dict:
     if getstate is not None and getstate is not getattr(object, "__getstate__", None):
         state = obj.__getstate__()
         if isinstance(state, dict):
-            d = dict(state)
-            d.setdefault("__class__", class_name(cls))
+            d = _public(state)
+            d["__class__"] = state.get("__class__") if type(state.get("__class__")) is str else class_name(cls)
             return d
     try:
-        d = dict(vars(obj))
+        d = _public(vars(obj))
     except TypeError:
         slots = getattr(cls, "__slots__", None)
         if slots is None:
@@ -190,8 +215,8 @@ def _unknown_to_dict(obj: Any) -> dict:
                 f"don't know how to serialize {cls.__module__}.{cls.__qualname__}: "
                 "register it with ember.register_type() or register_class_to_dict()"
             ) from None
-        d = {s: getattr(obj, s) for s in ([slots] if isinstance(slots, str) else slots) if hasattr(obj, s)}
-    d.pop("_pyroDaemon", None)  # an object once registered never drags its daemon along
+        d = {s: getattr(obj, s) for s in ([slots] if isinstance(slots, str) else slots)
+             if not s.startswith("_") and hasattr(obj, s)}
     d["__class__"] = f"{cls.__module__}.{cls.__name__}"
     return d
 
@@ -265,7 +290,10 @@ def _builtin_exception(name: str) -> type | None:
     else:
         return None
     cls = getattr(builtins, short, None)
-    if isinstance(cls, type) and issubclass(cls, BaseException):
+    # only Exceptions: SystemExit, KeyboardInterrupt, GeneratorExit (BaseException but not
+    # Exception) raised in the receiver would pass most handlers and end its program or
+    # generator; they arrive as a RemoteError naming the class instead
+    if isinstance(cls, type) and issubclass(cls, Exception):
         return cls
     return None
 

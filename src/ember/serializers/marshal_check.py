@@ -7,10 +7,10 @@ seconds. Well-formed data can never declare more items than it has bytes (every 
 at least one), so :func:`check_marshal` refuses data whose declared container sizes, or
 long-integer digit counts, exceed the bytes that carry them.
 
-Cost: one regular-expression scan (in C) for container headers; only when the declared
-sizes it finds add up to more than the data's length (which happens for hostile input, or
-for bytes inside strings that merely look like headers) is the data walked item by item to
-decide exactly.
+Cost: one regular-expression scan (in C) for list and tuple headers (0.4 µs for a small
+call); only when the declared sizes it finds add up to more than the data's length (hostile
+input, or a ``(`` or ``[`` inside a string followed by bytes that read as a big count) is the
+data walked item by item to decide exactly (a few µs for a small call).
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from ..errors import SerializeError
 __all__ = ["check_marshal"]
 
 _FLAG_REF = 0x80
-# type codes of objects whose size field makes marshal allocate up front: tuple '(' and list '['
-# (4-byte item count), long 'l' (4-byte digit count); each also with the FLAG_REF bit
-_SIZED = re.compile(rb"[\x28\x5b\x6c\xa8\xdb\xec](....)", re.S)
+# type codes of objects whose size field makes marshal allocate (and walk) room for every item
+# up front: tuple '(' and list '[' (4-byte item count), each also with the FLAG_REF bit. (A long's
+# digit count costs nothing: its memory is never touched before marshal finds the data short.)
+_SIZED = re.compile(rb"[\x28\x5b\xa8\xdb](....)", re.S)
 _I32 = struct.Struct("<i")
 
 # fixed sizes of the payload that follows a type code

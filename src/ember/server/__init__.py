@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from .daemon import Daemon, DaemonObject
-from .decorators import behavior, callback, expose, oneway
+from .decorators import behavior, callback, expose, idempotent, oneway
 
-__all__ = ["Daemon", "DaemonObject", "behavior", "callback", "expose", "oneway", "serve"]
+__all__ = ["Daemon", "DaemonObject", "behavior", "callback", "expose", "idempotent", "oneway", "serve"]
 
 
 def serve(

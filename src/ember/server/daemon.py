@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 import types
@@ -26,7 +27,7 @@ from ..config import config as global_config
 from ..errors import DaemonError, SecurityError
 from ..protocol import Message, ServerSession, encode
 from ..transport import sync as net
-from ..transport.tls import server_context
+from ..transport.tls import refuse_renegotiation, server_context
 from ..uri import URI
 from . import meta as metamod
 from .dispatch import Dispatcher
@@ -64,7 +65,11 @@ class DaemonObject:
         """Answer, to show the daemon is alive."""
 
     def registered(self) -> list[str]:
-        """All object ids registered in this daemon."""
+        """All object ids registered in this daemon, when config ``DAEMON_LIST_OBJECTS`` allows
+        it (off by default: an object id is the only thing a client needs to call an object)."""
+        if not self._daemon.config.DAEMON_LIST_OBJECTS:
+            raise SecurityError("this daemon does not list its objects: set the config item DAEMON_LIST_OBJECTS "
+                                "(PYRO_DAEMON_LIST_OBJECTS=1) on the daemon to allow registered()")
         return list(self._daemon.objects_by_id)
 
     def info(self) -> str:
@@ -144,7 +149,7 @@ class Daemon:
         serializers.register_object_converter(_autoproxy)
         self.registry = Registry(self, transient_max_age)
         self.objects_by_id: dict[str, Any] = self.registry.objects_by_id
-        self.streams = StreamRegistry(cfg.ITER_STREAM_LIFETIME, cfg.ITER_STREAM_LINGER)
+        self.streams = StreamRegistry(cfg.ITER_STREAM_LIFETIME, cfg.ITER_STREAM_LINGER, cfg.ITER_STREAM_MAX)
         self.methodcall_error_handler: Callable[[Any, str, BaseException], None] | None = None
         # extended value types with Ember clients: None = config EXTENDED_TYPES (the Pyro5
         # compatibility layer sets False, so ported programs see exactly what Pyro5 gives)
@@ -153,6 +158,8 @@ class Daemon:
         self._closed = False
         if ssl_context is None and cfg.SSL and connected_socket is None:
             ssl_context = server_context(cfg)
+        elif isinstance(ssl_context, ssl.SSLContext):
+            refuse_renegotiation(ssl_context)  # also on a context the application made
         self.ssl_context = ssl_context
         self.max_connections = max_connections
         self.transient_max_age = transient_max_age
@@ -246,7 +253,7 @@ class Daemon:
 
     def use_name_server(self, ns: Any = True, unregister: bool = True) -> None:
         """Publish registered names in a name server (see the class docstring for ``ns``)."""
-        self._publisher = publisher_for(ns)
+        self._publisher = publisher_for(ns, self.config.NS_KEY)
         self._ns_unregister = unregister
 
     @property
@@ -256,7 +263,8 @@ class Daemon:
         return getattr(publisher, "proxy", publisher) if publisher is not None else None
 
     def register(self, obj_or_class: Any, object_id: str | None = None, force: bool = False, *,
-                 ns_name: str | None = None, metadata: Any = None, weak: bool = False) -> URI:
+                 ns_name: str | None = None, metadata: Any = None, weak: bool = False,
+                 replicated: bool = False) -> URI:
         """Register an object (or a class, instantiated per its ``@behavior``) and return its URI.
 
         A fixed ``object_id`` keeps the URI stable across restarts; without one a random
@@ -265,6 +273,8 @@ class Daemon:
         if that fails the object is unregistered again and the error raised. ``weak=True``
         keeps only a weak reference: the registration ends by itself when the object is
         garbage-collected (names published for it stay in the name server).
+        ``replicated=True`` adds this object to the name's URIs in the name server instead of
+        replacing them: several daemons then serve one name (see docs/scale-out.md).
         """
         explicit_id = object_id
         uri = self.uri_for(self.registry.add(obj_or_class, object_id, force, weak))
@@ -274,7 +284,10 @@ class Daemon:
                 self.unregister(uri.object)
                 raise DaemonError(f"cannot publish {name!r}: this daemon has no name server (pass Daemon(ns=...))")
             try:
-                self._publisher.publish(name, uri, metadata)
+                if replicated:
+                    self._publisher.publish(name, uri, metadata, replicated=True)
+                else:
+                    self._publisher.publish(name, uri, metadata)
             except BaseException:
                 self.unregister(uri.object)
                 raise

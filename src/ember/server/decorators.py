@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from .meta import reset_cache
 
-__all__ = ["expose", "oneway", "behavior", "callback", "INSTANCE_MODES"]
+__all__ = ["expose", "oneway", "idempotent", "behavior", "callback", "INSTANCE_MODES"]
 
 T = TypeVar("T")
 INSTANCE_MODES = ("single", "session", "percall")
@@ -49,6 +49,23 @@ def oneway(method: T) -> T:
     """
     func: Any = method.__func__ if isinstance(method, (staticmethod, classmethod)) else method
     func._pyroOneway = True
+    func._pyroExposed = True
+    return method
+
+
+def idempotent(method: T) -> T:
+    """Declare that running a method twice does no harm (a read, or a write of a fixed value).
+
+    Also exposes it. Ember clients learn it from the object's metadata: when the server
+    of a ``PYRONAME:`` proxy dies while such a call is in flight, the proxy runs the call
+    again on another replica of the name instead of raising (see docs/scale-out.md). Any
+    other call raises the :class:`~ember.errors.ConnectionClosedError`, since it may have
+    run. Pyro5 clients see a plain exposed method.
+    """
+    func: Any = method.__func__ if isinstance(method, (staticmethod, classmethod)) else method
+    if isinstance(func, type) or not callable(func):
+        raise TypeError(f"@idempotent marks a method, not {type(method).__name__}")
+    func._emberIdempotent = True
     func._pyroExposed = True
     return method
 

@@ -15,6 +15,7 @@ import collections.abc
 import inspect
 import logging
 import time
+import traceback
 import types
 from collections.abc import Callable
 from time import perf_counter
@@ -22,7 +23,7 @@ from typing import Any
 
 from .. import context, serializers
 from ..client import AsyncProxy, Proxy
-from ..errors import MessageTooLargeError, PyroError, SerializeError, format_traceback
+from ..errors import DaemonError, MessageTooLargeError, PyroError, SerializeError, format_traceback
 from ..protocol import (
     BLOB_ANNOTATION,
     F_BATCH,
@@ -43,6 +44,7 @@ from ..serializers.oob import payload_of
 from . import meta as metamod
 from .admission import Admission, not_accepted
 from .exposure import resolve_method
+from .guards import check_batch, contained
 from .hooks import CallInfo, HookList
 from .session_state import Connection, set_call_context
 from .statistics import Statistics
@@ -145,10 +147,13 @@ class Dispatcher:
         """Handle one received message and return the reply, or None when there is none."""
         mtype = msg.type
         if mtype == T_INVOKE:
-            call = self.prepare(conn, msg, None)
-            if type(call) is not Call:
-                return call  # type: ignore[return-value]
-            return call.run_sync()
+            try:
+                call = self.prepare(conn, msg, None)
+                if type(call) is not Call:
+                    return call  # type: ignore[return-value]
+                return call.run_sync()
+            except BaseException as exc:
+                return self.call_crashed(conn, msg, contained(exc))
         if self.stats is not None:
             self.stats.bytes_in += message_size(msg)
         if mtype == _T_PING:
@@ -189,7 +194,12 @@ class Dispatcher:
                 args, kwargs = (SerializedBlob(info, msg.data, True, msg.serializer_id),), None
             else:
                 object_id, method, args, kwargs = ser.loads_call(msg.data if not msg.annotations else payload_of(msg))
-                if not flags & F_BATCH:
+                if type(args) is not tuple and type(args) is not list:
+                    raise SerializeError(f"invalid call payload: args must be a list or tuple, not "
+                                         f"{type(args).__name__}")
+                if flags & F_BATCH:
+                    check_batch(args)
+                else:
                     # registered instances: the exposure checks were done once for this (object, method)
                     cached = registry.resolved.get((object_id, method))
                     if cached is not None and registry.resolved_gen == metamod.generation:
@@ -216,6 +226,20 @@ class Dispatcher:
                 self._maybe_callback_error(obj, method, conn, exc)
             return self.exception_reply(msg, ser, exc)
 
+    def call_crashed(self, conn: Connection, msg: Message, exc: Exception) -> Message | None:
+        """Last resort for an exception that escaped the call path (a bug, or input no check
+        foresaw): log it and still answer the caller, keeping the connection (None for oneway
+        calls, which get no answer)."""
+        log.error("unexpected error in a call from %s", conn.addr, exc_info=exc)
+        if msg.flags & F_ONEWAY:
+            return None
+        try:
+            ser = serializers.by_id(msg.serializer_id, conn.session.extended)
+        except SerializeError:
+            conn.session.close_after_reply()
+            return None
+        return self.exception_reply(msg, ser, exc)
+
     # ---- replies --------------------------------------------------------------------------
 
     def reply_annotations(self) -> dict[str, bytes]:
@@ -225,8 +249,7 @@ class Dispatcher:
         """The RESULT carrying a raised exception (with its traceback, as Pyro5 sends it)."""
         if not isinstance(exc, StopIteration):
             log.debug("call failed with %s: %s", type(exc).__name__, exc)
-        exc._pyroTraceback = format_traceback(type(exc), exc, exc.__traceback__,  # type: ignore[attr-defined]
-                                              self.config.DETAILED_TRACEBACK)
+        exc._pyroTraceback = self.traceback_lines(exc)  # type: ignore[attr-defined]
         try:
             data = ser.dumps(exc)
         except Exception as ser_exc:
@@ -238,11 +261,23 @@ class Dispatcher:
         return Message(MsgType.RESULT, msg.serializer_id, F_EXCEPTION, msg.seq, data, self.reply_annotations(),
                        msg.correlation_id)
 
+    def traceback_lines(self, exc: BaseException) -> list[str]:
+        """The ``_pyroTraceback`` an error reply carries: the full traceback (Pyro5's way), or
+        with ``SEND_TRACEBACK`` off only the last line (type and message), so no file path,
+        source line or local variable of the server reaches the client."""
+        cfg = self.config
+        if not cfg.SEND_TRACEBACK:
+            return traceback.format_exception_only(type(exc), exc)
+        return format_traceback(type(exc), exc, exc.__traceback__, cfg.DETAILED_TRACEBACK)
+
     def stream_reply(self, conn: Connection, msg: Message, ser: Any, iterator: Any) -> Message:
         """The RESULT announcing a streamed iterator (the client then pulls its items)."""
         ann = dict(self.reply_annotations())
         if self.config.ITER_STREAMING:
-            ann[STREAM_ANNOTATION] = self.streams.add(iterator, conn).encode("ascii")
+            try:
+                ann[STREAM_ANNOTATION] = self.streams.add(iterator, conn).encode("ascii")
+            except DaemonError as exc:
+                return self.exception_reply(msg, ser, exc)
         else:
             close_iterator(iterator)
         # the marker exception Pyro5 sends so that clients without streaming fail loudly
@@ -343,6 +378,8 @@ class Call:
                 result = d.driver.await_coroutine(result)
         except Exception as exc:
             return self.failed(exc)
+        except BaseException as exc:
+            return self.failed(contained(exc))
         return self.complete(result)
 
     async def run_async(self, run_in_thread: Callable[[Callable[[], Any]], Any]) -> Message | None:
@@ -363,6 +400,8 @@ class Call:
                 result = await (func(*args, **kwargs) if kwargs else func(*args))
             except Exception as exc:
                 return self.failed(exc)
+            except BaseException as exc:
+                return self.failed(contained(exc))
             return self.complete(result)
         if func is not None and self.msg.flags & F_ONEWAY:
             return self.run_sync()  # schedules the work and returns at once
@@ -421,6 +460,8 @@ class Call:
                 d.driver.await_coroutine(result)
         except Exception as exc:
             self._oneway_failed(exc)
+        except BaseException as exc:
+            self._oneway_failed(contained(exc))
         else:
             self._oneway_done()
 
@@ -459,6 +500,8 @@ class Call:
             await (func(*self.args, **self.kwargs) if self.kwargs else func(*self.args))
         except Exception as exc:
             self._oneway_failed(exc)
+        except BaseException as exc:
+            self._oneway_failed(contained(exc))
         else:
             self._oneway_done()
 
@@ -489,16 +532,16 @@ class Call:
                     if _is_iterator(result):
                         result = list(result)  # generators inside a batch are not streamed
                 append(result)
-            except Exception as exc:
+            except BaseException as caught:
+                exc = contained(caught)
                 if self.info is not None:
                     d.hooks.fire("call_failed", self.info, exc)
                 if d.stats is not None:
                     d.stats.record(self.object_id, self.method, self.t0, True)
                 if oneway:
-                    d.report_error(self.conn, str(call[0]) if call else "?", exc)
+                    d.report_error(self.conn, call[0], exc)
                     return None
-                exc._pyroTraceback = format_traceback(type(exc), exc, exc.__traceback__,  # type: ignore[attr-defined]
-                                                      d.config.DETAILED_TRACEBACK)
+                exc._pyroTraceback = d.traceback_lines(exc)  # type: ignore[attr-defined]
                 append(ExceptionWrapper(exc))
                 break
         else:

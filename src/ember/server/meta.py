@@ -49,15 +49,20 @@ class ClassMeta:
     synchronized: bool = False
     # docstrings of the class ("") and of its exposed members, for Ember clients' help()
     docs: tuple[tuple[str, str], ...] = ()
+    # methods marked @idempotent: an Ember client may run them again on another replica
+    idempotent: frozenset[str] = frozenset()
 
     def as_dict(self, docs: bool = False) -> dict:
         """The wire form (sets; serializers that lack sets send lists). A fresh dict each time.
 
         ``docs`` adds the docstrings (``{"": class doc, name: doc}``) under ``"docs"``: only for
-        Ember peers, Pyro5 sees exactly Pyro5's three keys."""
+        Ember peers, Pyro5 sees exactly Pyro5's three keys; so does ``"idempotent"`` (the
+        methods marked :func:`~ember.idempotent`)."""
         meta: dict[str, Any] = {"methods": set(self.methods), "oneway": set(self.oneway), "attrs": set(self.attrs)}
         if docs and self.docs:
             meta["docs"] = dict(self.docs)
+        if docs and self.idempotent:
+            meta["idempotent"] = set(self.idempotent)
         return meta
 
 
@@ -89,7 +94,7 @@ def class_meta(cls: type) -> ClassMeta:
     except KeyError:
         pass
     whole_class = _exposed(cls)
-    methods, oneways, attrs, callbacks = set(), set(), set(), set()
+    methods, oneways, attrs, callbacks, idempotent = set(), set(), set(), set(), set()
     for name in dir(cls):
         if is_private(name) and not (name in _OPT_IN_DUNDERS and _defines(cls, name)):
             continue
@@ -110,9 +115,12 @@ def class_meta(cls: type) -> ClassMeta:
                 oneways.add(name)
             if getattr(func, "_pyroCallback", False):
                 callbacks.add(name)
+            if getattr(func, "_emberIdempotent", False):
+                idempotent.add(name)
     docs = [(name, inspect.getdoc(getattr(cls, name, None)) or "") for name in sorted(methods | attrs)]
     docs.insert(0, ("", inspect.getdoc(cls) or ""))
     meta = ClassMeta(frozenset(methods), frozenset(oneways), frozenset(attrs), frozenset(callbacks),
-                     bool(getattr(cls, "_pyroSynchronized", False)), tuple((n, d) for n, d in docs if d))
+                     bool(getattr(cls, "_pyroSynchronized", False)), tuple((n, d) for n, d in docs if d),
+                     frozenset(idempotent))
     _cache[cls] = meta
     return meta

@@ -9,6 +9,7 @@ by the server driver through a transport stream (``conn.stream``).
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 from ..context import CallContext
@@ -38,8 +39,12 @@ class Connection:
         self.oneway_tasks: set[Any] = set()  # ... of which oneway calls (they outlive the connection)
         self.last_active = 0.0  # time.monotonic() of the last bytes received (kept when IDLE_TIMEOUT is on)
         self.opened_at = 0.0  # time.monotonic() of the accept (HANDSHAKE_TIMEOUT)
+        self.in_call = False  # thread-pool driver: a message is being handled (not idle)
+        self.evicted = False  # thread-pool driver: closed to free its worker for a new connection
         self.pending = 0  # oneway work accepted from this connection and not finished (MAX_PENDING_CALLS)
         self.paused = False  # the driver stopped reading from it until pending work ends
+        self.outbuf: collections.deque = collections.deque()  # multiplex driver: reply bytes not sent yet
+        self.write_since = 0.0  # ... and when sending them last made progress (STALL_TIMEOUT)
         self.slot_freed: Any = None  # asyncio driver: an asyncio.Event set when pending work ends
 
     @property

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import PyroError
+from ..errors import DaemonError, PyroError
 
 __all__ = ["StreamRegistry"]
 
@@ -28,9 +28,10 @@ class StreamRegistry:
     """Streams by id. ``lifetime`` (0 = no limit) bounds a stream's age; ``linger`` is how
     long a stream survives its connection (so a reconnecting proxy can continue)."""
 
-    def __init__(self, lifetime: float, linger: float) -> None:
+    def __init__(self, lifetime: float, linger: float, per_connection: int = 0) -> None:
         self.lifetime = lifetime
         self.linger = linger
+        self.per_connection = per_connection  # most open streams of one connection (0 = no limit)
         self._streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()
 
@@ -38,9 +39,21 @@ class StreamRegistry:
         return len(self._streams)
 
     def add(self, iterator: Iterator, conn: Any) -> str:
+        """Keep ``iterator`` under a new id; :class:`DaemonError` when ``conn`` has as many open
+        streams as it may (ITER_STREAM_MAX): one client cannot pile up iterators without end."""
         stream_id = str(uuid.uuid4())
+        limit = self.per_connection
         with self._lock:
-            self._streams[stream_id] = _Stream(iterator, conn)
+            if limit and len(self._streams) >= limit and \
+                    sum(1 for st in self._streams.values() if st.conn is conn) >= limit:
+                refused = True
+            else:
+                refused = False
+                self._streams[stream_id] = _Stream(iterator, conn)
+        if refused:
+            close_iterator(iterator)
+            raise DaemonError(f"too many open item streams on this connection ({limit}, config ITER_STREAM_MAX): "
+                              "iterate streams to their end or close them (remote iterators' close())")
         return stream_id
 
     def next_item(self, stream_id: str, conn: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Running a server from the command line until Ctrl-C or SIGTERM."""
+"""Running a server from the command line until Ctrl-C or SIGTERM; reading a key option."""
 
 from __future__ import annotations
 
@@ -6,7 +6,22 @@ import signal
 import threading
 from collections.abc import Callable
 
-__all__ = ["serve_until_stopped", "stop_on_sigterm"]
+__all__ = ["read_key", "serve_until_stopped", "stop_on_sigterm"]
+
+
+def read_key(key: str | None, key_file: str | None) -> str | None:
+    """The name server key of ``--key``/``--key-file`` (None: neither given, config ``NS_KEY``
+    applies). Raises ValueError for both or an empty key, OSError for an unreadable file."""
+    if key is not None and key_file is not None:
+        raise ValueError("give --key or --key-file, not both")
+    if key_file is not None:
+        with open(key_file, encoding="utf-8") as f:
+            key = f.readline().strip()
+        if not key:
+            raise ValueError(f"the key file {key_file} is empty")
+    if key is not None and not key.strip():
+        raise ValueError("the key must not be empty")
+    return key
 
 
 def stop_on_sigterm(stop: Callable[[], None]) -> None:

@@ -16,7 +16,7 @@ import ember
 
 from ..config import config
 from ..protocol import PROTOCOL_VERSION
-from . import bench, demo, echo, events, genguid, ns, nsc
+from . import bench, demo, echo, events, gateway, genguid, ns, nsc
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "build_parser", "main", "run_subcommand"]
 
@@ -53,6 +53,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                        "Run Ember's echo server."),
     "events": Subcommand("run the event service (publish/subscribe, registered as Pyro.EventService)",
                          events.add_arguments, events.run, "Run Ember's event service."),
+    "gateway": Subcommand("serve the HTTP gateway and web console (same options as pyro5-httpgateway)",
+                          gateway.add_arguments, gateway.run, "Run Ember's HTTP gateway and web console."),
     "genguid": Subcommand("print new globally unique ids, one per line", genguid.add_arguments, genguid.run,
                           "Print new globally unique ids."),
     "bench": Subcommand("measure calls/s and latency of a method of your server", bench.add_arguments, bench.run,

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--port", type=int, default=0, help="TCP port (default 0 = any free port)")
     parser.add_argument("-u", "--unixsocket", help="bind to this unix domain socket instead of TCP")
     parser.add_argument("-s", "--storage", default=None,
-                        help="'memory' (default) or 'sqlite:FILE' (events and sequence numbers survive restarts)")
+                        help="'memory' (default), 'sqlite:FILE' (events and sequence numbers survive restarts) or "
+                             "'redis://HOST:PORT/DB' (several event services share subjects; see docs/scale-out.md)")
     parser.add_argument("--ns-host", default=None, help="the name server's host (default: located as locate_ns does)")
     parser.add_argument("--ns-port", type=int, default=None, help="the name server's port")
     parser.add_argument("-x", "--no-ns", action="store_true", help="don't register in a name server")

@@ -10,13 +10,16 @@ import argparse
 import sys
 from typing import Any
 
+from ..config import config
 from ..errors import PyroError
 from ..naming import locate_ns
+from ..server.publish import present_ns_key
+from ._run import read_key
 
 __all__ = ["COMMANDS", "add_arguments", "execute", "run"]
 
 COMMANDS = ("ping", "list", "listmatching", "lookup", "register", "remove", "removematching", "setmeta",
-            "yplookup_all", "yplookup_any")
+            "yplookup_all", "yplookup_any", "replicas")
 
 
 class _Fail(Exception):
@@ -28,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--port", type=int, help="name server port (or the broadcast port when no host is given)")
     parser.add_argument("-u", "--unixsocket", help="name server unix domain socket")
     parser.add_argument("-v", "--verbose", action="store_true", help="say which name server is used")
+    parser.add_argument("--key", default=None, metavar="KEY",
+                        help="the name server's write key, for register/remove/setmeta (default NS_KEY)")
+    parser.add_argument("--key-file", default=None, metavar="PATH", help="read the write key from this file's first line")
     parser.add_argument("-y", "--yes", action="store_true", help="don't ask for confirmation (removematching)")
     parser.add_argument("command", choices=COMMANDS, metavar="command",
                         help="one of: " + ", ".join(COMMANDS))
@@ -113,11 +119,23 @@ def execute(ns: Any, command: str, args: list[str], assume_yes: bool = False) ->
         found = ns.yplookup(meta_all=args if which == "all" else None, meta_any=args if which == "any" else None,
                             return_metadata=True)
         _print_entries(f"names with {which} of the tags {', '.join(args)}", found)
+    elif command == "replicas":  # Ember name servers: every URI of a replicated name
+        _need(args, 1, "replicas name", 1)
+        uris, meta = ns.replicas(args[0], return_metadata=True)
+        print(f"{args[0]} --> {len(uris)} replica(s)")
+        for uri in uris:
+            print(f"    {uri}")
+        print(f"    metadata: {_meta_text(meta)}")
     else:  # argparse's choices keep us from getting here
         raise _Fail(f"unknown command {command!r}")
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        key = read_key(args.key, args.key_file)
+    except (ValueError, OSError) as exc:
+        print(f"ember nsc: error: {exc}", file=sys.stderr)
+        return 1
     try:
         if args.unixsocket:
             ns = locate_ns("./u:" + args.unixsocket)
@@ -132,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         # serpent carries every metadata form (Pyro5's name server sends frozensets)
         ns._release()
         ns._serializer = "serpent"
+        present_ns_key(ns, key if key is not None else config.NS_KEY)
         if args.verbose:
             print(f"Name server: {ns._pyroUri}")
         execute(ns, args.command, args.arguments, args.yes)

@@ -165,32 +165,53 @@ def close_quietly(sock: socket.socket | None) -> None:
         sock.close()
 
 
-def recv_message(sock: socket.socket, decoder: Any, bufsize: int = 65536) -> Any:
+def recv_message(sock: socket.socket, decoder: Any, bufsize: int = 65536, stall: float | None = None) -> Any:
     """Block until the decoder yields a whole message; None when the peer closed cleanly
-    before sending any byte of it."""
+    before sending any byte of it.
+
+    ``stall``: once part of a message is in, the peer must send more within this many seconds
+    (when the socket's own timeout is longer or None), or :class:`TimeoutError` is raised.
+    """
     msg = decoder.next_message()
-    while msg is None:
-        target = decoder.recv_target()
-        try:
-            if target is not None:  # a large payload: straight into its own buffer, in as few wake-ups as possible
-                n = sock.recv_into(target, 0, _WAITALL if type(sock) is socket.socket and sock.gettimeout() is None
-                                   else 0)
-                if n:
-                    decoder.received(n)
-                    msg = decoder.next_message()
-                    continue
-                chunk = b""
-            else:
-                chunk = sock.recv(bufsize)
-        except OSError as exc:
-            raise io_error(exc) from None
-        if not chunk:
-            if decoder.buffered:
-                raise ConnectionClosedError("connection closed in the middle of a message")
-            return None
-        decoder.feed(chunk)
-        msg = decoder.next_message()
+    restore: Any = _KEEP
+    try:
+        while msg is None:
+            if stall and restore is _KEEP and decoder.buffered:
+                current = sock.gettimeout()
+                if current is None or current > stall:
+                    restore = current
+                    sock.settimeout(stall)
+            target = decoder.recv_target()
+            try:
+                if target is not None:  # a large payload: straight into its own buffer, in as few wake-ups as possible
+                    n = sock.recv_into(target, 0, _WAITALL if type(sock) is socket.socket and sock.gettimeout() is None
+                                       else 0)
+                    if n:
+                        decoder.received(n)
+                        msg = decoder.next_message()
+                        continue
+                    chunk = b""
+                else:
+                    chunk = sock.recv(bufsize)
+            except OSError as exc:
+                if restore is not _KEEP and isinstance(exc, socket.timeout):
+                    raise TimeoutError(f"the peer stopped sending in the middle of a message for {stall} s "
+                                       "(STALL_TIMEOUT)") from None
+                raise io_error(exc) from None
+            if not chunk:
+                if decoder.buffered:
+                    raise ConnectionClosedError("connection closed in the middle of a message")
+                return None
+            decoder.feed(chunk)
+            msg = decoder.next_message()
+    finally:
+        if restore is not _KEEP:
+            with contextlib.suppress(OSError):
+                sock.settimeout(restore)
     return msg
+
+
+_KEEP = object()  # recv_message: the socket's timeout was not changed
 
 
 def send(sock: socket.socket, frame: Any) -> None:
@@ -252,7 +273,7 @@ class SocketStream:
     """
 
     __slots__ = ("sock", "peer", "timeout", "owns_socket", "tls", "tls_pending", "peer_certificate", "closed",
-                 "_send_lock")
+                 "_send_lock", "send_timeout")
 
     def __init__(self, sock: socket.socket, peer: Any, timeout: float | None = None, blocking: bool = True,
                  owns_socket: bool = True) -> None:
@@ -265,6 +286,9 @@ class SocketStream:
         self.peer_certificate: dict | None = None
         self.closed = False
         self._send_lock = threading.Lock()
+        # the most a blocking send may wait for the peer to take data when the socket itself has
+        # no timeout (STALL_TIMEOUT: a client that never reads its replies must not hold a thread)
+        self.send_timeout: float | None = None
         sock.settimeout(timeout if blocking else 0.0)
 
     def handshake_tls(self, timeout: float | None) -> bool:
@@ -312,10 +336,13 @@ class SocketStream:
     def send(self, frame: Any) -> None:
         """Send one whole frame (bytes, or a list of parts: header, payload or buffers)."""
         with self._send_lock:
-            if self.tls and self.sock.gettimeout() == 0.0:
-                _send_nonblocking_tls(self.sock, b"".join(frame) if type(frame) is list else frame, self.timeout)
+            sock = self.sock
+            if self.tls and sock.gettimeout() == 0.0:
+                _send_nonblocking_tls(sock, b"".join(frame) if type(frame) is list else frame, self.timeout)
+            elif self.send_timeout is None or sock.gettimeout() is not None:
+                send(sock, frame)
             else:
-                send(self.sock, frame)
+                _send_bounded(sock, frame, self.send_timeout, self.tls)
 
     def close(self) -> None:
         """Close the socket (unless it was handed in by the user). Idempotent."""
@@ -327,6 +354,29 @@ class SocketStream:
 
     def fileno(self) -> int:
         return self.sock.fileno()
+
+
+def _send_bounded(sock: Any, frame: Any, limit: float, tls: bool) -> None:
+    """Send on a socket without a timeout, waiting at most ``limit`` seconds for the peer to
+    take more. The common case, a frame the socket buffer takes at once, costs one send."""
+    if not tls and type(frame) is bytes:
+        try:
+            sent = sock.send(frame, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise io_error(exc, sending=True) from None
+        if sent == len(frame):
+            return
+        frame = memoryview(frame)[sent:]
+    sock.settimeout(limit)
+    try:
+        send(sock, frame)
+    except TimeoutError:
+        raise TimeoutError(f"the peer took none of its reply for {limit} s (STALL_TIMEOUT)") from None
+    finally:
+        with contextlib.suppress(OSError):
+            sock.settimeout(None)
 
 
 def _send_nonblocking_tls(sock: Any, frame: bytes, timeout: float | None) -> None:

@@ -21,7 +21,7 @@ from ..errors import ConnectionClosedError, SecurityError
 from .errors import describe_tls_failure, tls_error
 
 __all__ = ["server_context", "client_context", "describe_failure", "wrap_client", "peer_alert", "requires_client_cert",
-           "server_handshake"]
+           "server_handshake", "refuse_renegotiation"]
 
 _cache: dict[tuple, ssl.SSLContext] = {}
 _cache_lock = threading.Lock()
@@ -53,8 +53,11 @@ def server_context(cfg: Any, certfile: str | None = None, keyfile: str | None = 
     if not certfile:
         raise SecurityError("TLS is on (SSL) but the daemon has no certificate: set SSL_SERVERCERT and "
                             "SSL_SERVERKEY, or pass ssl_context=")
+    # Purpose.CLIENT_AUTH loads no system CAs: client certificates are checked against
+    # SSL_CACERTS alone
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    refuse_renegotiation(ctx)
     _load_chain(ctx, certfile, keyfile or cfg.SSL_SERVERKEY, password or cfg.SSL_SERVERKEYPASSWD, "server")
     require = cfg.SSL_REQUIRECLIENTCERT if require_client_cert is None else require_client_cert
     cacerts = cacerts or cfg.SSL_CACERTS
@@ -76,15 +79,26 @@ def client_context(cfg: Any, certfile: str | None = None, keyfile: str | None = 
         if ctx is not None:
             return ctx
     cert, keyf, pw, cas = key
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if cas:
+        # SSL_CACERTS given: trust that CA alone (as Pyro5 does), not also every CA of the
+        # system store, any of which could issue a certificate for the daemon's host name
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         _load_cas(ctx, cas)
+    else:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if cert:
         _load_chain(ctx, cert, keyf, pw, "client")
     with _cache_lock:
         _cache[key] = ctx
     return ctx
+
+
+def refuse_renegotiation(ctx: ssl.SSLContext) -> None:
+    """Refuse TLS 1.2 renegotiation on a daemon's context: a client could otherwise make the
+    daemon repeat the costly handshake at will (OpenSSL 3 already refuses client-initiated
+    renegotiation; OpenSSL 1.1.1 allows it). TLS 1.3 has no renegotiation."""
+    ctx.options |= ssl.OP_NO_RENEGOTIATION
 
 
 describe_failure = describe_tls_failure
@@ -138,7 +152,8 @@ def server_handshake(sock: Any, peer: object, timeout: float | None, restore: fl
         raise error from None
     finally:
         if blocking:
-            sock.settimeout(restore)
+            with contextlib.suppress(OSError):  # closed meanwhile (daemon shutdown): the error above says why
+                sock.settimeout(restore)
     return True
 
 

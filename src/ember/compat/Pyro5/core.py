@@ -6,6 +6,7 @@ from typing import Any
 
 from ...client import resolve as _resolve
 from ...config import config as _ember_config
+from ...server.publish import present_ns_key
 from ...uri import URI
 from ._unsupported import module_getattr
 from .client import Proxy
@@ -19,8 +20,10 @@ NAMESERVER_NAME = "Pyro.NameServer"
 
 def locate_ns(host: Any = "", port: int | None = None, broadcast: bool = True) -> Proxy:
     """A compat proxy to the name server: at ``host`` (and ``port``) when given, else found
-    via ``NS_HOST``, then UDP broadcast (as Pyro5; Ember then also tries ``NS_URI_FILE``)."""
-    return _resolve.find_ns(str(host) if host else None, port, broadcast, proxy_class=Proxy)
+    via ``NS_HOST``, then UDP broadcast (as Pyro5; Ember then also tries ``NS_URI_FILE``).
+    With Ember's ``NS_KEY`` set (``PYRO_NS_KEY``) the proxy presents that name server write key."""
+    proxy = _resolve.find_ns(str(host) if host else None, port, broadcast, proxy_class=Proxy)
+    return present_ns_key(proxy, _ember_config.NS_KEY)
 
 
 def resolve(uri: str | URI, delay_time: float = 0.0) -> URI:

@@ -13,9 +13,9 @@ metadata) is the name server's job, not the store's. Two back-ends are built in:
 
     None, "memory", "memory:"          -> MemoryStorage
     "sqlite:PATH", "sql:PATH", "PATH"  -> SqlStorage(PATH)   (a spec without a scheme is a file)
-    "redis://host:6379/0"              -> whatever registered the scheme "redis"
+    "redis://host:6379/0", "rediss://" -> RedisStorage       (needs the extra ember-rpc[redis])
 
-Adding a back-end (Redis, etcd, ...) is one new module plus one entry point, and no change
+Adding a back-end (etcd, ...) is one new module plus one entry point, and no change
 here or anywhere else in Ember. The module subclasses :class:`Storage` (and, when the
 store has them, implements the optional :class:`Leases` and :class:`Watch` capabilities)
 and offers a callable taking the whole spec string and returning the storage; the
@@ -23,9 +23,9 @@ distribution that ships it declares that callable under the entry-point group
 ``ember.naming.storage``, named after its URL scheme::
 
     [project.entry-points."ember.naming.storage"]
-    redis = "ember_redis:RedisStorage.from_spec"
+    etcd = "ember_etcd:EtcdStorage.from_spec"
 
-Then ``ember ns -s redis://db:6379/0`` and ``NameServerService(storage="redis://...")``
+Then ``ember ns -s etcd://db:2379/ns`` and ``NameServerService(storage="etcd://...")``
 use it, and several name servers on several machines can share one store. Ember's own
 back-ends are declared the same way in its ``pyproject.toml``, and are also found when
 the package runs without installed metadata (from a source tree); a third-party entry
@@ -48,7 +48,10 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "Entry",
     "Leases",
+    "Replicas",
+    "Replicated",
     "Storage",
+    "WRITE_MODES",
     "Watch",
     "open_storage",
 ]
@@ -64,11 +67,15 @@ _BUILTIN = {
     "memory": "ember.naming.storage.memory:MemoryStorage.from_spec",
     "sqlite": "ember.naming.storage.sqlite:SqlStorage.from_spec",
     "sql": "ember.naming.storage.sqlite:SqlStorage.from_spec",  # the spelling of Ember 0.1 (``sql:PATH``)
+    # needs the optional extra ember-rpc[redis] (redis-py); loaded only when the scheme is used
+    "redis": "ember.naming.storage.redis:RedisStorage.from_spec",
+    "rediss": "ember.naming.storage.redis:RedisStorage.from_spec",
 }
 # the classes re-exported here for ``from ember.naming.storage import MemoryStorage``
 _CLASSES = {
     "MemoryStorage": "ember.naming.storage.memory:MemoryStorage",
     "SqlStorage": "ember.naming.storage.sqlite:SqlStorage",
+    "RedisStorage": "ember.naming.storage.redis:RedisStorage",
 }
 # a URL scheme (RFC 3986); one letter is a Windows drive ("C:\\names.db"), not a scheme
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
@@ -84,6 +91,11 @@ class Storage(ABC):
 
     description = "abstract"
     """A short text for logs and ``ember ns`` start-up output, e.g. ``sql:/var/lib/ns.db``."""
+
+    shared = False
+    """True for a store meant to be shared by several name servers (Redis, etcd): each name
+    server then adds its own URI to ``Pyro.NameServer`` as a replica under a lease, so the
+    entry lists the name servers that are alive."""
 
     @abstractmethod
     def get(self, name: str) -> Entry | None:
@@ -117,6 +129,15 @@ class Storage(ABC):
         """Release files and connections (idempotent)."""
 
 
+Replicas = tuple[tuple[str, ...], frozenset[str]]
+"""Every registration of a replicated name: ``(uris in registration order, metadata)``."""
+
+WRITE_MODES = ("replace", "absent", "replica")
+"""How :meth:`Leases.put_leased` writes: ``replace`` every registration of the name (Pyro5's
+meaning of ``register``), only if the name is ``absent`` (``safe=True``), or add one
+``replica`` to the name's set of URIs (or replace the metadata and lease of that URI)."""
+
+
 @runtime_checkable
 class Leases(Protocol):
     """Optional capability: registrations that expire unless their owner renews them.
@@ -124,16 +145,20 @@ class Leases(Protocol):
     The model is etcd's lease (Redis: a key with a TTL). A daemon that publishes its
     objects takes a lease with a time to live, registers its names under it, and renews it
     well within the TTL for as long as it runs; when the daemon dies without unregistering,
-    the lease runs out and the store itself removes every name attached to it (no
-    auto-clean sweep needed). Check for the capability with ``isinstance(storage, Leases)``.
+    the lease runs out and the store itself stops returning (and then removes) every
+    registration attached to it: no sweep, no name server pinging daemons. All three
+    built-in back-ends (memory, SQLite, Redis) have it. Check for the capability with
+    ``isinstance(storage, Leases)``.
     """
 
     def grant_lease(self, ttl: float) -> str:
         """A new lease id, alive for ``ttl`` seconds unless renewed."""
         ...
 
-    def put_leased(self, name: str, uri: str, metadata: frozenset[str], lease: str) -> None:
-        """Add or replace a registration that lives only as long as ``lease``.
+    def put_leased(self, name: str, uri: str, metadata: frozenset[str], lease: str | None,
+                   mode: str = "replace") -> bool:
+        """Write a registration that lives only as long as ``lease`` (None: no lease), in one
+        of the :data:`WRITE_MODES`; False when ``mode="absent"`` and the name exists.
 
         Raises :class:`~ember.errors.NamingError` when the lease is unknown or expired.
         """
@@ -145,7 +170,25 @@ class Leases(Protocol):
         ...
 
     def revoke_lease(self, lease: str) -> int:
-        """End the lease now and remove its names; returns how many were removed."""
+        """End the lease now and remove its registrations; returns how many were removed."""
+        ...
+
+
+@runtime_checkable
+class Replicated(Protocol):
+    """Optional capability: several URIs under one name (one service run by several daemons).
+
+    Written with ``put_leased(..., mode="replica")``. :meth:`Storage.get` and
+    :meth:`Storage.items` give the first live URI of such a name; :meth:`replicas` gives
+    them all. All three built-in back-ends have it.
+    """
+
+    def replicas(self, name: str) -> Replicas | None:
+        """Every live URI of ``name`` (in registration order) and its metadata, or None."""
+        ...
+
+    def remove_uri(self, name: str, uri: str) -> bool:
+        """Remove one URI from ``name`` (the name goes with its last URI); True if it was there."""
         ...
 
 

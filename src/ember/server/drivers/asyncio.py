@@ -15,6 +15,7 @@ import functools
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -27,8 +28,9 @@ from ...transport import sync as net
 from ...transport.aio import AsyncStream, new_event_loop
 from ...transport.errors import tls_error
 from ..dispatch import Call
+from ..guards import contained
 from ..session_state import Connection
-from .base import BaseDriver, remove_listener
+from .base import ACCEPT_RETRY, OUT_OF_RESOURCES, BaseDriver, remove_listener, stall_timeout
 
 __all__ = ["AsyncioServer", "new_event_loop"]
 
@@ -139,7 +141,7 @@ class AsyncioServer(BaseDriver):
         self.event_loop = loop = asyncio.get_running_loop()
         self._loop_thread = threading.current_thread()
         self._stop = asyncio.Event()
-        server = None
+        server: asyncio.Future | None = None
         loop_serves(loop, self.location)  # blocking proxies called on this loop to this daemon are refused
         try:
             if not self.running:
@@ -147,23 +149,72 @@ class AsyncioServer(BaseDriver):
             self.sock.setblocking(False)
             # TLS handshakes are done per connection (start_tls, Python 3.11+) so failures get logged
             ssl_at_accept = self.daemon.ssl_context if not _MANUAL_TLS else None
-            server = await asyncio.start_server(self._client, sock=self.sock, ssl=ssl_at_accept, limit=1 << 20)
+            server = asyncio.ensure_future(self._accept_loop(ssl_at_accept))
             poll = self.config.POLLTIMEOUT
             while self.running and condition():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), poll)
+                self._housekeeping()
                 self.daemon.periodic()
         finally:
             loop_stopped(loop, self.location)
             self.running = False
             if server is not None:
-                server.close()
+                server.cancel()
+                with contextlib.suppress(BaseException):
+                    await server
             await self._stop_tasks()
-            if server is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(server.wait_closed(), 5)
             self._cleanup()
             self._done.set()
+
+    async def _accept_loop(self, ssl_at_accept: Any) -> None:
+        """Accept connections until cancelled. Ember's own loop rather than asyncio's
+        start_server: out of file descriptors (``ulimit -n``) asyncio logs a traceback for
+        every attempt, thousands a second; here one line says so (AcceptBackoff), new clients
+        wait in the listen backlog, and the connections already open are served."""
+        loop = asyncio.get_running_loop()
+        backoff = self.accept_backoff
+        while self.running:
+            try:
+                csock, _addr = await loop.sock_accept(self.sock)
+            except OSError as exc:
+                if exc.errno in OUT_OF_RESOURCES:
+                    backoff.failed(exc)
+                    await asyncio.sleep(ACCEPT_RETRY)
+                elif self.running:
+                    log.debug("accept failed: %s", exc)  # e.g. the client gave up already (ECONNABORTED)
+                continue
+            backoff.succeeded()
+            reader = asyncio.StreamReader(limit=1 << 20, loop=loop)
+            protocol = asyncio.StreamReaderProtocol(reader, self._client, loop=loop)
+            tls: dict[str, Any] = {}
+            if ssl_at_accept is not None:  # Python 3.10: the TLS handshake is asyncio's
+                tls = {"ssl": ssl_at_accept, "ssl_handshake_timeout": self.config.HANDSHAKE_TIMEOUT}
+            connecting = asyncio.ensure_future(loop.connect_accepted_socket(_factory(protocol), csock, **tls))
+            self._background.add(connecting)
+            connecting.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Future) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("could not set up a connection: %s", task.exception())
+
+    def _housekeeping(self) -> None:
+        """Abort connections that did not complete their CONNECT within HANDSHAKE_TIMEOUT, or
+        stalled in the middle of a message for STALL_TIMEOUT (checked every POLLTIMEOUT)."""
+        now = time.monotonic()
+        cfg = self.config
+        stall = stall_timeout(cfg)
+        for conn in list(self.connections):
+            if not conn.session.established and conn.opened_at < now - cfg.HANDSHAKE_TIMEOUT:
+                reason = f"no handshake within {cfg.HANDSHAKE_TIMEOUT} s (HANDSHAKE_TIMEOUT)"
+            elif stall and conn.session.decoder.buffered and conn.last_active < now - stall:
+                reason = f"silent for {stall} s in the middle of a message (STALL_TIMEOUT)"
+            else:
+                continue
+            log.info("closing connection from %s: %s", conn.addr, reason)
+            with contextlib.suppress(Exception):
+                conn.stream.abort()
 
     async def _stop_tasks(self) -> None:
         """Cancel every task this server started and wait for them to end, so none is left
@@ -224,7 +275,7 @@ class AsyncioServer(BaseDriver):
         tls = self.daemon.ssl_context
         if tls is not None and _MANUAL_TLS:
             try:
-                await writer.start_tls(tls, ssl_handshake_timeout=self.config.COMMTIMEOUT or 10.0)  # type: ignore[attr-defined]
+                await writer.start_tls(tls, ssl_handshake_timeout=self.config.HANDSHAKE_TIMEOUT)  # type: ignore[attr-defined]
             except (OSError, asyncio.TimeoutError) as exc:
                 if isinstance(exc, (ConnectionError, ssl.SSLEOFError)) or not str(exc):
                     # closed before saying anything (a port probe): not worth a warning
@@ -252,6 +303,7 @@ class AsyncioServer(BaseDriver):
                     data = await stream.read(size)
                 if not data:
                     break
+                conn.last_active = time.monotonic()
                 session.feed(data)
                 while (msg := session.next_message()) is not None:
                     if msg.type == T_INVOKE:
@@ -289,14 +341,23 @@ class AsyncioServer(BaseDriver):
             conn.slot_freed.set()
 
     async def _invoke(self, conn: Connection, msg: Message) -> None:
-        call = self.dispatcher.prepare(conn, msg, context.CallContext())
-        reply = await call.run_async(self._in_thread) if type(call) is Call else call
+        try:
+            call = self.dispatcher.prepare(conn, msg, context.CallContext())
+            reply = await call.run_async(self._in_thread) if type(call) is Call else call
+        except Exception as exc:  # the caller still gets an answer, never silence
+            reply = self.dispatcher.call_crashed(conn, msg, exc)
+        except BaseException as exc:  # SystemExit & co. end this call, not the event loop
+            reply = self.dispatcher.call_crashed(conn, msg, contained(exc))
         stream = conn.stream
         if reply is not None and not stream.closed:
             stream.write(self.daemon.encode(reply, conn.session))
             await _drain(stream)
         if conn.session.must_close:
             conn.close()
+
+
+def _factory(protocol: asyncio.Protocol) -> Callable[[], asyncio.Protocol]:
+    return lambda: protocol
 
 
 async def _drain(stream: AsyncStream) -> None:

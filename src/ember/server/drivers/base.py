@@ -28,11 +28,63 @@ from ...protocol import ByteBudget, Message, ServerSession
 from ...transport import sync as net
 from ..session_state import Connection
 
-__all__ = ["Driver", "BaseDriver", "SelectorDriver"]
+__all__ = ["Driver", "BaseDriver", "SelectorDriver", "stall_timeout", "AcceptBackoff", "ACCEPT_RETRY", "OUT_OF_RESOURCES"]
 
 log = logging.getLogger("ember.server")
 
-_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_SWEEP_INTERVAL = 0.25  # seconds between housekeeping sweeps of a selector loop
+OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+_resource: Any
+try:
+    import resource as _resource
+except ImportError:  # Windows
+    _resource = None
+
+ACCEPT_RETRY = 0.1  # seconds between accept attempts while out of file descriptors or memory
+
+
+class AcceptBackoff:
+    """What a listener logs while it cannot accept for lack of resources (``ulimit -n``
+    reached: EMFILE; the system's file table full: ENFILE; ENOBUFS, ENOMEM): one line when it
+    starts, a reminder at most every ``remind`` seconds, one line when accepting works again.
+    Meanwhile new connections wait in the listen backlog; connections already open are served."""
+
+    def __init__(self, remind: float = 60.0) -> None:
+        self.remind = remind
+        self.since: float | None = None
+        self.failures = 0
+        self._last_log = 0.0
+
+    def failed(self, exc: OSError) -> None:
+        now = time.monotonic()
+        self.failures += 1
+        if self.since is None:
+            self.since = self._last_log = now
+            log.warning("cannot accept new connections: %s%s; retrying every %s s, new clients wait meanwhile",
+                        exc.strerror or exc, _fd_limit_hint(exc), ACCEPT_RETRY)
+        elif now - self._last_log >= self.remind:
+            self._last_log = now
+            log.warning("still cannot accept new connections after %.0f s: %s (%d attempts)", now - self.since,
+                        exc.strerror or exc, self.failures)
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            log.warning("accepting new connections again after %.1f s (%d failed attempts)",
+                        time.monotonic() - self.since, self.failures)
+            self.since = None
+            self.failures = 0
+
+
+def _fd_limit_hint(exc: OSError) -> str:
+    if exc.errno != errno.EMFILE:
+        return ""
+    try:
+        soft, _hard = _resource.getrlimit(_resource.RLIMIT_NOFILE)
+    except (AttributeError, OSError, ValueError):
+        return " (the process's limit of open files)"
+    return f" (the process's limit of open files, ulimit -n, is {soft}: raise it to serve more clients at once)"
 
 
 class Driver(Protocol):
@@ -74,6 +126,7 @@ class BaseDriver:
         self.daemon = daemon
         self.dispatcher = daemon.dispatcher
         self.config = daemon.config
+        self.accept_backoff = AcceptBackoff()
         self._oneway_pool: ThreadPoolExecutor | None = None
         self._oneway_lock = threading.Lock()
         self._count_lock = threading.Lock()
@@ -88,6 +141,7 @@ class BaseDriver:
         cfg = self.config
         conn = Connection(stream, addr, ServerSession(cfg.MAX_MESSAGE_SIZE, cfg.MAX_ANNOTATIONS_SIZE, established,
                                                          cfg.LOGWIRE, addr, self.budget))
+        conn.opened_at = time.monotonic()
         self.dispatcher.admission.opened()
         self.dispatcher.connection_opened(conn)
         return conn
@@ -102,6 +156,7 @@ class BaseDriver:
         # a blocking stream waits at most IDLE_TIMEOUT for a client's next message (then it closes)
         waits = [t for t in (cfg.COMMTIMEOUT, cfg.IDLE_TIMEOUT if not established else 0) if t]
         stream = net.SocketStream(sock, addr, min(waits) if waits else None, blocking, owns_socket)
+        stream.send_timeout = stall_timeout(cfg)
         conn = self.open_connection(stream, addr, established)
         conn.last_active = time.monotonic()
         return conn
@@ -238,6 +293,7 @@ class SelectorDriver(BaseDriver):
         self._looping: threading.Event | None = None
         self._loop_thread: threading.Thread | None = None
         self._cleaned = False
+        self._next_sweep = 0.0
 
     def poll_once(self, timeout: float) -> None:
         """One pass: wait up to ``timeout`` for sockets, serve what is ready, do housekeeping."""
@@ -247,17 +303,24 @@ class SelectorDriver(BaseDriver):
             events = self.selector.select(timeout)
         except (OSError, ValueError):
             return  # closed under us during shutdown
-        for key, _ in events:
+        for key, mask in events:
             data = key.data
             if data is None:
                 self._drain_wake()
             elif data == "listen":
                 self._accept()
             else:
-                self._ready(data)
+                self._ready(data, mask)
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + _SWEEP_INTERVAL
+            self._housekeeping()
+        self.daemon.periodic()
+
+    def _housekeeping(self) -> None:
+        """Timeouts that no socket enforces by itself (a few times a second at most)."""
         if self.config.IDLE_TIMEOUT:
             self._close_idle(time.monotonic() - self.config.IDLE_TIMEOUT)
-        self.daemon.periodic()
 
     def _close_idle(self, before: float) -> None:
         """Close connections that sent nothing since ``before`` (IDLE_TIMEOUT); blocking
@@ -266,8 +329,9 @@ class SelectorDriver(BaseDriver):
     def _accept(self) -> None:
         raise NotImplementedError
 
-    def _ready(self, data: Any) -> None:
-        """A registered socket other than the listener is readable (``data`` as registered)."""
+    def _ready(self, data: Any, mask: int) -> None:
+        """A registered socket other than the listener is ready (``data`` as registered; ``mask``
+        the selector events)."""
         raise NotImplementedError
 
     def events(self, ready: list) -> None:
@@ -304,10 +368,11 @@ class SelectorDriver(BaseDriver):
         except BlockingIOError:
             return None
         except OSError as exc:
-            if exc.errno in _OUT_OF_RESOURCES:
-                log.warning("accept failed (%s); backing off", exc.strerror)
-                time.sleep(0.1)
+            if exc.errno in OUT_OF_RESOURCES:
+                self.accept_backoff.failed(exc)
+                time.sleep(ACCEPT_RETRY)
             return None
+        self.accept_backoff.succeeded()
         csock.setblocking(True)
         if self.nodelay:
             net.set_nodelay(csock)
@@ -316,6 +381,13 @@ class SelectorDriver(BaseDriver):
     def _drain_wake(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_r.recv(512)
+
+    def unwatch(self, sock: Any) -> None:
+        """Stop selecting on ``sock`` (quietly: it may be gone or closed already)."""
+        try:
+            self.selector.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
 
     def wake(self) -> None:
         """Make the loop's select return now (from any thread)."""
@@ -356,3 +428,9 @@ def remove_listener(sock: socket.socket, location: tuple) -> None:
     if path and not path.startswith("\0"):
         with contextlib.suppress(OSError):
             os.remove(path)
+
+
+def stall_timeout(cfg: Any) -> float | None:
+    """How long a peer may stay silent in the middle of a message (STALL_TIMEOUT, or a lower COMMTIMEOUT)."""
+    waits = [t for t in (cfg.STALL_TIMEOUT, cfg.COMMTIMEOUT) if t]
+    return min(waits) if waits else None

@@ -9,12 +9,14 @@ from __future__ import annotations
 import collections
 import logging
 import selectors
+import ssl
 import time
 from typing import Any
 
 from ...transport import sync as net
+from ...transport.errors import io_error
 from ..session_state import Connection
-from .base import SelectorDriver
+from .base import SelectorDriver, stall_timeout
 
 __all__ = ["MultiplexServer"]
 
@@ -61,8 +63,11 @@ class MultiplexServer(SelectorDriver):
     def _keep_looping(self) -> bool:
         return self.sock is not None or bool(self.connections)  # the one connected socket may be gone
 
-    def _ready(self, data: Any) -> None:
-        self._readable(data)
+    def _ready(self, data: Any, mask: int = selectors.EVENT_READ) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._writable(data)
+        elif mask & selectors.EVENT_READ:
+            self._readable(data)
 
     def events(self, ready: list) -> None:
         by_sock = {c.stream.sock: c for c in self.connections}
@@ -71,13 +76,16 @@ class MultiplexServer(SelectorDriver):
                 self._accept()
             elif s in by_sock:
                 self._readable(by_sock[s])
+        for conn in [c for c in self.connections if c.outbuf]:  # an outside loop waits for reads only
+            self._writable(conn)
         self.daemon.periodic()
 
     def _accept(self) -> None:
         accepted = self._accept_socket()
         if accepted is not None:
-            # TLS sockets are non-blocking here: a half-sent TLS record must not stall the loop
-            self._add(self.socket_connection(*accepted, blocking=self.daemon.ssl_context is None))
+            # non-blocking: a half-sent message (or TLS record) or a client that stops reading its
+            # replies must not stall the loop; replies it cannot take yet wait in conn.outbuf
+            self._add(self.socket_connection(*accepted, blocking=False))
 
     def _readable(self, conn: Connection) -> None:
         stream = conn.stream
@@ -110,23 +118,92 @@ class MultiplexServer(SelectorDriver):
             self._drop(conn)
 
     def _process(self, conn: Connection) -> None:
-        """Answer the messages buffered for ``conn``; stop reading from it at its limit of pending work."""
+        """Answer the messages buffered for ``conn``; stop at its limit of pending work, or while
+        its replies wait to be sent (the client is not reading them)."""
         session = conn.session
-        while (msg := session.next_message()) is not None:
+        while not conn.outbuf and (msg := session.next_message()) is not None:
             self.answer(conn, msg)
             if session.must_close:
-                self._drop(conn)
+                if not conn.outbuf:
+                    self._drop(conn)
                 return
             if conn.pending >= self.max_pending and self.pause_if_over_limit(conn):
                 self._pause(conn)
                 return
 
-    def _pause(self, conn: Connection) -> None:
-        """Back-pressure: read nothing more from ``conn`` until its oneway work drops below the limit."""
+    def answer(self, conn: Connection, msg: Any) -> None:
+        reply = self.dispatcher.handle(conn, msg)
+        if reply is not None:
+            self._send(conn, self.daemon.encode(reply, conn.session))
+
+    def _send(self, conn: Connection, frame: Any) -> None:
+        """Send what the socket takes now; keep the rest for when it is writable."""
+        sock = conn.stream.sock
+        if sock.gettimeout() != 0.0:  # a connected socket handed in by the user stays blocking
+            conn.stream.send(frame)
+            return
+        out = conn.outbuf
+        was_idle = not out
+        if type(frame) is list:
+            out.extend(memoryview(part).cast("B") for part in frame)
+        else:
+            out.append(memoryview(frame))
+        if was_idle:  # else the socket is being watched for writability already
+            self._flush(conn)
+            if out:
+                conn.write_since = time.monotonic()
+                self._watch(conn, selectors.EVENT_WRITE)
+
+    def _flush(self, conn: Connection) -> None:
+        """Write queued reply bytes until the socket would block."""
+        sock = conn.stream.sock
+        out = conn.outbuf
+        while out:
+            try:
+                sent = sock.send(out[0])
+            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                return
+            except OSError as exc:
+                out.clear()
+                raise io_error(exc, sending=True) from None
+            if sent == len(out[0]):
+                out.popleft()
+            else:
+                out[0] = out[0][sent:]
+                conn.write_since = time.monotonic()
+
+    def _writable(self, conn: Connection) -> None:
         try:
-            self.selector.unregister(conn.stream.sock)
+            self._flush(conn)
+        except Exception as exc:
+            self.failed(conn, exc)
+            self._drop(conn)
+            return
+        if conn.outbuf:
+            return
+        if conn.session.must_close:
+            self._drop(conn)
+            return
+        self._watch(conn, selectors.EVENT_READ)
+        try:
+            self._process(conn)  # requests that arrived while the replies waited
+        except Exception as exc:
+            self.failed(conn, exc)
+            self._drop(conn)
+
+    def _watch(self, conn: Connection, events: int) -> None:
+        """Wait for ``events`` on ``conn`` (only writability while replies are queued: reading
+        more requests from a client that does not read its replies would only pile up more)."""
+        if conn.paused or conn not in self.connections:
+            return
+        try:
+            self.selector.modify(conn.stream.sock, events, conn)
         except (KeyError, ValueError, OSError):
             pass
+
+    def _pause(self, conn: Connection) -> None:
+        """Back-pressure: read nothing more from ``conn`` until its oneway work drops below the limit."""
+        self.unwatch(conn.stream.sock)
 
     def resume(self, conn: Connection) -> None:
         self._resumable.append(conn)
@@ -140,7 +217,10 @@ class MultiplexServer(SelectorDriver):
                 continue
             conn.paused = False
             try:
-                self.selector.register(conn.stream.sock, selectors.EVENT_READ, conn)
+                self.selector.register(conn.stream.sock, selectors.EVENT_WRITE if conn.outbuf else selectors.EVENT_READ,
+                                       conn)
+                if conn.outbuf:
+                    continue
                 self._process(conn)  # messages that came in while it was paused
             except Exception as exc:
                 self.failed(conn, exc)
@@ -153,11 +233,33 @@ class MultiplexServer(SelectorDriver):
                 conn.paused = False
                 self.close_connection(conn)
                 return
-            try:
-                self.selector.unregister(conn.stream.sock)
-            except (KeyError, ValueError, OSError):
-                pass
+            self.unwatch(conn.stream.sock)
         self.close_connection(conn)
+
+    def _housekeeping(self) -> None:
+        """Close connections that did not complete their handshake within HANDSHAKE_TIMEOUT, or
+        stalled in the middle of a message for STALL_TIMEOUT (the sockets of this loop have no
+        timeout of their own)."""
+        super()._housekeeping()
+        now = time.monotonic()
+        cfg = self.config
+        handshake_before = now - cfg.HANDSHAKE_TIMEOUT
+        stall = stall_timeout(cfg)
+        for conn in list(self.connections):
+            if not conn.stream.owns_socket:
+                continue
+            if not conn.session.established and conn.opened_at < handshake_before:
+                log.info("closing connection from %s: no handshake within %s s (HANDSHAKE_TIMEOUT)", conn.addr,
+                         cfg.HANDSHAKE_TIMEOUT)
+                self._drop(conn)
+            elif stall and conn.session.decoder.buffered and conn.last_active < now - stall:
+                log.info("closing connection from %s: silent for %s s in the middle of a message (STALL_TIMEOUT)",
+                         conn.addr, stall)
+                self._drop(conn)
+            elif stall and conn.outbuf and conn.write_since < now - stall:
+                log.info("closing connection from %s: it took none of its replies for %s s (STALL_TIMEOUT)",
+                         conn.addr, stall)
+                self._drop(conn)
 
     def _close_idle(self, before: float) -> None:
         for conn in [c for c in self.connections if c.last_active < before]:

@@ -43,7 +43,9 @@ class EventServer:
             self.daemon = Daemon(host=host, port=port, unixsocket=unixsocket, nathost=nathost, natport=natport,
                                  ssl_context=ssl_context, config=cfg,
                                  ns=None if ns is False else ns)
-            self.uri: URI = self.daemon.register(self.service, EVENTSERVICE_NAME)
+            # event services sharing a store (redis://) all serve the one name: clients spread over them
+            self.uri: URI = self.daemon.register(self.service, EVENTSERVICE_NAME,
+                                                 replicated=self.service.storage.shared and self.registered)
         except BaseException:
             self.shutdown()
             raise

@@ -240,6 +240,8 @@ class EventService:
         self._targets: dict[str, tuple[_Subscription, ...]] = {}  # subject -> its subscribers (cache)
         self._closed = False
         self.published = 0
+        if self.storage.shared:  # other event services publish into the same store: deliver theirs too
+            self.storage.follow(self._deliver_shared, self._seq)  # type: ignore[attr-defined]
 
     # ---- publishing ------------------------------------------------------------------------
 
@@ -268,12 +270,25 @@ class EventService:
             first = self._seq
             events = [{"subject": s, "message": m, "time": now, "seq": first + i}
                       for i, (s, m) in enumerate(pairs, 1)]
-            self.storage.append(events)  # stored (committed) before anyone sees it
-            self._seq = first + len(events)
+            self.storage.append(events)  # stored (committed) before anyone sees it; a shared store numbers them
+            self._seq = max(self._seq, events[-1]["seq"])
             self.published += len(events)
             targets = self._targets
             for event in events:
                 subs = targets.get(event["subject"])
+                if subs is None:
+                    subs = self._targets_for(event["subject"])
+                for sub in subs:
+                    sub.put(event)
+
+    def _deliver_shared(self, events: list[Event]) -> None:
+        """Events another event service published into the shared store: to our subscribers."""
+        with self._lock:
+            if self._closed:
+                return
+            self._seq = max(self._seq, events[-1]["seq"])
+            for event in events:
+                subs = self._targets.get(event["subject"])
                 if subs is None:
                     subs = self._targets_for(event["subject"])
                 for sub in subs:

@@ -1,9 +1,11 @@
 """Where the event service keeps recent events, for replay (``subscribe(..., since=seq)``).
 
-Two back-ends with one small interface: :class:`MemoryEventStorage` (the default: replay
-works while the service runs) and :class:`SqliteEventStorage` (``sqlite:PATH``: events and
-the sequence counter survive a restart, a crash or ``kill -9``). Both keep the last
-``keep`` events of each subject, and with ``keep_seconds`` > 0 forget older events too.
+Three back-ends with one small interface: :class:`MemoryEventStorage` (the default: replay
+works while the service runs), :class:`SqliteEventStorage` (``sqlite:PATH``: events and
+the sequence counter survive a restart, a crash or ``kill -9``) and
+:class:`~ember.services.events.redis_storage.RedisEventStorage` (``redis://...``: several
+event services share subjects and one numbering). All keep the last ``keep`` events of
+each subject, and with ``keep_seconds`` > 0 forget older events too.
 """
 
 from __future__ import annotations
@@ -14,36 +16,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from ...errors import PyroError, SerializeError
 from ...serializers import get as get_serializer
+from .base import Event, EventStorage
+from .redis_storage import RedisEventStorage
 
-__all__ = ["EventStorage", "MemoryEventStorage", "SqliteEventStorage", "open_event_storage"]
-
-Event = dict[str, Any]  # {"subject": str, "message": ..., "time": float, "seq": int}
-
-
-class EventStorage:
-    """The interface of an event store. ``append`` is called with the service's lock held."""
-
-    description = "?"
-
-    def last_seq(self) -> int:
-        """The highest sequence number ever stored (0 for a new store)."""
-        raise NotImplementedError
-
-    def append(self, events: list[Event]) -> None:
-        """Keep these events (already numbered); when it returns they are stored."""
-        raise NotImplementedError
-
-    def since(self, seq: int, match: Callable[[str], bool]) -> list[Event]:
-        """Kept events with a sequence number above ``seq`` whose subject ``match``es, in order."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release the store; idempotent."""
-
+__all__ = ["Event", "EventStorage", "MemoryEventStorage", "RedisEventStorage", "SqliteEventStorage", "open_event_storage"]
 
 class MemoryEventStorage(EventStorage):
     """The last ``keep`` events per subject in memory (lost when the service stops)."""
@@ -186,7 +165,8 @@ class SqliteEventStorage(EventStorage):
 
 def open_event_storage(spec: str | EventStorage | None = None, keep: int = 1000,
                        keep_seconds: float = 0.0) -> EventStorage:
-    """The store for a spec: None or ``memory``, ``sqlite:PATH`` (or ``sql:PATH``), or a store instance."""
+    """The store for a spec: None or ``memory``, ``sqlite:PATH`` (or ``sql:PATH``),
+    ``redis://HOST:PORT/DB`` or ``rediss://...`` (shared by several event services), or a store instance."""
     if isinstance(spec, EventStorage):
         return spec
     if spec is None or spec == "memory":
@@ -196,4 +176,7 @@ def open_event_storage(spec: str | EventStorage | None = None, keep: int = 1000,
         if not path:
             raise PyroError(f"event storage {spec!r} names no file: use 'sqlite:PATH'")
         return SqliteEventStorage(path, keep, keep_seconds)
-    raise PyroError(f"unknown event storage {spec!r}: use 'memory' or 'sqlite:PATH'")
+    if sep and scheme.lower() in ("redis", "rediss"):
+        return RedisEventStorage(spec, keep, keep_seconds)
+    raise PyroError(f"unknown event storage {spec!r}: use 'memory', 'sqlite:PATH' or 'redis://HOST:PORT/DB'")
+
