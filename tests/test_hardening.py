@@ -61,6 +61,7 @@ def _connect_raw(daemon, ser_name: str = "msgpack") -> socket.socket:
 def served(make_daemon, servertype):
     cfg = ember.config.copy()
     cfg.MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024
+    cfg.SHM_THRESHOLD = 0  # every payload through the socket: this is about the daemon's receive buffers
     daemon = make_daemon(servertype=servertype, config=cfg)
     uri = daemon.register(Calc(), "calc")
     good = ember.Proxy(uri)
@@ -217,7 +218,7 @@ class _Gate:
 
     @ember.expose
     @ember.oneway
-    def work(self, n: int) -> None:
+    def work(self, n: int, pad: bytes = b"") -> None:
         with self.lock:
             self.started += 1
         self.gate.wait(30)
@@ -240,9 +241,10 @@ def test_oneway_flood_is_bounded_and_nothing_is_dropped(make_daemon, servertype)
     flood_done = threading.Event()
 
     def flood() -> None:
+        pad = b"x" * 512  # calls big enough that socket buffers hold only a fraction of them
         with ember.Proxy(uri) as p:
             for i in range(200_000):
-                p.work(i)
+                p.work(i, pad)
                 sent[0] += 1
         flood_done.set()
 

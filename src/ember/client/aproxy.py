@@ -28,6 +28,7 @@ from .. import serializers
 from ..config import config
 from ..errors import CommunicationError, ConnectionClosedError, PyroError, TimeoutError
 from ..protocol import F_BATCH, F_ONEWAY, ClientSession
+from ..transport import shm
 from ..transport.aio import AsyncStream, open_stream
 from ..transport.errors import closed_hint
 from ..uri import URI
@@ -197,6 +198,8 @@ class AsyncProxy(ProxyCore):
         session = self._session
         if session is not None:
             _fail_pending(session, ConnectionClosedError(f"connection to {self._pyroUri} was released"))
+            if session.shm is not None:  # issue 16: unmap and close the regions
+                session.shm.close()
         if stream is not None and self._connected_socket is None:
             await stream.aclose()
 
@@ -259,10 +262,13 @@ class AsyncProxy(ProxyCore):
         """Connect to a direct URI and do the handshake."""
         tls = self._tls()
         stream = await self._open(uri, tls)
+        # issue 16: offer shared memory to a daemon on this machine
+        want_shm = tls is None and config.SHM_THRESHOLD > 0 and shm.available() and shm.local_socket(stream.sock)
         try:
             try:
                 await stream.send(session.connect_frame(self._handshake, uri.object, multiplex=True,
-                                                         extended=self._wants_extended()), uri.location)
+                                                         extended=self._wants_extended(), shared_memory=want_shm),
+                                  uri.location)
                 reply = await asyncio.wait_for(stream.recv_message(session.decoder), self._effective_timeout())
             except ConnectionClosedError as exc:
                 alert = await stream.peer_alert() if tls is not None else ""
@@ -271,6 +277,8 @@ class AsyncProxy(ProxyCore):
                 raise ConnectionClosedError(f"connection to {uri.location} closed during the handshake"
                                             f"{closed_hint(tls is not None)}")
             answer = session.handshake(reply, uri.location)
+            if want_shm and answer.extended:
+                session.shm = shm.client_channel(reply.annotations, config.SHM_THRESHOLD, config.MAX_MESSAGE_SIZE)
             self._set_metadata(answer.meta)
             self._validate_handshake_response(answer.response)
         except asyncio.TimeoutError:
@@ -316,6 +324,8 @@ class AsyncProxy(ProxyCore):
                     future = pending.pop(msg.seq, None)
                     if future is not None and not future.done():
                         future.set_result(msg)
+                    elif session.shm is not None:
+                        session.dropped(msg)  # issue 16: nobody reads it: free its shared memory
                 future = None  # holds the last reply: let the decoder reuse a large payload's buffer
         except asyncio.CancelledError:
             return
@@ -395,6 +405,10 @@ class AsyncProxy(ProxyCore):
                     reply = await asyncio.wait_for(future, self._effective_timeout())
                 except asyncio.TimeoutError:
                     raise TimeoutError(f"call {method} to {self._pyroUri} timed out") from None
+                except asyncio.CancelledError:
+                    if future.done() and not future.cancelled() and session.shm is not None:
+                        session.dropped(future.result())  # issue 16: the reply came, nobody reads it
+                    raise
                 finally:
                     session.pending.pop(seq, None)
                 token = receiving_flavour.set(AsyncProxy)

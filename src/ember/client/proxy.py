@@ -20,6 +20,7 @@ from .. import serializers
 from ..config import config
 from ..errors import CommunicationError, ConnectionClosedError, DeadlockError, ProtocolError, PyroError, TimeoutError
 from ..protocol import F_ONEWAY, ClientSession
+from ..transport import shm
 from ..transport import sync as net
 from ..transport.errors import closed_hint
 from ..transport.tls import peer_alert, wrap_client
@@ -254,6 +255,9 @@ class Proxy(ProxyCore, Generic[T]):
             sock, self._sock = self._sock, None
             if sock is not None and self._connected_socket is None:
                 net.close_quietly(sock)
+            session = self.__dict__.get("_session")
+            if session is not None and session.shm is not None:  # issue 16: unmap and close the regions
+                session.shm.close()
 
     def _release_if_idle(self, now: float) -> bool:
         """Idle release (config ``PROXY_IDLE_RELEASE``): close the connection if it has not been
@@ -342,9 +346,12 @@ class Proxy(ProxyCore, Generic[T]):
             raise
         if tls is not None:
             sock = wrap_client(tls, sock, uri.host, uri.location)
+        # issue 16: offer shared memory to a daemon on this machine
+        want_shm = tls is None and config.SHM_THRESHOLD > 0 and shm.available() and shm.local_socket(sock)
         try:
             try:
-                net.send(sock, session.connect_frame(self._handshake, uri.object, extended=self._wants_extended()))
+                net.send(sock, session.connect_frame(self._handshake, uri.object, extended=self._wants_extended(),
+                                                     shared_memory=want_shm))
                 reply = net.recv_message(sock, session.decoder)
             except ConnectionClosedError as exc:
                 raise self._handshake_broke(exc, peer_alert(sock) if tls is not None else "", uri.location,
@@ -353,6 +360,8 @@ class Proxy(ProxyCore, Generic[T]):
                 raise ConnectionClosedError(f"connection to {uri.location} closed during the handshake"
                                             f"{closed_hint(tls is not None)}")
             answer = session.handshake(reply, uri.location)
+            if want_shm and answer.extended:
+                session.shm = shm.client_channel(reply.annotations, config.SHM_THRESHOLD, config.MAX_MESSAGE_SIZE)
         except BaseException:
             net.close_quietly(sock)
             raise

@@ -18,6 +18,8 @@ from .annotations import (
     MULTIPLEX_CAPS,
     OOB_ANNOTATION,
     OOB_CAPS,
+    SHM_DESCRIPTOR,
+    SHM_OFFER,
     STREAM_ANNOTATION,
     blob_annotation,
     parse_blob_annotation,
@@ -61,3 +63,4 @@ __all__ = [
     "ClientSession", "State", "Decoder", "Flags", "Handshake", "Message", "MsgType", "ServerSession",
     "blob_annotation", "check_prefix", "decode", "encode", "parse_annotations", "parse_blob_annotation",
 ]
+__all__ += ["SHM_DESCRIPTOR", "SHM_OFFER"]  # issue 16

@@ -18,7 +18,7 @@ from ..serializers.oob import OOB_ANNOTATION
 
 __all__ = ["EMBER_CAPS", "MULTIPLEX_CAPS", "OOB_CAPS", "OOB_ANNOTATION",
            "DENY_ANNOTATION", "BLOB_ANNOTATION", "STREAM_ANNOTATION", "CAPS_ON",
-           "blob_annotation", "parse_blob_annotation"]
+           "SHM_OFFER", "SHM_DESCRIPTOR", "blob_annotation", "parse_blob_annotation"]
 
 EMBER_CAPS = "EMBR"
 MULTIPLEX_CAPS = "EMUX"
@@ -27,6 +27,10 @@ DENY_ANNOTATION = "DENY"
 BLOB_ANNOTATION = "BLBI"
 STREAM_ANNOTATION = "STRM"
 CAPS_ON = b"1"  # the value of a capability annotation that is switched on
+# issue 16 (shared memory, see ember.transport.shm): CONNECT asks with EMSH=1, CONNECTOK offers
+# (token + side socket name); EMSD on a message: its payload is in the sender's shared region
+SHM_OFFER = "EMSH"
+SHM_DESCRIPTOR = "EMSD"
 
 
 def blob_annotation(info: Any, object_id: str, method: str) -> bytes:

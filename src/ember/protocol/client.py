@@ -26,6 +26,8 @@ from .annotations import (
     MULTIPLEX_CAPS,
     OOB_ANNOTATION,
     OOB_CAPS,
+    SHM_DESCRIPTOR,
+    SHM_OFFER,
     STREAM_ANNOTATION,
     blob_annotation,
 )
@@ -63,7 +65,7 @@ class ClientSession:
     """
 
     __slots__ = ("requested", "serializer", "serializer_id", "extended", "multiplex", "decoder", "state",
-                 "seq", "pending", "config", "must_close", "wirelog")
+                 "seq", "pending", "config", "must_close", "wirelog", "shm")
 
     def __init__(self, serializer: Any, cfg: Config | None = None) -> None:
         cfg = cfg or default_config
@@ -82,6 +84,9 @@ class ClientSession:
         self.wirelog = WireLog("proxy") if cfg.LOGWIRE else None
         if self.wirelog is not None:
             self.decoder.on_message = self.wirelog.received
+        # issue 16: same-host shared memory (an ember.transport.shm.ShmChannel set by the proxy
+        # after the handshake): outgoing(frame) -> frame, incoming(msg), consumed(msg), dropped(msg), close()
+        self.shm: Any = None
 
     def _enter(self, state: State) -> None:
         self.state = state
@@ -91,9 +96,10 @@ class ClientSession:
     # ---- handshake ----------------------------------------------------------------------
 
     def connect_frame(self, handshake: Any, object_id: str, multiplex: bool = False,
-                      extended: bool = True) -> bytes:
+                      extended: bool = True, shared_memory: bool = False) -> bytes:
         """The CONNECT for ``object_id``, carrying the caller's annotations and Ember's
-        capabilities (``extended``: ask for Ember's extended value types, ``EMBR``)."""
+        capabilities (``extended``: ask for Ember's extended value types, ``EMBR``;
+        ``shared_memory``: offer same-host shared memory, ``EMSH``)."""
         ctx = context.peek()
         ann = dict(ctx.annotations) if ctx is not None and ctx.annotations else {}
         if extended:  # without it the daemon treats this client as Pyro5 (and does not pipeline)
@@ -102,6 +108,8 @@ class ClientSession:
                 ann[OOB_CAPS] = CAPS_ON
         if multiplex:
             ann[MULTIPLEX_CAPS] = CAPS_ON
+        if shared_memory and extended:
+            ann[SHM_OFFER] = CAPS_ON
         corr = ctx.correlation_id if ctx is not None else None
         payload = self.requested.dumps({"handshake": handshake, "object": object_id})
         msg = Message(MsgType.CONNECT, self.serializer_id, 0, self.seq, payload, ann, corr)
@@ -190,13 +198,40 @@ class ClientSession:
         msg = Message(T_INVOKE, ser_id, flags, seq, data, ann, corr)
         if self.wirelog is not None:
             self.wirelog.sent(msg)
-        return seq, encode(msg, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
+        frame = encode(msg, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
+        if self.shm is not None:  # issue 16: a large payload goes through shared memory
+            frame = self.shm.outgoing(frame)
+        return seq, frame
 
     def result(self, reply: Message, seq: int, make_iterator: Callable[[str], Any]) -> Any:
         """The value of the RESULT answering call ``seq`` (raises the remote exception).
 
         A reply for another call is a protocol error on a connection that answers in order.
         """
+        shm = self.shm
+        # issue 16: the payload is in shared memory, or the daemon asks for the regions (EMSH)
+        if shm is not None and (SHM_DESCRIPTOR in reply.annotations or SHM_OFFER in reply.annotations):
+            try:
+                shm.incoming(reply)
+            except ProtocolError:
+                self._enter(State.MUST_CLOSE)  # the regions cannot be trusted any more
+                raise
+            try:
+                return self._result(reply, seq, make_iterator)
+            finally:
+                shm.consumed(reply)
+        return self._result(reply, seq, make_iterator)
+
+    def dropped(self, reply: Message) -> None:
+        """A reply nobody waits for any more (a cancelled call): free what it holds."""
+        if self.shm is not None and (SHM_DESCRIPTOR in reply.annotations or SHM_OFFER in reply.annotations):
+            try:
+                self.shm.incoming(reply)
+            except ProtocolError:
+                return
+            self.shm.dropped(reply)
+
+    def _result(self, reply: Message, seq: int, make_iterator: Callable[[str], Any]) -> Any:
         if reply.seq != seq:
             self._enter(State.MUST_CLOSE)
             raise ProtocolError(f"invalid reply sequence number {reply.seq} (expected {seq})")

@@ -34,7 +34,7 @@ class ServerSession:
     ``extended`` is true once an Ember peer agreed to extended value types (``EMBR``).
     """
 
-    __slots__ = ("decoder", "state", "extended", "must_close", "wirelog")
+    __slots__ = ("decoder", "state", "extended", "must_close", "wirelog", "shm")
 
     def __init__(self, max_message_size: int = _DEFAULT_MAX, max_annotations_size: int = 1048576,
                  established: bool = False, logwire: bool = False, peer: Any = None, budget: Any = None) -> None:
@@ -48,6 +48,8 @@ class ServerSession:
         self.wirelog = WireLog("daemon", peer) if logwire else None
         if self.wirelog is not None:
             self.decoder.on_message = self.wirelog.received
+        # issue 16: same-host shared memory (an ember.transport.shm.ShmChannel, set at CONNECT)
+        self.shm: Any = None
 
     def _enter(self, state: State) -> None:
         self.state = state
@@ -68,6 +70,9 @@ class ServerSession:
         """The connection is gone: a message half received is dropped with its buffer."""
         self._enter(State.CLOSED)
         self.decoder.discard()
+        shm, self.shm = self.shm, None
+        if shm is not None:
+            shm.close()
 
     # ---- bytes in -----------------------------------------------------------------------
 

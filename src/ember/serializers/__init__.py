@@ -28,6 +28,7 @@ from .blob import SerializedBlob
 from .json_ import JsonSerializer
 from .marshal_ import MarshalSerializer
 from .msgpack_ import MsgpackSerializer
+from .oob import payload_of
 from .serpent_ import SerpentSerializer
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "register_type",
     "exception_to_dict",
     "tobytes",
+    "payload_of",
 ]
 
 def tobytes(obj: Any) -> bytes:

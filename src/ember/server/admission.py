@@ -22,7 +22,8 @@ from ..errors import (
     SecurityError,
     SerializeError,
 )
-from ..protocol import Message
+from ..protocol import SHM_OFFER, Message
+from ..transport import shm
 from .session_state import Connection, set_call_context
 
 __all__ = ["Admission", "not_accepted"]
@@ -127,7 +128,15 @@ class Admission:
                 if len(self._connectok_cache) > 256:
                     self._connectok_cache.clear()
                 self._connectok_cache[key] = payload
-        return session.accept(msg, payload, self._annotations(), pipelined, allow_extended, daemon.config.OUT_OF_BAND)
+        reply = session.accept(msg, payload, self._annotations(), pipelined, allow_extended,
+                               daemon.config.OUT_OF_BAND)
+        if session.extended:  # issue 16: an Ember client on this machine may get shared memory
+            cfg = daemon.config
+            offered = shm.server_offer(conn.stream, msg.annotations, cfg.SHM_THRESHOLD, cfg.MAX_MESSAGE_SIZE)
+            if offered is not None:
+                session.shm, value = offered
+                reply.annotations = dict(reply.annotations, **{SHM_OFFER: value})
+        return reply
 
 
 def not_accepted(name: str, cfg: Any) -> str:

@@ -391,6 +391,8 @@ class Daemon:
             frame = session.encode(reply, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE)
         else:  # the session would only encode it: save the call
             frame = encode(reply, cfg.COMPRESSION, cfg.MAX_MESSAGE_SIZE, parts=True)
+        if session is not None and session.shm is not None:  # issue 16: large payloads via shared memory
+            frame = session.shm.outgoing(frame)
         stats = self._statistics
         if stats is not None:
             stats.bytes_out += len(frame) if type(frame) is not list else len(frame[0]) + len(frame[1])

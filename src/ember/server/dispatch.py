@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import context, serializers
 from ..client import AsyncProxy, Proxy
-from ..errors import DaemonError, MessageTooLargeError, PyroError, SerializeError, format_traceback
+from ..errors import DaemonError, MessageTooLargeError, ProtocolError, PyroError, SerializeError, format_traceback
 from ..protocol import (
     BLOB_ANNOTATION,
     F_BATCH,
@@ -32,6 +32,7 @@ from ..protocol import (
     F_KEEPSERIALIZED,
     F_ONEWAY,
     HEADER_SIZE,
+    SHM_DESCRIPTOR,
     STREAM_ANNOTATION,
     T_INVOKE,
     T_RESULT,
@@ -39,8 +40,7 @@ from ..protocol import (
     MsgType,
     parse_blob_annotation,
 )
-from ..serializers import ExceptionWrapper, SerializedBlob
-from ..serializers.oob import payload_of
+from ..serializers import ExceptionWrapper, SerializedBlob, payload_of
 from . import meta as metamod
 from .admission import Admission, not_accepted
 from .exposure import resolve_method
@@ -135,10 +135,7 @@ class Dispatcher:
                 ser = serializers.by_id(ser_id, session.extended)
             except SerializeError:
                 return None
-            error = MessageTooLargeError(
-                f"{exc}: the daemon refused the call and closed the connection; send less data per call "
-                f"(in chunks, or as a stream) or raise MAX_MESSAGE_SIZE on the daemon")
-            return self.exception_reply(Message(T_INVOKE, ser_id, 0, seq, b"", None, corr), ser, error)
+            return self.exception_reply(Message(T_INVOKE, ser_id, 0, seq, b"", None, corr), ser, _refused_call(exc))
         return reply
 
     # ---- messages -------------------------------------------------------------------------
@@ -167,6 +164,16 @@ class Dispatcher:
         """Decode an INVOKE and find what to call: a :class:`Call`, or the reply to send
         right away (an exception reply, or None for none). ``ctx`` None means this
         thread's/task's context; the asyncio driver passes a fresh one per call."""
+        shm = conn.session.shm
+        if shm is not None and SHM_DESCRIPTOR in msg.annotations:  # issue 16: the payload is in shared memory
+            try:
+                shm.incoming(msg)
+            except ProtocolError as exc:
+                return self._bad_shared_memory(conn, msg, exc)
+            try:
+                return self.prepare(conn, msg, ctx)  # the descriptor is gone from msg: no second round
+            finally:
+                shm.consumed(msg)
         stats = self.stats
         if stats is not None:
             stats.bytes_in += message_size(msg)
@@ -231,6 +238,18 @@ class Dispatcher:
         foresaw): log it and still answer the caller, keeping the connection (None for oneway
         calls, which get no answer)."""
         log.error("unexpected error in a call from %s", conn.addr, exc_info=exc)
+        return self._error_answer(conn, msg, exc)
+
+    def _bad_shared_memory(self, conn: Connection, msg: Message, exc: ProtocolError) -> Message | None:
+        """A call whose shared-memory descriptor does not fit (issue 16): the caller is told
+        why, then the connection closes (the regions cannot be trusted any more)."""
+        log.warning("closing connection from %s: %s", conn.addr, exc)
+        conn.session.close_after_reply()
+        return self._error_answer(conn, msg, _refused_call(exc) if isinstance(exc, MessageTooLargeError) else exc)
+
+    def _error_answer(self, conn: Connection, msg: Message, exc: Exception) -> Message | None:
+        """The exception reply to a call that went wrong outside the method (None for oneway calls,
+        and when the call's serializer is unknown: then the connection closes)."""
         if msg.flags & F_ONEWAY:
             return None
         try:
@@ -305,6 +324,13 @@ class Dispatcher:
     def await_coroutine(self, coro: Any) -> Any:
         """Run a coroutine a method returned, from a worker thread (the driver knows how)."""
         return self.driver.await_coroutine(coro)
+
+
+def _refused_call(exc: Exception) -> MessageTooLargeError:
+    """What the caller of a call too large for the daemon is told."""
+    return MessageTooLargeError(
+        f"{exc}: the daemon refused the call and closed the connection; send less data per call "
+        f"(in chunks, or as a stream) or raise MAX_MESSAGE_SIZE on the daemon")
 
 
 def message_size(msg: Message) -> int:
