@@ -64,7 +64,7 @@ class Calc:
             "addr": list(ctx.client_sock_addr)[:1],
             "seq": ctx.seq,
             "serializer": ctx.serializer_id,
-            "annotations": {k: v for k, v in ctx.annotations.items() if k != "EMBR"},
+            "annotations": {k: v for k, v in ctx.annotations.items() if k not in ("EMBR", "EOOB")},
             "corr": str(ctx.correlation_id) if ctx.correlation_id else None,
         }
 

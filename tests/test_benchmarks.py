@@ -82,3 +82,16 @@ def test_gateway_benchmark_runs(tmp_path):
     data = json.loads(out.read_text())
     assert data["results"]["ember"]["requests"] == 20 and data["results"]["pyro5"]["requests"] == 20
     assert data["results"]["ember"]["connections"] == 1  # keep-alive; Pyro5's gateway closes every connection
+
+
+def test_bulk_benchmark_runs_quick(tmp_path):
+    out = tmp_path / "bulk.json"
+    r = bench("bulk.py", "--quick", "--cpus", "", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    import json
+
+    data = json.loads(out.read_text())
+    for case in ("bytes-1MiB", "bytes-16MiB", "numpy-8MiB"):
+        assert data[f"socket {case}"]["median"] > 0 and data[f"ember {case}"]["median"] > 0
+        assert f"pyro5-marshal {case}" in data
+    assert "x socket" in r.stdout

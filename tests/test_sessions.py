@@ -22,6 +22,7 @@ from ember.protocol import (
     F_KEEPSERIALIZED,
     F_ONEWAY,
     MULTIPLEX_CAPS,
+    OOB_CAPS,
     STREAM_ANNOTATION,
     ClientSession,
     Handshake,
@@ -393,7 +394,8 @@ def test_client_connect_frame(name, capture, multiplex):
         MsgType.CONNECT, pyro5.serializer_id, 0, 0, None,
     )
     assert msg.data == pyro5.data  # the handshake/object mapping, byte for byte as Pyro5 writes it
-    assert msg.annotations == (CAPS if multiplex else {EMBER_CAPS: b"1"})
+    # EOOB: out-of-band buffers (config OUT_OF_BAND, on by default)
+    assert msg.annotations == {**(CAPS if multiplex else {EMBER_CAPS: b"1"}), OOB_CAPS: b"1"}
     assert session.state is State.AWAIT_CONNECT
 
 
@@ -406,7 +408,7 @@ def test_client_connect_frame_carries_context_and_current_seq(call_context):
     session.next_seq()
     msg = decode(session.connect_frame({"token": 1}, "calc"))
     assert (msg.seq, msg.flags, msg.correlation_id) == (2, F_CORR_ID, corr)  # the counter, not advanced
-    assert msg.annotations == {"ABCD": b"xyz", EMBER_CAPS: b"1"}
+    assert msg.annotations == {"ABCD": b"xyz", EMBER_CAPS: b"1", OOB_CAPS: b"1"}
     assert call_context.annotations == {"ABCD": b"xyz"}  # the caller's dict is left alone
     assert SERPENT.loads(msg.data) == {"handshake": {"token": 1}, "object": "calc"}
     assert session.seq == 2
@@ -445,10 +447,12 @@ def test_client_and_server_agree_on_ember_capabilities(call_context):
     ok = server.accept(connect, payload, {"APPX": b"v"}, pipelined=True)
     answer = client.handshake(received(client, encode(ok)), LOCATION)
     assert answer.extended and answer.multiplex and client.extended and client.multiplex
-    assert client.serializer is serializers.get("msgpack", extended=True)
+    # both announced EOOB: the msgpack variant that sends big buffers out of band
+    assert client.serializer is serializers.get("msgpack", extended=serializers.OOB) and client.serializer.oob
+    assert server.extended == serializers.OOB
     assert client.requested is MSGPACK
     assert answer.response == "hi" and answer.meta == {"methods": ["add"]}
-    assert call_context.response_annotations == {"APPX": b"v", **CAPS}
+    assert call_context.response_annotations == {"APPX": b"v", **CAPS, OOB_CAPS: b"1"}
     # a daemon that does not pipeline: extended values, calls answered in order
     client = ClientSession(MSGPACK)
     server = ServerSession()

@@ -129,6 +129,11 @@ ITEMS: dict[str, tuple[Any, str]] = {
     # issue 16, same-host shared memory (ember.transport.shm)
     "SHM_THRESHOLD": (1048576, "payloads of this many bytes or more travel through shared memory between Ember "
                       "peers on one machine (unix socket or loopback TCP, Linux); 0 = never"),
+    # issue 16 (bulk data): buffers and numpy arrays out of band between Ember peers
+    "OUT_OF_BAND": (True, "Ember peers (with EXTENDED_TYPES) send large bytes, buffers and numpy arrays "
+                    "after the msgpack structure, uncopied; False: inline, as Pyro5 peers get them"),
+    "OUT_OF_BAND_THRESHOLD": (65536, "bytes, bytearray and memoryview values from this size on travel out of band "
+                              "(numpy arrays and array.array always do)"),
 }
 
 # items whose value ``ember config`` does not print (issue 13)
@@ -180,6 +185,7 @@ _CHECKS: dict[str, Any] = {
     "NS_MAX_URI_LENGTH": _not_negative, "NS_MAX_METADATA": _not_negative, "NS_MAX_TAG_LENGTH": _not_negative,
     "GATEWAY_TIMEOUT": _positive, "GATEWAY_MAX_BODY": _positive, "GATEWAY_POOL_SIZE": _positive,  # issue 18
     "SHM_THRESHOLD": _not_negative,  # issue 16
+    "OUT_OF_BAND_THRESHOLD": _not_negative,
     # the serializers Ember has (ember.serializers.names()); there is no way to add one
     "SERIALIZER": lambda v: None if v in ("msgpack", "serpent", "json", "marshal")
     else "one of msgpack, serpent, json, marshal",

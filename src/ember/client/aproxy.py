@@ -326,6 +326,7 @@ class AsyncProxy(ProxyCore):
                         future.set_result(msg)
                     elif session.shm is not None:
                         session.dropped(msg)  # issue 16: nobody reads it: free its shared memory
+                future = None  # holds the last reply: let the decoder reuse a large payload's buffer
         except asyncio.CancelledError:
             return
         except PyroError as exc:

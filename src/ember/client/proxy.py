@@ -380,7 +380,7 @@ class Proxy(ProxyCore, Generic[T]):
     @property
     def _extended(self) -> bool:
         session = self._session
-        return session is not None and session.extended
+        return session is not None and bool(session.extended)
 
     # ---- calls -------------------------------------------------------------------------
 

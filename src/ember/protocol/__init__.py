@@ -16,6 +16,8 @@ from .annotations import (
     DENY_ANNOTATION,
     EMBER_CAPS,
     MULTIPLEX_CAPS,
+    OOB_ANNOTATION,
+    OOB_CAPS,
     SHM_DESCRIPTOR,
     SHM_OFFER,
     STREAM_ANNOTATION,
@@ -56,7 +58,8 @@ __all__ = [
     "ByteBudget",
     "BLOB_ANNOTATION", "CAPS_ON", "COMPRESS_THRESHOLD", "DENY_ANNOTATION", "EMBER_CAPS", "F_BATCH", "F_COMPRESSED",
     "F_CORR_ID", "F_EXCEPTION", "F_ITEMSTREAM", "F_KEEPSERIALIZED", "F_ONEWAY", "HEADER_SIZE", "LARGE_PAYLOAD",
-    "MAGIC", "MULTIPLEX_CAPS", "PING_SERIALIZER_ID", "PROTOCOL_VERSION", "STREAM_ANNOTATION", "T_INVOKE", "T_RESULT",
+    "MAGIC", "MULTIPLEX_CAPS", "OOB_ANNOTATION", "OOB_CAPS",
+    "PING_SERIALIZER_ID", "PROTOCOL_VERSION", "STREAM_ANNOTATION", "T_INVOKE", "T_RESULT",
     "ClientSession", "State", "Decoder", "Flags", "Handshake", "Message", "MsgType", "ServerSession",
     "blob_annotation", "check_prefix", "decode", "encode", "parse_annotations", "parse_blob_annotation",
 ]

@@ -2,7 +2,8 @@
 
 Pyro5 ignores annotations it does not know, so Ember peers recognise each other through
 them: both sides send ``EMBR`` (extended value types) and ``EMUX`` (replies may come out of
-order) in CONNECT/CONNECTOK; a daemon puts the deny code in ``DENY`` on a CONNECTFAIL.
+order) in CONNECT/CONNECTOK, and ``EOOB`` (big buffers and numpy arrays out of band, each
+message that has some carrying ``EBUF``); a daemon puts the deny code in ``DENY`` on a CONNECTFAIL.
 ``BLBI`` and ``STRM`` are Pyro5's own (SerializedBlob routing, iterator streams).
 """
 
@@ -13,12 +14,15 @@ from typing import Any
 
 from ..errors import SerializeError
 from ..serializers.marshal_check import check_marshal
+from ..serializers.oob import OOB_ANNOTATION
 
-__all__ = ["EMBER_CAPS", "MULTIPLEX_CAPS", "DENY_ANNOTATION", "BLOB_ANNOTATION", "STREAM_ANNOTATION", "CAPS_ON",
+__all__ = ["EMBER_CAPS", "MULTIPLEX_CAPS", "OOB_CAPS", "OOB_ANNOTATION",
+           "DENY_ANNOTATION", "BLOB_ANNOTATION", "STREAM_ANNOTATION", "CAPS_ON",
            "SHM_OFFER", "SHM_DESCRIPTOR", "blob_annotation", "parse_blob_annotation"]
 
 EMBER_CAPS = "EMBR"
 MULTIPLEX_CAPS = "EMUX"
+OOB_CAPS = "EOOB"
 DENY_ANNOTATION = "DENY"
 BLOB_ANNOTATION = "BLBI"
 STREAM_ANNOTATION = "STRM"

@@ -16,13 +16,16 @@ from .. import context, errors, serializers
 from ..config import Config
 from ..config import config as default_config
 from ..errors import CommunicationError, ConnectionDeniedError, MessageTooLargeError, ProtocolError, PyroError
-from ..serializers import ExceptionWrapper, SerializedBlob
+from ..serializers import OOB, ExceptionWrapper, SerializedBlob
+from ..serializers.oob import OobData, payload_of
 from .annotations import (
     BLOB_ANNOTATION,
     CAPS_ON,
     DENY_ANNOTATION,
     EMBER_CAPS,
     MULTIPLEX_CAPS,
+    OOB_ANNOTATION,
+    OOB_CAPS,
     SHM_DESCRIPTOR,
     SHM_OFFER,
     STREAM_ANNOTATION,
@@ -69,7 +72,7 @@ class ClientSession:
         self.requested = serializer
         self.serializer = serializer  # the extended variant once the daemon agreed to it
         self.serializer_id: int = serializer.serializer_id
-        self.extended = False
+        self.extended: int = False  # True, or serializers.OOB with out-of-band buffers
         self.multiplex = False
         self.state = State.AWAIT_CONNECT
         self.must_close = False  # the connection broke the protocol (or was refused) and has to be closed
@@ -101,6 +104,8 @@ class ClientSession:
         ann = dict(ctx.annotations) if ctx is not None and ctx.annotations else {}
         if extended:  # without it the daemon treats this client as Pyro5 (and does not pipeline)
             ann[EMBER_CAPS] = CAPS_ON
+            if self.config.OUT_OF_BAND:
+                ann[OOB_CAPS] = CAPS_ON
         if multiplex:
             ann[MULTIPLEX_CAPS] = CAPS_ON
         if shared_memory and extended:
@@ -127,9 +132,11 @@ class ClientSession:
             ctx.response_annotations = reply.annotations
         response = data.get("handshake") if isinstance(data, dict) else None
         meta = data.get("meta") if isinstance(data, dict) else None
-        self.extended = extended
+        # the serializer's mode: out-of-band buffers when both sides take them (see serializers.oob)
+        mode = OOB if extended and reply.annotations.get(OOB_CAPS) == CAPS_ON else extended
+        self.extended = mode
         self.multiplex = reply.annotations.get(MULTIPLEX_CAPS) == CAPS_ON
-        self.serializer = serializers.by_id(self.serializer_id, extended)
+        self.serializer = serializers.by_id(self.serializer_id, mode)
         self._enter(State.READY)
         return Handshake(extended, self.serializer, response, meta, self.multiplex)
 
@@ -182,8 +189,9 @@ class ClientSession:
                 # blob's serializer (the target decodes it with that one and answers in it)
                 data = payload
                 ser_id = blob.serializer_id
-            else:
-                data = self.serializer.dumps_call(object_id, method, blob.deserialized(), None)
+            else:  # kept serialized by the daemon, without its annotations: no out-of-band buffers
+                data = serializers.by_id(ser_id, bool(self.extended)).dumps_call(object_id, method,
+                                                                                  blob.deserialized(), None)
         else:
             data = self.serializer.dumps_call(object_id, method, args, kwargs)
         cfg = self.config
@@ -227,16 +235,19 @@ class ClientSession:
         if reply.seq != seq:
             self._enter(State.MUST_CLOSE)
             raise ProtocolError(f"invalid reply sequence number {reply.seq} (expected {seq})")
+        data: Any = reply.data
         if reply.annotations:
             ctx = _peek()
             if ctx is not None:
                 ctx.response_annotations = reply.annotations
+            if OOB_ANNOTATION in reply.annotations:
+                data = OobData(data, reply.annotations[OOB_ANNOTATION])
         ser = self.serializer
         if reply.serializer_id != self.serializer_id:
             # the answer to a forwarded SerializedBlob comes in the blob's serializer
             ser = serializers.by_id(reply.serializer_id, self.extended)
         if not reply.flags:
-            return ser.loads(reply.data)  # the usual plain result
+            return ser.loads(data)  # the usual plain result
         try:
             return call_result(reply, ser, make_iterator)
         except MessageTooLargeError:
@@ -265,7 +276,7 @@ def call_result(reply: Message, ser: Any, make_iterator: Callable[[str], Any]) -
         if not stream_id:
             raise PyroError("result of call is an iterator, but the server is not configured to allow streaming")
         return make_iterator(stream_id.decode("ascii"))
-    result = ser.loads(reply.data)
+    result = ser.loads(payload_of(reply))
     if rflags & F_EXCEPTION:
         raise result
     if rflags & F_BATCH:

@@ -22,6 +22,7 @@ from enum import IntEnum, IntFlag
 from typing import Any
 
 from ..errors import MessageTooLargeError, ProtocolError
+from ..serializers.oob import OOB_ANNOTATION, OobPayload
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -50,6 +51,7 @@ LAZY_PAYLOAD = 1024 * 1024
 # the mmap of the last large payload is kept for the next one (no fresh page faults) when
 # nothing refers to it any more, up to this size
 _SPARE_MAX = 64 * 1024 * 1024
+_MAP_PRIVATE = getattr(mmap, "MAP_PRIVATE", 0)  # not on Windows, where the map is the process's own anyway
 _TAG = b"PYRO"
 _HEADER = struct.Struct("!4sHBBHHII16sHH")
 _PREFIX = b"PYRO\x01\xf6"  # tag + version: lets a wrong peer be recognised after 6 bytes
@@ -174,15 +176,32 @@ def encode(
     would exceed ``max_message_size`` (nothing is sent). With ``parts``, a payload of
     ``LARGE_PAYLOAD`` bytes or more is not copied behind its header: the frame comes as the
     list ``[header and annotations, payload]``, to be sent with one ``sendmsg``.
+
+    A payload with out-of-band buffers (:class:`~ember.serializers.oob.OobPayload`) gets its
+    ``EBUF`` annotation here and comes as ``[header and annotations, structure, buffer...]``
+    (joined into bytes without ``parts``; compressed whole, so joined, with ``compress``).
     """
     data = msg.data
     flags = msg.flags & ~F_COMPRESSED
+    annotations = msg.annotations
+    oob = None
+    if type(data) is OobPayload:
+        annotations = dict(annotations)
+        annotations[OOB_ANNOTATION] = data.annotation()
+        if compress or not parts:
+            data = bytes(data)
+        else:
+            oob = data
+    elif annotations and OOB_ANNOTATION in annotations:
+        # a received message's EBUF, passed on with the caller's annotations (a call made
+        # while serving one): it describes that payload, not this one
+        annotations = {k: v for k, v in annotations.items() if k != OOB_ANNOTATION}
     if compress and len(data) > COMPRESS_THRESHOLD:
         packed = zlib.compress(data, 4)
         if len(packed) < len(data):
             data = packed
             flags |= F_COMPRESSED
-    ann = _encode_annotations(msg.annotations) if msg.annotations else b""
+    ann = _encode_annotations(annotations) if annotations else b""
     if len(data) + len(ann) > max_message_size:
         raise MessageTooLargeError(
             f"message of {len(data) + len(ann)} bytes exceeds MAX_MESSAGE_SIZE ({max_message_size})"
@@ -198,6 +217,8 @@ def encode(
         _TAG, PROTOCOL_VERSION, msg.type, msg.serializer_id, flags, msg.seq & 0xFFFF,
         len(data), len(ann), cbytes, 0, MAGIC,
     )
+    if oob is not None:
+        return [header + ann, *oob.parts]
     if parts and len(data) >= LARGE_PAYLOAD:
         return [header + ann if ann else header, data]
     if ann:
@@ -402,7 +423,9 @@ class Decoder:
                 return spare
             except (BufferError, OSError, SystemError, ValueError):
                 pass
-        return mmap.mmap(-1, size)
+        # private: a shared anonymous map cannot grow with resize (the pages past its first size
+        # fault, EFAULT in recv_into, SIGBUS on a write), a private one can
+        return mmap.mmap(-1, size, flags=_MAP_PRIVATE) if _MAP_PRIVATE else mmap.mmap(-1, size)
 
     def _release(self) -> None:
         if self._reserved:

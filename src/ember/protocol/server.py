@@ -15,7 +15,8 @@ from typing import Any
 
 from .. import serializers
 from ..errors import SerializeError
-from .annotations import CAPS_ON, DENY_ANNOTATION, EMBER_CAPS, MULTIPLEX_CAPS
+from ..serializers import OOB
+from .annotations import CAPS_ON, DENY_ANNOTATION, EMBER_CAPS, MULTIPLEX_CAPS, OOB_CAPS
 from .framing import Decoder, Message, MsgType, encode
 from .states import SERVER_ALLOWED, State
 from .wirelog import WireLog
@@ -39,7 +40,7 @@ class ServerSession:
                  established: bool = False, logwire: bool = False, peer: Any = None, budget: Any = None) -> None:
         self.state = State.READY if established else State.AWAIT_CONNECT
         self.decoder = Decoder(max_message_size, max_annotations_size, SERVER_ALLOWED[self.state], budget)
-        self.extended = False
+        self.extended: int = False  # True, or serializers.OOB with out-of-band buffers
         # the connection has to be closed (after sending the reply just produced, if any);
         # a plain attribute, read after every message
         self.must_close = False
@@ -100,23 +101,27 @@ class ServerSession:
         return connect.annotations.get(EMBER_CAPS) == CAPS_ON
 
     def accept(self, connect: Message, payload: bytes, annotations: dict[str, bytes], pipelined: bool,
-               allow_extended: bool = True) -> Message:
+               allow_extended: bool = True, allow_oob: bool = True) -> Message:
         """The CONNECTOK answering ``connect``; calls are accepted from now on.
 
         ``pipelined`` says the server may answer calls out of order; it is announced
         (``EMUX``) only to a client that asked for it. Extended value types (``EMBR``) are
-        agreed when the client asked and ``allow_extended``.
+        agreed when the client asked and ``allow_extended``; out-of-band buffers (``EOOB``) with
+        them when the client asked and ``allow_oob`` (``extended`` is then ``serializers.OOB``).
         """
         extended = allow_extended and self.wants_extended(connect)
         # EMUX only with extended types agreed: that is how an Ember peer is recognised
         multiplex = extended and pipelined and connect.annotations.get(MULTIPLEX_CAPS) == CAPS_ON
+        oob = extended and allow_oob and connect.annotations.get(OOB_CAPS) == CAPS_ON
         if extended or multiplex:
             annotations = dict(annotations)
             if extended:
                 annotations[EMBER_CAPS] = CAPS_ON
             if multiplex:
                 annotations[MULTIPLEX_CAPS] = CAPS_ON  # calls on this connection may overlap
-        self.extended = extended
+            if oob:
+                annotations[OOB_CAPS] = CAPS_ON
+        self.extended = OOB if oob else extended
         self._enter(State.READY)
         return Message(MsgType.CONNECTOK, connect.serializer_id, 0, connect.seq, payload, annotations,
                        connect.correlation_id)

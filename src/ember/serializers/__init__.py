@@ -22,16 +22,18 @@ from ._classes import (
     unregister_class_to_dict,
     unregister_dict_to_class,
 )
-from ._registry import by_id, get, ids, names
+from ._registry import OOB, by_id, get, ids, names
 from .base import Serializer
 from .blob import SerializedBlob
 from .json_ import JsonSerializer
 from .marshal_ import MarshalSerializer
 from .msgpack_ import MsgpackSerializer
+from .oob import payload_of
 from .serpent_ import SerpentSerializer
 
 __all__ = [
     "Serializer",
+    "OOB",
     "SerpentSerializer",
     "MarshalSerializer",
     "JsonSerializer",
@@ -50,6 +52,7 @@ __all__ = [
     "register_type",
     "exception_to_dict",
     "tobytes",
+    "payload_of",
 ]
 
 def tobytes(obj: Any) -> bytes:

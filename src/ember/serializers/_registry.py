@@ -9,14 +9,19 @@ from .marshal_ import MarshalSerializer
 from .msgpack_ import MsgpackSerializer
 from .serpent_ import SerpentSerializer
 
-__all__ = ["by_id", "get", "ids", "names"]
+__all__ = ["OOB", "by_id", "get", "ids", "names"]
 
 _CLASSES: list[type[Serializer]] = [SerpentSerializer, MarshalSerializer, JsonSerializer, MsgpackSerializer]
-_BY_ID: dict[tuple[int, bool], Serializer] = {}
+# mode: False (Pyro5 peer), True (Ember peer, extended types), OOB (Ember peer that also agreed to
+# out-of-band buffers, which only msgpack uses)
+OOB = 2
+_BY_ID: dict[tuple[int, int], Serializer] = {}
 _BY_NAME: dict[str, int] = {}
 for _cls in _CLASSES:
     for _ext in (False, True):
         _BY_ID[(_cls.serializer_id, _ext)] = _cls(_ext)
+    _BY_ID[(_cls.serializer_id, OOB)] = (MsgpackSerializer(True, oob=True) if _cls is MsgpackSerializer
+                                         else _BY_ID[(_cls.serializer_id, True)])
     _BY_NAME[_cls.name] = _cls.serializer_id
 
 
@@ -30,7 +35,7 @@ def ids() -> list[int]:
     return [c.serializer_id for c in _CLASSES]
 
 
-def get(name: str | int, extended: bool = False) -> Serializer:
+def get(name: str | int, extended: int = False) -> Serializer:
     """The serializer with this name (``"msgpack"``) or wire id (``4``)."""
     if isinstance(name, int):
         return by_id(name, extended)
@@ -43,7 +48,7 @@ def get(name: str | int, extended: bool = False) -> Serializer:
     return _BY_ID[(sid, extended)]
 
 
-def by_id(serializer_id: int, extended: bool = False) -> Serializer:
+def by_id(serializer_id: int, extended: int = False) -> Serializer:
     """The serializer with this wire id; unknown ids raise :class:`SerializeError`."""
     try:
         return _BY_ID[(serializer_id, extended)]

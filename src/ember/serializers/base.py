@@ -19,6 +19,7 @@ class Serializer:
 
     name: str = ""
     serializer_id: int = 0
+    oob = False  # sends big buffers and numpy arrays out of band (msgpack with an Ember peer that agreed)
 
     def __init__(self, extended: bool = False) -> None:
         self.extended = extended

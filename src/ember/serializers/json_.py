@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import PyroError, SerializeError
 from ._classes import _EXTENDED, dict_to_object, object_to_dict
 from .base import Serializer, check_call
+from .oob import array_to_plain
 
 
 def _object_hook(d: dict) -> Any:
@@ -68,6 +69,8 @@ class JsonSerializer(Serializer):
             return obj.tolist()
         if t is bytes or t is bytearray or t is memoryview:
             return {"data": base64.b64encode(obj).decode("ascii"), "encoding": "base64"}
+        if t.__module__ == "numpy" and hasattr(obj, "tolist"):
+            return array_to_plain(obj)  # numpy arrays and scalars: lists and Python numbers
         return object_to_dict(obj, self.extended)
 
     def dumps(self, obj: Any) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import marshal
+import sys
 import uuid
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..errors import PyroError, SerializeError
 from ._classes import _EXTENDED, object_to_dict
 from .base import Serializer, check_call, walk_classes
 from .marshal_check import check_marshal
+from .oob import array_to_plain
 
 _NATIVE = frozenset({int, float, str, bytes, bool, type(None), complex})
 
@@ -48,13 +50,18 @@ class MarshalSerializer(Serializer):
             return str(obj)
         if t is array.array:
             return obj.tolist()
+        if t.__module__ == "numpy" and hasattr(obj, "tolist"):
+            return self._convert(array_to_plain(obj))  # numpy arrays and scalars: lists and Python numbers
         return self._convert(object_to_dict(obj, self.extended))
 
     def dumps(self, obj: Any) -> bytes:
-        try:
-            return marshal.dumps(obj)
-        except ValueError:
-            pass
+        # marshal writes any buffer (a numpy array or scalar too) as raw bytes: once numpy is
+        # loaded, values holding numpy objects go through _convert (lists and Python numbers)
+        if "numpy" not in sys.modules or not _holds_numpy(obj, [10000]):
+            try:
+                return marshal.dumps(obj)
+            except ValueError:
+                pass
         try:
             return marshal.dumps(self._convert(obj))
         except PyroError:
@@ -77,3 +84,17 @@ class MarshalSerializer(Serializer):
 
     def loads_call(self, data: bytes) -> tuple[str, str, Any, dict | None]:
         return check_call(self.loads(data))
+
+
+def _holds_numpy(obj: Any, budget: list[int]) -> bool:
+    """Whether a numpy array or scalar is in ``obj`` (containers looked into, up to a budget)."""
+    t = type(obj)
+    if t.__module__ == "numpy":
+        return True
+    if t is list or t is tuple or t is set or t is frozenset:
+        budget[0] -= len(obj)
+        return budget[0] >= 0 and any(_holds_numpy(v, budget) for v in obj)
+    if t is dict:
+        budget[0] -= len(obj)
+        return budget[0] >= 0 and any(_holds_numpy(v, budget) for v in obj.values())
+    return False

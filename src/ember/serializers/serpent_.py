@@ -14,6 +14,7 @@ from ..config import config
 from ..errors import PyroError, SerializeError
 from ._classes import _EXTENDED, object_to_dict, to_dict_converter
 from .base import Serializer, check_call, walk_classes
+from .oob import array_to_plain
 
 _SERPENT_NATIVE = frozenset(
     {int, float, str, bool, type(None), complex, tuple, list, dict, set, frozenset, bytes, bytearray, memoryview}
@@ -32,6 +33,8 @@ class _EmberSerpent(serpent.Serializer):
         if t not in _SERPENT_NATIVE:
             if self.extended and t in _EXTENDED:
                 obj = _EXTENDED[t](obj)
+            elif t.__module__ == "numpy" and hasattr(obj, "tolist"):
+                obj = array_to_plain(obj)  # numpy arrays and scalars: lists and Python numbers
             else:
                 conv = to_dict_converter(t)
                 if conv is not None:

@@ -128,7 +128,8 @@ class Admission:
                 if len(self._connectok_cache) > 256:
                     self._connectok_cache.clear()
                 self._connectok_cache[key] = payload
-        reply = session.accept(msg, payload, self._annotations(), pipelined, allow_extended)
+        reply = session.accept(msg, payload, self._annotations(), pipelined, allow_extended,
+                               daemon.config.OUT_OF_BAND)
         if session.extended:  # issue 16: an Ember client on this machine may get shared memory
             cfg = daemon.config
             offered = shm.server_offer(conn.stream, msg.annotations, cfg.SHM_THRESHOLD, cfg.MAX_MESSAGE_SIZE)

@@ -39,7 +39,7 @@ from ..protocol import (
     MsgType,
     parse_blob_annotation,
 )
-from ..serializers import ExceptionWrapper, SerializedBlob
+from ..serializers import ExceptionWrapper, SerializedBlob, payload_of
 from . import meta as metamod
 from .admission import Admission, not_accepted
 from .async_values import SyncIterator, async_flavour
@@ -200,7 +200,7 @@ class Dispatcher:
                 info, object_id, method = parse_blob_annotation(msg.annotations.get(BLOB_ANNOTATION))
                 args, kwargs = (SerializedBlob(info, msg.data, True, msg.serializer_id),), None
             else:
-                object_id, method, args, kwargs = ser.loads_call(msg.data)
+                object_id, method, args, kwargs = ser.loads_call(msg.data if not msg.annotations else payload_of(msg))
                 if type(args) is not tuple and type(args) is not list:
                     raise SerializeError(f"invalid call payload: args must be a list or tuple, not "
                                          f"{type(args).__name__}")

@@ -49,7 +49,7 @@ class Connection:
 
     @property
     def extended(self) -> bool:
-        return self.session.extended
+        return bool(self.session.extended)
 
     @property
     def established(self) -> bool:

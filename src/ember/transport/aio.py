@@ -78,9 +78,12 @@ class AsyncStream:
         return ""
 
     def write(self, frame: Any) -> None:
-        """Queue one whole frame (bytes, or ``[header, payload]``)."""
+        """Queue one whole frame (bytes, or a list of parts: header, payload or buffers)."""
         if type(frame) is list:
-            self.writer.writelines(frame)
+            # part by part: writelines() would join them first, one more copy of a large payload
+            write = self.writer.write
+            for part in frame:
+                write(part)
         else:
             self.writer.write(frame)
 

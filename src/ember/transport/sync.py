@@ -226,7 +226,7 @@ def send(sock: socket.socket, frame: Any) -> None:
 
 
 def _send_parts(sock: socket.socket, parts: list) -> None:
-    """Send a frame given as [header, payload] without joining them (large payloads)."""
+    """Send a frame given as parts (header, payload or out-of-band buffers) without joining them."""
     if type(sock) is not socket.socket:  # TLS sockets have no sendmsg
         send(sock, b"".join(parts))
         return
@@ -323,8 +323,18 @@ class SocketStream:
         except OSError as exc:
             raise io_error(exc) from None
 
+    def recv_into_available(self, target: memoryview) -> int | None:
+        """Receive what is readable now straight into ``target`` (a large payload's buffer):
+        the byte count (0 = peer closed), None when nothing is there yet (non-blocking)."""
+        try:
+            return self.sock.recv_into(target)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise io_error(exc) from None
+
     def send(self, frame: Any) -> None:
-        """Send one whole frame (bytes, or ``[header, payload]``)."""
+        """Send one whole frame (bytes, or a list of parts: header, payload or buffers)."""
         with self._send_lock:
             sock = self.sock
             if self.tls and sock.gettimeout() == 0.0:

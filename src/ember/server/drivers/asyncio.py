@@ -291,14 +291,16 @@ class AsyncioServer(BaseDriver):
         idle = self.config.IDLE_TIMEOUT
         try:
             while not stream.closed:
+                # the rest of a large payload: take what the reader has in bigger reads
+                size = min(max(session.decoder.bytes_needed(), 65536), 1 << 20)
                 if idle:
                     try:
-                        data = await asyncio.wait_for(stream.read(65536), idle)
+                        data = await asyncio.wait_for(stream.read(size), idle)
                     except asyncio.TimeoutError:
                         log.debug("closing connection from %s: idle longer than IDLE_TIMEOUT", addr)
                         break
                 else:
-                    data = await stream.read(65536)
+                    data = await stream.read(size)
                 if not data:
                     break
                 conn.last_active = time.monotonic()

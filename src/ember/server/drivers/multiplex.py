@@ -93,14 +93,25 @@ class MultiplexServer(SelectorDriver):
         try:
             if stream.tls_pending and not stream.handshake_tls(None):
                 return
-            chunk = stream.recv_available()
-            if chunk is None:
-                return
-            conn.last_active = time.monotonic()
-            if not chunk:
-                self._drop(conn)
-                return
-            session.feed(chunk)
+            target = None if stream.tls else session.decoder.recv_target()
+            if target is not None:  # the rest of a large payload: straight into its buffer
+                n = stream.recv_into_available(target)
+                if n is None:
+                    return
+                conn.last_active = time.monotonic()
+                if not n:
+                    self._drop(conn)
+                    return
+                session.decoder.received(n)
+            else:
+                chunk = stream.recv_available()
+                if chunk is None:
+                    return
+                conn.last_active = time.monotonic()
+                if not chunk:
+                    self._drop(conn)
+                    return
+                session.feed(chunk)
             self._process(conn)
         except Exception as exc:
             self.failed(conn, exc)
