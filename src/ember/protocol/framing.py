@@ -414,9 +414,9 @@ class Decoder:
     def _lazy_buffer(self, size: int) -> mmap.mmap:
         """Anonymous memory for a payload: the last one's, if nobody holds it any more."""
         spare, self._spare = self._spare, None
-        # references: the local name and getrefcount's argument; more means a result still uses it
-        # it can only shrink: growing an anonymous mmap in place does not map the new pages
-        if spare is not None and len(spare) >= size and sys.getrefcount(spare) == 2:
+        # references: the local name and getrefcount's argument; more means a result still uses it.
+        # Only a private map may grow (a shared anonymous one leaves the new pages unbacked)
+        if spare is not None and (_MAP_PRIVATE or len(spare) >= size) and sys.getrefcount(spare) == 2:
             try:
                 if len(spare) != size:
                     spare.resize(size)
