@@ -454,3 +454,42 @@ def test_open_item_streams_per_connection_are_bounded(make_daemon, servertype):
         assert list(p.numbers()) == [0, 1, 2]
         with ember.Proxy(uri) as other:  # the limit is per connection
             assert list(other.numbers()) == [0, 1, 2]
+
+
+_SELF_TUPLE = b"\xa9\x01{r\x00\x00\x00\x00N0"  # a tuple holding a dict keyed by the tuple itself, still half read
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("where", ["connect", "blob-annotation"])
+def test_marshal_back_reference_to_an_open_tuple_cannot_crash_the_daemon(servertype, where):
+    """CPython's marshal.loads crashes (SIGSEGV) on a back-reference to a tuple it is still
+    reading; the daemon must refuse such data before marshal sees it. The daemon runs in a
+    process of its own, so a regression fails this test instead of killing the test run."""
+    import subprocess
+    import sys
+
+    code = ("import ember, sys; d = ember.Daemon(servertype=sys.argv[1]); "
+            "d.register(ember.expose(type('X', (), {'ping': lambda self: 1})), 'x'); "
+            "print(d.port, flush=True); d.request_loop()")
+    proc = subprocess.Popen([sys.executable, "-c", code, servertype], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            if where == "connect":
+                s.sendall(encode(Message(MsgType.CONNECT, 2, 0, 0, _SELF_TUPLE)))
+            else:
+                mp = serializers.get("msgpack")
+                s.sendall(encode(Message(MsgType.CONNECT, 4, 0, 0, mp.dumps({"handshake": None, "object": "x"}))))
+                assert _read_reply(s).type == MsgType.CONNECTOK
+                s.sendall(encode(Message(MsgType.INVOKE, 4, 0x20, 1, mp.dumps_call("x", "ping", [], {}),
+                                         {"BLBI": _SELF_TUPLE})))
+            reply = _read_reply(s)
+            assert reply is not None, "no answer"
+            assert "still being read" in str(serializers.by_id(reply.serializer_id).loads(reply.data))
+        assert proc.poll() is None, f"the daemon died (exit code {proc.returncode})"
+        uri = f"PYRO:x@127.0.0.1:{port}"
+        with ember.Proxy(uri) as p:
+            assert p.ping() == 1
+    finally:
+        proc.terminate()
+        proc.wait(10)

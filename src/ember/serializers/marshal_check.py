@@ -28,6 +28,11 @@ _FLAG_REF = 0x80
 # digit count costs nothing: its memory is never touched before marshal finds the data short.)
 _SIZED = re.compile(rb"[\x28\x5b\xa8\xdb](....)", re.S)
 _I32 = struct.Struct("<i")
+# a back-reference ('r' + 4-byte index) to one of the first 65536 objects, and a tuple marked
+# for back-references ('(' or ')' with FLAG_REF): together they may build a tuple that refers
+# to itself while it is still being read, which crashes CPython (a NULL item)
+_SMALL_REF = re.compile(rb"r..\x00\x00", re.S)
+_REF_TUPLE = re.compile(rb"[\xa8\xa9]")
 
 # fixed sizes of the payload that follows a type code
 _FIXED = {ord("N"): 0, ord("F"): 0, ord("T"): 0, ord("S"): 0, ord("."): 0, ord("0"): 0,
@@ -39,7 +44,11 @@ _LEN1 = {ord("z"), ord("Z")}
 
 
 def check_marshal(data: bytes | bytearray | memoryview) -> None:
-    """Raise :class:`SerializeError` if ``data`` declares more than it carries."""
+    """Raise :class:`SerializeError` if ``data`` declares more than it carries, or refers back
+    to a tuple it is still reading."""
+    if _SMALL_REF.search(data) is not None and _REF_TUPLE.search(data) is not None:
+        _walk(memoryview(data).cast("B"))
+        return
     found = _SIZED.findall(data)
     if not found:
         return
@@ -58,23 +67,37 @@ def _bad(what: str) -> SerializeError:
 
 def _walk(buf: memoryview) -> None:
     """Walk the whole value; whenever a container opens, the items still owed by every open
-    container must fit in the bytes left (each item takes at least one byte)."""
+    container must fit in the bytes left (each item takes at least one byte), and a
+    back-reference must not point at a tuple that is still open."""
     end = len(buf)
     pos = 0
     owed = 0  # items announced by open lists/tuples/sets and not yet started
-    stack: list[int] = []  # per open container: items still to start (-1: a dict, until its '0')
+    # per open container: [items still to start (-1: a dict, until its '0'), its index in refs or -1]
+    stack: list[list[int]] = []
+    refs: list[bool] = []  # objects marked for back-references, in marshal's order; True: a tuple being read
     while True:
         if pos >= end:
             raise _bad("data ends inside a value (truncated)")
+        flagged = buf[pos] & _FLAG_REF
         code = buf[pos] & ~_FLAG_REF
         pos += 1
-        if stack and stack[-1] == -1 and code == ord("0"):
-            stack.pop()  # end of a dict: it was an item of the container around it
+        if stack and stack[-1][0] == -1 and code == ord("0"):
+            _close(stack.pop(), refs)  # end of a dict: it was an item of the container around it
         else:
-            if stack and stack[-1] > 0:
-                stack[-1] -= 1
+            if stack and stack[-1][0] > 0:
+                stack[-1][0] -= 1
                 owed -= 1
+            ref = -1
+            if flagged:
+                ref = len(refs)
+                refs.append(False)
             if code in _FIXED:
+                if code == ord("r"):
+                    index = _int(buf, pos, end)
+                    if not 0 <= index < len(refs):
+                        raise _bad(f"back-reference {index} to an object not read yet")
+                    if refs[index]:
+                        raise _bad("back-reference to a tuple that is still being read")
                 pos += _FIXED[code]
             elif code in _LEN4:
                 n = _int(buf, pos, end)
@@ -107,10 +130,12 @@ def _walk(buf: memoryview) -> None:
                 if owed > end - pos:
                     raise _bad(f"a container declares {n} items but only {end - pos} bytes remain")
                 if n:
-                    stack.append(n)
+                    if ref >= 0 and code in _TUPLES:
+                        refs[ref] = True  # open until its last item is read
+                    stack.append([n, ref])
                     continue
             elif code == ord("{"):
-                stack.append(-1)
+                stack.append([-1, ref])
                 continue
             elif code == ord("c"):
                 raise _bad("code objects are refused")
@@ -118,12 +143,19 @@ def _walk(buf: memoryview) -> None:
                 raise _bad(f"unknown type code {code:#04x}")
             if pos > end:
                 raise _bad("data ends inside a value (truncated)")
-        while stack and stack[-1] == 0:
-            stack.pop()
+        while stack and stack[-1][0] == 0:
+            _close(stack.pop(), refs)
         if not stack:
             return
 
 
+def _close(entry: list[int], refs: list[bool]) -> None:
+    """A container is complete: a tuple may be referred to from now on."""
+    if entry[1] >= 0:
+        refs[entry[1]] = False
+
+
+_TUPLES = frozenset((ord("("), ord(")")))
 _CONTAINERS = frozenset((ord("("), ord("["), ord("<"), ord(">"), ord(")")))
 
 
