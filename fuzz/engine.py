@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,7 @@ class Finding(dict):
     of its current group (the first one is the connection the finding was seen on)."""
 
     @classmethod
-    def make(cls, kind: str, servertype: str, detail: str, connections: list[Conn] | None = None) -> Finding:
+    def make(cls, kind: str, servertype: str, detail: str, connections: list[Any] | None = None) -> Finding:
         conns = [{"frames": [base64.b64encode(f).decode() for f in c.hello + c.sent], "half_close": c.half_closed}
                  for c in connections or []]
         return cls(kind=kind, servertype=servertype, detail=detail, connections=conns)
@@ -123,6 +123,15 @@ class Finding(dict):
 
 
 # ---- one connection ------------------------------------------------------------------------
+
+
+class Snapshot:
+    """The frames of one group on one connection (for reproducers)."""
+
+    __slots__ = ("hello", "sent", "half_closed")
+
+    def __init__(self, c: Conn) -> None:
+        self.hello, self.sent, self.half_closed = list(c.hello), list(c.sent), c.half_closed
 
 
 class Conn:
@@ -162,7 +171,7 @@ class Conn:
             self.sock.settimeout(remaining)
             try:
                 chunk = self.sock.recv(262144)
-            except socket.timeout:
+            except TimeoutError:
                 return []
             except OSError:
                 chunk = b""
@@ -186,7 +195,8 @@ class Worker:
     """Feeds inputs to one server; counts them and reports findings through ``report``."""
 
     def __init__(self, servertype: str, port_getter: Any, seed: int, conns: int = 4, group: int = 24,
-                 hang_timeout: float = 10.0, report: Any = None, rng: Any = None, skip_known: bool = False) -> None:
+                 hang_timeout: float = 10.0, report: Any = None, rng: Any = None, skip_known: bool = False,
+                 pool: list[fi.Case] | None = None) -> None:
         self.servertype = servertype
         self.port_getter = port_getter
         self.r = rng if rng is not None else random.Random(seed)
@@ -199,7 +209,9 @@ class Worker:
         self.stream_ids: list[str] = []
         self.lost_server = False
         self.skip_known = skip_known
-        self.pool: list[fi.Case] = []  # captured valid frames, mutated again and again
+        self.pool: list[fi.Case] = pool if pool is not None else []  # captured valid frames, mutated again and again
+        # the last groups sent, so that a crash can be traced back to the inputs before it
+        self.recent: deque[Snapshot] = deque(maxlen=12)
 
     def _tweaked(self, seq: int) -> fi.Case:
         base = self.r.choice(self.pool)
@@ -230,6 +242,11 @@ class Worker:
             c = Conn(self.port_getter(), self.hang_timeout)
         except OSError:
             self.stats["connect_errors"] += 1
+            if not self.lost_server and self.recent:
+                self.stats["crash-context"] += 1
+                self.report(Finding.make("crash-context", self.servertype, "connection refused: the last groups this "
+                                         "worker sent before (oldest first)", list(self.recent)))
+                self.recent.clear()
             self.lost_server = True
             return None
         self.stats["connections"] += 1
@@ -282,16 +299,16 @@ class Worker:
             seq = c.next_seq()
             k = r.randrange(10)
             if k < 3 or len(self.pool) < 64:
-                case = self._gen(lambda: fi.invoke(r, seq=seq, stream_ids=self.stream_ids))
+                case = self._gen(lambda s=seq: fi.invoke(r, seq=s, stream_ids=self.stream_ids))
                 if not case.data[9] & 0x02:  # captured for mutation: uncompressed frames only
                     if len(self.pool) < 2048:
                         self.pool.append(case)
                     else:
                         self.pool[r.randrange(2048)] = case
             elif k < 5:
-                case = self._gen(lambda: self._tweaked(seq))
+                case = self._gen(lambda s=seq: self._tweaked(s))
             elif k < 9:
-                case = self._gen(lambda: self._mutated(seq))
+                case = self._gen(lambda s=seq: self._mutated(s))
             elif r.randrange(2):
                 ser = r.choice(fi.SERIALIZER_IDS)
                 call = fi.SER[ser].dumps_call("fz", "gen", [r.randrange(10)], {})
@@ -343,6 +360,7 @@ class Worker:
                     pass
             pending.append((i, c, cases, terminal, pong))
         for i, c, cases, terminal, pong in pending:
+            self.recent.append(Snapshot(c))
             self._collect(c, cases, terminal, pong)
             c.groups += 1
             if c.closed or terminal is not None or c.groups >= 40:
@@ -354,14 +372,12 @@ class Worker:
         answered: set[int] = set()
         got_pong = False
         deadline = time.monotonic() + self.hang_timeout
-        grace_until = None
         closed = False
         while True:
             if got_pong and (expected <= answered) and terminal is None:
                 break
-            dl = deadline if grace_until is None else min(deadline, grace_until)
             try:
-                msgs = c.read(dl)
+                msgs = c.read(deadline)
             except ember.errors.ProtocolError as exc:
                 self._finding("badreply", f"server sent an invalid frame: {exc}", c, terminal is not None)
                 closed = True
@@ -370,8 +386,8 @@ class Worker:
                 closed = True
                 break
             if not msgs:
-                if grace_until is not None and time.monotonic() >= grace_until and time.monotonic() < deadline:
-                    break
+                if got_pong and not expected <= answered:
+                    break  # the missing replies are reported below
                 what = "no close after the half-close" if got_pong else "no answer and no close"
                 self._finding("hang", f"{what} within {self.hang_timeout}s", c, terminal is not None)
                 closed = True
@@ -379,7 +395,6 @@ class Worker:
             for m in msgs:
                 if m.type == fi.PING and m.seq == pong:
                     got_pong = True
-                    grace_until = time.monotonic() + 0.5
                 elif m.type in (fi.RESULT, fi.PING):
                     answered.add(m.seq)
                     sid = m.annotations.get("STRM")
@@ -397,8 +412,8 @@ class Worker:
             missing = expected - answered
             if missing and not closed:
                 kinds = sorted({x.kind for x in cases if x.seq in missing})
-                self._finding("noreply", f"no reply to seq {sorted(missing)} ({kinds}) though a later PING was "
-                                         "answered", c)
+                self._finding("noreply", f"no reply to seq {sorted(missing)} ({kinds}) within {self.hang_timeout}s, "
+                                         "though a later PING was answered", c)
             if terminal is not None and closed:
                 term_ran = 1
                 self.stats["in:" + terminal.kind] += 1
@@ -449,7 +464,7 @@ def replay(path: str | Path, port: int, timeout: float = 15.0) -> list[dict[str,
                     break
                 dec.feed(chunk)
                 replies.extend((m.type, m.seq, m.flags) for m in dec.messages())
-        except (socket.timeout, ConnectionError):
+        except (TimeoutError, ConnectionError):
             pass
         s.close()
         results.append({"frames": nframes, "replies": len(replies), "closed": closed,
@@ -490,6 +505,7 @@ class Monitor(threading.Thread):
 
     def run(self) -> None:
         proxy = None
+        port = 0
         last_sample = 0.0
         while not self.stop_event.wait(self.interval):
             if not self.server.alive():
@@ -502,9 +518,11 @@ class Monitor(threading.Thread):
                     if proxy is not None:
                         proxy._release()
                     proxy = self._client()
+                    port = self.server.port
                 latency = self.check_once(proxy)
             except Exception as exc:  # noqa: BLE001 - any failure of the good client is a finding
-                if self.server.alive() and not self.stop_event.is_set():
+                # not a stall when the server died (a crash, reported by the driver) or was restarted
+                if self.server.alive() and self.server.port == port and not self.stop_event.is_set():
                     self.stalls += 1
                     self.report(Finding.make("stall", self.server.servertype,
                                              f"well-behaved client failed: {type(exc).__name__}: {exc}"))

@@ -16,6 +16,7 @@ import json
 import multiprocessing as mp
 import os
 import queue
+import signal
 import sys
 import time
 from collections import Counter
@@ -41,7 +42,8 @@ def _worker_main(servertype: str, index: int, port: Any, stop: Any, out: Any, se
     w = Worker(servertype, lambda: port.value, seed, conns=conns, hang_timeout=hang_timeout, report=report,
                skip_known=skip_known)
     last = time.monotonic()
-    while not stop.is_set():
+    parent = os.getppid()
+    while not stop.is_set() and os.getppid() == parent:  # never outlive the driver
         w.step()
         if w.lost_server:  # the server died: wait for the driver to restart it
             w.lost_server = False
@@ -174,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.duration if args.duration else None
     last_report = time.monotonic()
     active = set(types)
+    interrupted: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: interrupted.append(signum))
     while active:
         try:
             kind, st, index, payload = out.get(timeout=0.5)
@@ -186,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         for st in list(active):
             tr = runs[st]
             tr.check()
-            if tr.total()["inputs"] >= args.inputs or (deadline and time.monotonic() >= deadline):
+            if tr.total()["inputs"] >= args.inputs or (deadline and time.monotonic() >= deadline) or interrupted:
                 tr.finish()
                 active.discard(st)
                 print(f"[{st}] target reached: {tr.line()}", flush=True)
