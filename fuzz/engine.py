@@ -48,16 +48,19 @@ class ServerProcess:
     def start(self) -> None:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")])
-        self.proc = subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "fuzz.target", "--servertype", self.servertype,
              "--max-message-size", str(self.max_message_size)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=str(ROOT))
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode()
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
         if not line.startswith("PORT "):
-            self.proc.kill()
+            proc.kill()
+            proc.wait()
             raise RuntimeError(f"fuzz target for {self.servertype} did not start: {line!r}")
+        # port first: a monitor that sees the new process alive must also see its port
         self.port = int(line.split()[1])
+        self.proc = proc
 
     @property
     def pid(self) -> int:

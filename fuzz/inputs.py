@@ -14,7 +14,6 @@ sends them last on a connection and then half-closes it, so the server must answ
 from __future__ import annotations
 
 import marshal
-import re
 import struct
 import uuid
 import zlib
@@ -486,22 +485,137 @@ def garbage_case(r: Any) -> Case:
 
 # ---- known issues ---------------------------------------------------------------------------
 
-# tuple, list, set, frozenset (with or without FLAG_REF): an int32 item count follows
-_MARSHAL_COUNTED = re.compile(rb"[(\[<>\xa8\xdb\xbc\xbe]")
+class _Stop(Exception):
+    pass
 
 
-def marshal_suspect(data: bytes) -> bool:
-    """Whether ``data`` may hold a marshal container declaring more items than there are bytes
-    left (issue 13 item 1: such a count makes ``marshal.loads`` allocate and then walk the whole
-    declared size, freezing the process for seconds). Over-approximates: any byte that could be
-    such a type code followed by a too-large count counts."""
+def marshal_danger(data: bytes) -> str | None:
+    """Walk marshal data the way ``marshal.loads`` reads it (version 4) and say whether loading it
+    hits a known CPython hazard (issue 13 item 1 and the crash found by this fuzzer):
+
+    * ``"marshal-size"``: a tuple or list declaring more items than there are bytes left; CPython
+      allocates the declared size first and walks it when freeing it (seconds of frozen process);
+    * ``"marshal-ref"``: a back-reference (``r``) to a tuple that is still being read: CPython
+      hands out the half-built tuple (NULL items) and hashing or printing it crashes the process
+      with SIGSEGV, e.g. ``marshal.loads(b"\xa9\x01{r\x00\x00\x00\x00N0")``;
+    * ``"marshal-code"``: a code object.
+
+    Malformed data that marshal rejects cleanly returns None. Deeper than 500 levels: not walked.
+    """
     n = len(data)
-    for m in _MARSHAL_COUNTED.finditer(data, 0, max(n - 4, 0)):
-        pos = m.start()
-        count = int.from_bytes(data[pos + 1 : pos + 5], "little")
-        if max(n - pos, 1 << 16) < count < 0x80000000:
-            return True
-    return False
+    refs: list[bool] = []  # per ref index: is it a tuple under construction?
+    pos = 0
+
+    def need(k: int) -> None:
+        if pos + k > n:
+            raise _Stop
+
+    def i32() -> int:
+        nonlocal pos
+        need(4)
+        v = int.from_bytes(data[pos : pos + 4], "little", signed=True)
+        pos += 4
+        return v
+
+    def obj(depth: int) -> None:
+        nonlocal pos
+        if depth > 500:
+            raise _Stop
+        need(1)
+        code = data[pos]
+        pos += 1
+        flag, t = code & 0x80, chr(code & 0x7F)
+        if t in "0NFTS.":
+            if flag and t != "0":
+                refs.append(False)
+            return
+        if t == "r":
+            idx = i32()
+            if 0 <= idx < len(refs) and refs[idx]:
+                raise _Danger("marshal-ref")
+            return
+        if t in "(":
+            count = i32()
+        elif t == ")":
+            need(1)
+            count = data[pos]
+            pos += 1
+        else:
+            count = -1
+        if count >= 0:  # a tuple: referenced while incomplete
+            if count > max(n - pos, 4096):
+                raise _Danger("marshal-size")
+            slot = len(refs)
+            if flag:
+                refs.append(True)
+            for _ in range(count):
+                obj(depth + 1)
+            if flag:
+                refs[slot] = False
+            return
+        if flag:
+            refs.append(False)
+        if t == "i":
+            i32()
+        elif t == "l":
+            digits = abs(i32())
+            need(2 * digits)
+            pos += 2 * digits
+        elif t == "g":
+            need(8)
+            pos += 8
+        elif t == "y":
+            need(16)
+            pos += 16
+        elif t in "fx":
+            for _ in range(1 if t == "f" else 2):
+                need(1)
+                k = data[pos]
+                need(1 + k)
+                pos += 1 + k
+        elif t in "stuaA":
+            k = i32()
+            if k < 0:
+                raise _Stop
+            need(k)
+            pos += k
+        elif t in "zZ":
+            need(1)
+            k = data[pos]
+            need(1 + k)
+            pos += 1 + k
+        elif t in "[<>":
+            count = i32()
+            if t == "[" and count > max(n - pos, 4096):
+                raise _Danger("marshal-size")
+            for _ in range(max(count, 0)):
+                obj(depth + 1)
+        elif t == "{":
+            while True:
+                need(1)
+                if data[pos] == ord("0"):
+                    pos += 1
+                    break
+                obj(depth + 1)
+                obj(depth + 1)
+        elif t == "c":
+            raise _Danger("marshal-code")
+        else:
+            raise _Stop  # unknown type code: marshal raises ValueError
+
+    try:
+        obj(0)
+    except _Stop:
+        return None
+    except _Danger as exc:
+        return exc.args[0]
+    except RecursionError:
+        return None
+    return None
+
+
+class _Danger(Exception):
+    pass
 
 
 def known_issue(data: bytes) -> str | None:
@@ -523,8 +637,26 @@ def known_issue(data: bytes) -> str | None:
         try:
             body = body[:alen] + zlib.decompressobj().decompress(body[alen:], 1 << 21)
         except zlib.error:
-            pass
-    return "marshal-size" if marshal_suspect(body) else None
+            return None
+    if ser == 2:
+        alen = int.from_bytes(data[16:20], "big")
+        issue = marshal_danger(body[alen:])
+        if issue:
+            return issue
+    if flags & F_KEEPSERIALIZED:
+        return _blbi_danger(data)
+    return None
+
+
+def _blbi_danger(data: bytes) -> str | None:
+    alen = int.from_bytes(data[16:20], "big")
+    block, pos = data[40 : 40 + alen], 0
+    while pos + 8 <= len(block):
+        key, length = block[pos : pos + 4], int.from_bytes(block[pos + 4 : pos + 8], "big")
+        if key == b"BLBI":
+            return marshal_danger(block[pos + 8 : pos + 8 + length])
+        pos += 8 + length
+    return None
 
 
 def _malformed_batch(data: bytes) -> bool:
