@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import marshal
 import struct
+import sys
 import uuid
 import zlib
 from typing import Any
@@ -500,7 +501,7 @@ def marshal_danger(data: bytes) -> str | None:
       with SIGSEGV, e.g. ``marshal.loads(b"\xa9\x01{r\x00\x00\x00\x00N0")``;
     * ``"marshal-code"``: a code object.
 
-    Malformed data that marshal rejects cleanly returns None. Deeper than 500 levels: not walked.
+    Malformed data that marshal rejects cleanly returns None.
     """
     n = len(data)
     refs: list[bool] = []  # per ref index: is it a tuple under construction?
@@ -519,7 +520,7 @@ def marshal_danger(data: bytes) -> str | None:
 
     def obj(depth: int) -> None:
         nonlocal pos
-        if depth > 500:
+        if depth > 2000:  # marshal's own nesting limit: it stops reading there
             raise _Stop
         need(1)
         code = data[pos]
@@ -603,14 +604,16 @@ def marshal_danger(data: bytes) -> str | None:
         else:
             raise _Stop  # unknown type code: marshal raises ValueError
 
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 2600))  # Python-to-Python calls use no C stack on 3.11+
     try:
         obj(0)
     except _Stop:
         return None
     except _Danger as exc:
         return exc.args[0]
-    except RecursionError:
-        return None
+    finally:
+        sys.setrecursionlimit(limit)
     return None
 
 
