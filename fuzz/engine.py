@@ -38,8 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class ServerProcess:
     """An Ember daemon (``fuzz/target.py``) of one server type, in a subprocess."""
 
-    def __init__(self, servertype: str, max_message_size: int = 1 << 20) -> None:
+    def __init__(self, servertype: str, max_message_size: int = 1 << 20, extra_args: list[str] | None = None) -> None:
         self.servertype = servertype
+        self.extra_args = extra_args or []
         self.max_message_size = max_message_size
         self.proc: subprocess.Popen | None = None
         self.port = 0
@@ -50,7 +51,7 @@ class ServerProcess:
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")])
         proc = subprocess.Popen(
             [sys.executable, "-m", "fuzz.target", "--servertype", self.servertype,
-             "--max-message-size", str(self.max_message_size)],
+             "--max-message-size", str(self.max_message_size), *self.extra_args],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=str(ROOT))
         assert proc.stdout is not None
         line = proc.stdout.readline().decode()

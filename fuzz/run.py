@@ -63,7 +63,7 @@ class TypeRun:
     def __init__(self, servertype: str, args: argparse.Namespace, ctx: Any, out: Any, findings: list) -> None:
         self.servertype = servertype
         self.args = args
-        self.server = ServerProcess(servertype, args.max_message_size)
+        self.server = ServerProcess(servertype, args.max_message_size, args.target_arg)
         self.server.start()
         self.port = ctx.Value("i", self.server.port)
         self.stop = ctx.Event()
@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stall-threshold", type=float, default=2.0,
                         help="a well-behaved client's call slower than this = stall")
     parser.add_argument("--max-message-size", type=int, default=1 << 20, help="MAX_MESSAGE_SIZE of the servers")
+    parser.add_argument("--target-arg", action="append", default=[],
+                        help="extra argument for fuzz/target.py (repeat), e.g. --target-arg=--memreport=/tmp/m.txt")
     parser.add_argument("--settle", type=float, default=8.0, help="seconds to wait before the last leak sample")
     parser.add_argument("--report-every", type=float, default=30.0)
     parser.add_argument("--out", default="/tmp/ember-fuzz", help="directory for findings and summary.json")

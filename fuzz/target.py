@@ -12,9 +12,11 @@ driver reports as a crash with that code.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import threading
+import tracemalloc
 from typing import Any
 
 import ember
@@ -83,7 +85,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-message-size", type=int, default=1 << 20,
                         help="MAX_MESSAGE_SIZE of the daemon (default 1 MiB, see security-fuzz.md)")
     parser.add_argument("--linger", type=float, default=5.0, help="ITER_STREAM_LINGER")
+    parser.add_argument("--memreport", metavar="FILE",
+                        help="trace allocations; at exit write to FILE what grew since --memreport-after seconds")
+    parser.add_argument("--memreport-after", type=float, default=30.0)
     args = parser.parse_args(argv)
+    first: list = []
+    if args.memreport:
+        tracemalloc.start(8)
+        timer = threading.Timer(args.memreport_after, lambda: first.append(tracemalloc.take_snapshot()))
+        timer.daemon = True
+        timer.start()
     ember.config.MAX_MESSAGE_SIZE = args.max_message_size
     ember.config.ITER_STREAM_LINGER = args.linger
     ember.config.THREADPOOL_SIZE = 200
@@ -98,6 +109,14 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=watch_stdin, daemon=True).start()
     daemon.request_loop()
     daemon.close()
+    if args.memreport and first:
+        gc.collect()
+        stats = tracemalloc.take_snapshot().compare_to(first[0], "traceback")
+        with open(args.memreport, "w") as f:
+            f.write(f"traced now {tracemalloc.get_traced_memory()[0]} bytes\n")
+            for stat in stats[:25]:
+                f.write(f"{stat.size_diff:+d} B {stat.count_diff:+d} blocks\n")
+                f.write("".join(f"    {line}\n" for line in stat.traceback.format()[-8:]))
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def test_mutation_run_leaves_server_healthy(target):
     server, findings = target
     worker = Worker(server.servertype, lambda: server.port, seed=20261201, conns=3, hang_timeout=HANG_TIMEOUT,
                     report=findings.append, skip_known=SKIP_KNOWN)
-    while worker.stats["inputs"] < 3000:
+    while worker.stats["inputs"] < 2000:
         worker.step()
         assert server.alive(), f"server died: exit code {server.returncode()}"
     for c in worker.conns:
@@ -117,7 +117,7 @@ def test_hypothesis_groups(target):
     serializer, batches, streams and a terminal frame per example; failures shrink."""
     server, findings = target
 
-    @settings(max_examples=40, derandomize=True, deadline=None, database=None,
+    @settings(max_examples=25, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(st.randoms(use_true_random=False))
     def one_group(r):
@@ -169,7 +169,7 @@ def test_header_fields(target):
     server, findings = target
     body = fi.SER[4].dumps_call("fz", "add", [1, 2], {})
 
-    @settings(max_examples=60, derandomize=True, deadline=None, database=None,
+    @settings(max_examples=40, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(tag=st.sampled_from([b"PYRO", b"PYRP", b"\0\0\0\0"]), version=st.sampled_from([502, 501, 48, 0, 65535]),
            mtype=st.integers(0, 255), ser=st.integers(0, 255), flags=st.integers(0, 0xFFFF),
