@@ -630,8 +630,13 @@ def known_issue(data: bytes) -> str | None:
     if len(data) < 40 or data[:4] != b"PYRO":
         return None
     ser, flags = data[7], int.from_bytes(data[8:10], "big")
-    if flags & F_BATCH and data[6] == INVOKE and _malformed_batch(data):
-        return "malformed-batch"
+    issue = _marshal_issue(data, ser, flags)
+    if issue is None and flags & F_BATCH and data[6] == INVOKE and _malformed_batch(data):
+        return "malformed-batch"  # (decoded here only once marshal data was found safe)
+    return issue
+
+
+def _marshal_issue(data: bytes, ser: int, flags: int) -> str | None:
     if ser != 2 and not flags & F_KEEPSERIALIZED:  # BLBI annotations are always marshal
         return None
     body = data[40:]

@@ -72,11 +72,9 @@ class TypeRun:
         self.crashes = 0
         self.t0 = time.monotonic()
         self.t_end: float | None = None
-        base = args.seed * 1000 + SERVERTYPES.index(servertype) * 100
-        self.procs = [ctx.Process(target=_worker_main, name=f"fuzz-{servertype}-{i}", daemon=True,
-                                  args=(servertype, i, self.port, self.stop, out, base + i, args.conns,
-                                        args.hang_timeout, args.skip_known))
-                      for i in range(args.workers)]
+        self.ctx, self.out = ctx, out
+        self.retired: Counter = Counter()  # stats of workers that died
+        self.procs = [self._worker(i) for i in range(args.workers)]
         self.monitor = Monitor(self.server, args.stall_threshold, report=self.add_finding)
         for p in self.procs:
             p.start()
@@ -85,19 +83,32 @@ class TypeRun:
         self.quarter: dict[str, int] | None = None
         self.end_sample: dict[str, int] | None = None
 
+    def _worker(self, i: int, restart: int = 0) -> Any:
+        seed = self.args.seed * 1000 + SERVERTYPES.index(self.servertype) * 100 + i + restart * 10000
+        return self.ctx.Process(target=_worker_main, name=f"fuzz-{self.servertype}-{i}", daemon=True,
+                                args=(self.servertype, i, self.port, self.stop, self.out, seed, self.args.conns,
+                                      self.args.hang_timeout, self.args.skip_known))
+
     def add_finding(self, f: dict) -> None:
         self.findings.append(f)
         path = Finding(f).save(self.args.out, len(self.findings))
         print(f"[{self.servertype}] FINDING {f['kind']}: {f['detail'][:200]} -> {path}", flush=True)
 
     def total(self) -> Counter:
-        c: Counter = Counter()
+        c: Counter = Counter(self.retired)
         for s in self.stats.values():
             c.update(s)
         return c
 
     def check(self) -> None:
-        """Restart a dead server (a crash); take the leak baseline samples."""
+        """Restart a dead server (a crash) or worker; take the leak baseline samples."""
+        for i, p in enumerate(self.procs):
+            if self.t_end is None and not p.is_alive():
+                self.add_finding(dict(Finding.make("worker-died", self.servertype,
+                                                   f"fuzz worker {i} exited with {p.exitcode}")))
+                self.retired.update(self.stats.pop(i, {}))  # what it ran still counts
+                self.procs[i] = p = self._worker(i, restart=len(self.findings))
+                p.start()
         if self.t_end is None and not self.server.alive():
             code = self.server.returncode()
             self.crashes += 1
