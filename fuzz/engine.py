@@ -200,7 +200,7 @@ class Worker:
 
     def __init__(self, servertype: str, port_getter: Any, seed: int, conns: int = 4, group: int = 24,
                  hang_timeout: float = 10.0, report: Any = None, rng: Any = None, skip_known: bool = False,
-                 pool: list[fi.Case] | None = None) -> None:
+                 pool: list[fi.Case] | None = None, slow: float = 2.0) -> None:
         self.servertype = servertype
         self.port_getter = port_getter
         self.r = rng if rng is not None else random.Random(seed)
@@ -213,6 +213,7 @@ class Worker:
         self.stream_ids: list[str] = []
         self.lost_server = False
         self.skip_known = skip_known
+        self.slow = slow  # a group answered slower than this is saved (kind "slow") to trace stalls
         self.pool: list[fi.Case] = pool if pool is not None else []  # captured valid frames, mutated again and again
         # the last groups sent, so that a crash can be traced back to the inputs before it
         self.recent: deque[Snapshot] = deque(maxlen=12)
@@ -365,7 +366,13 @@ class Worker:
             pending.append((i, c, cases, terminal, pong))
         for i, c, cases, terminal, pong in pending:
             self.recent.append(Snapshot(c))
+            t0 = time.monotonic()
+            hangs = self.stats["hang"]
             self._collect(c, cases, terminal, pong)
+            took = time.monotonic() - t0
+            if took > self.slow and self.stats["hang"] == hangs:
+                # not a finding by itself (the machine may be busy), but the frames behind a stall
+                self._finding("slow", f"a group took {took:.1f}s to be answered", c)
             c.groups += 1
             if c.closed or terminal is not None or c.groups >= 40:
                 c.close()
