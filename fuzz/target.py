@@ -16,6 +16,7 @@ import gc
 import os
 import sys
 import threading
+import time
 import tracemalloc
 from typing import Any
 
@@ -89,12 +90,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="trace allocations; at exit write to FILE what grew since --memreport-after seconds")
     parser.add_argument("--memreport-after", type=float, default=30.0)
     args = parser.parse_args(argv)
-    first: list = []
     if args.memreport:
         tracemalloc.start(8)
-        timer = threading.Timer(args.memreport_after, lambda: first.append(tracemalloc.take_snapshot()))
-        timer.daemon = True
-        timer.start()
+        threading.Thread(target=memreport, args=(args.memreport, args.memreport_after), daemon=True).start()
     ember.config.MAX_MESSAGE_SIZE = args.max_message_size
     ember.config.ITER_STREAM_LINGER = args.linger
     ember.config.THREADPOOL_SIZE = 200
@@ -109,11 +107,19 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=watch_stdin, daemon=True).start()
     daemon.request_loop()
     daemon.close()
-    if args.memreport and first:
+
+
+def memreport(path: str, after: float) -> None:
+    """Every 20 s (after a first snapshot at ``after`` s), write what grew since that snapshot,
+    so the file reflects the running server (not the one that already closed its connections)."""
+    time.sleep(after)
+    first = tracemalloc.take_snapshot()
+    while True:
+        time.sleep(20)
         gc.collect()
-        stats = tracemalloc.take_snapshot().compare_to(first[0], "traceback")
-        with open(args.memreport, "w") as f:
-            f.write(f"traced now {tracemalloc.get_traced_memory()[0]} bytes\n")
+        stats = tracemalloc.take_snapshot().compare_to(first, "traceback")
+        with open(path, "w") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} traced now {tracemalloc.get_traced_memory()[0]} bytes\n")
             for stat in stats[:25]:
                 f.write(f"{stat.size_diff:+d} B {stat.count_diff:+d} blocks\n")
                 f.write("".join(f"    {line}\n" for line in stat.traceback.format()[-8:]))
