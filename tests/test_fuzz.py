@@ -190,3 +190,21 @@ def test_header_fields(target):
         assert not _problems(findings)
 
     one_header()
+
+
+def test_marshal_hazard_walk():
+    """The known-issue filter recognises the marshal hazards without decoding them, and lets
+    ordinary marshal data through (it must never run marshal.loads on fuzz data itself)."""
+    import marshal
+
+    assert fi.marshal_danger(b"\xa9\x01{r\x00\x00\x00\x00N0") == "marshal-ref"
+    assert fi.marshal_danger(b"[\xff\xff\xff\x7f") == "marshal-size"
+    assert fi.marshal_danger(b"[\x01\x00\x00\x00" * 1999 + b"(\xff\xff\xff\x7f") == "marshal-size"
+    assert fi.marshal_danger(marshal.dumps(compile("1", "x", "eval"))) == "marshal-code"
+    shared = [1, "fz"]
+    ordinary = ("fz", "echo", [shared, shared, (shared, 2**80, 1.5, 1j, b"x", {1, 2}, frozenset("ab"))], {"k": None})
+    assert fi.marshal_danger(marshal.dumps(ordinary)) is None
+    frame = fi.raw_header(mtype=fi.INVOKE, ser=4, flags=fi.F_KEEPSERIALIZED, alen=13) + b"BLBI\x00\x00\x00\x05[\xff\xff\xff\x7f"
+    assert fi.known_issue(frame) == "marshal-size"
+    batch = fi.frame(fi.INVOKE, 2, fi.F_BATCH, 1, b"\xa9\x01{r\x00\x00\x00\x00N0")
+    assert fi.known_issue(batch) == "marshal-ref"  # found before the batch check decodes anything
