@@ -27,6 +27,7 @@ import ember
 from ember.protocol.framing import Decoder
 
 from . import inputs as fi
+from . import known
 from .target import TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,7 +234,7 @@ class Worker:
         case = make()
         if self.skip_known:
             for _ in range(20):
-                issue = fi.known_issue(case.data)
+                issue = known.known_issue(case.data)
                 if issue is None:
                     break
                 self.stats["skipped:" + issue] += 1

@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from fuzz import inputs as fi  # noqa: E402
+from fuzz import known  # noqa: E402
 from fuzz.engine import Monitor, ServerProcess, Worker  # noqa: E402
 
 SKIP_KNOWN = os.environ.get("EMBER_FUZZ_SEND_KNOWN") != "1"
@@ -85,7 +86,7 @@ def _pool():
     out = []
     while len(out) < 64:
         case = fi.invoke(r, seq=0)
-        if not case.data[9] & 0x02 and fi.known_issue(case.data) is None:
+        if not case.data[9] & 0x02 and known.known_issue(case.data) is None:
             out.append(case)
     return out
 
@@ -197,14 +198,14 @@ def test_marshal_hazard_walk():
     ordinary marshal data through (it must never run marshal.loads on fuzz data itself)."""
     import marshal
 
-    assert fi.marshal_danger(b"\xa9\x01{r\x00\x00\x00\x00N0") == "marshal-ref"
-    assert fi.marshal_danger(b"[\xff\xff\xff\x7f") == "marshal-size"
-    assert fi.marshal_danger(b"[\x01\x00\x00\x00" * 1999 + b"(\xff\xff\xff\x7f") == "marshal-size"
-    assert fi.marshal_danger(marshal.dumps(compile("1", "x", "eval"))) == "marshal-code"
+    assert known.marshal_danger(b"\xa9\x01{r\x00\x00\x00\x00N0") == "marshal-ref"
+    assert known.marshal_danger(b"[\xff\xff\xff\x7f") == "marshal-size"
+    assert known.marshal_danger(b"[\x01\x00\x00\x00" * 1999 + b"(\xff\xff\xff\x7f") == "marshal-size"
+    assert known.marshal_danger(marshal.dumps(compile("1", "x", "eval"))) == "marshal-code"
     shared = [1, "fz"]
     ordinary = ("fz", "echo", [shared, shared, (shared, 2**80, 1.5, 1j, b"x", {1, 2}, frozenset("ab"))], {"k": None})
-    assert fi.marshal_danger(marshal.dumps(ordinary)) is None
+    assert known.marshal_danger(marshal.dumps(ordinary)) is None
     frame = fi.raw_header(mtype=fi.INVOKE, ser=4, flags=fi.F_KEEPSERIALIZED, alen=13) + b"BLBI\x00\x00\x00\x05[\xff\xff\xff\x7f"
-    assert fi.known_issue(frame) == "marshal-size"
+    assert known.known_issue(frame) == "marshal-size"
     batch = fi.frame(fi.INVOKE, 2, fi.F_BATCH, 1, b"\xa9\x01{r\x00\x00\x00\x00N0")
-    assert fi.known_issue(batch) == "marshal-ref"  # found before the batch check decodes anything
+    assert known.known_issue(batch) == "marshal-ref"  # found before the batch check decodes anything
