@@ -493,3 +493,12 @@ def test_marshal_back_reference_to_an_open_tuple_cannot_crash_the_daemon(servert
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("payload, serializer", [
+    (b"# serpent utf-8 python3.2\n{'__class__':'Pyro5.core.URI'}", "serpent"),
+    (b'{"__class__": "Pyro5.core.URI", "state": 5}', "json"),
+])
+def test_malformed_class_dicts_are_serialize_errors(payload, serializer):
+    with pytest.raises(errors.SerializeError, match="invalid data for class Pyro5.core.URI"):
+        serializers.get(serializer).loads(payload)

@@ -299,10 +299,19 @@ def _builtin_exception(name: str) -> type | None:
 
 
 def dict_to_object(d: dict) -> Any:
-    """Rebuild a received ``__class__`` dict following the safe decision list."""
+    """Rebuild a received ``__class__`` dict following the safe decision list; a dict that
+    does not hold what its class needs (a key missing, a value of the wrong type) is a
+    :class:`~ember.errors.SerializeError`, whatever the converter raised."""
     name = d["__class__"]
     if not isinstance(name, str):
         raise errors.SerializeError(f"invalid __class__ value {name!r}")
+    try:
+        return _rebuild(name, d)
+    except (KeyError, AttributeError, TypeError, ValueError, IndexError) as exc:
+        raise errors.SerializeError(f"invalid data for class {name}: {type(exc).__name__}: {exc}") from None
+
+
+def _rebuild(name: str, d: dict) -> Any:
     conv = _dict_to_class.get(name)
     if conv is not None:
         return conv(name, d)

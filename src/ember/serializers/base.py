@@ -45,23 +45,31 @@ class Serializer:
 
 
 def walk_classes(obj: Any) -> Any:
-    """Rebuild every ``__class__`` dict inside a decoded value, innermost first."""
+    """Rebuild every ``__class__`` dict inside a decoded value, innermost first (a value nested
+    deeper than Python's recursion limit is a :class:`SerializeError`)."""
+    try:
+        return _walk(obj)
+    except RecursionError:
+        raise SerializeError("invalid data: nested too deeply to decode") from None
+
+
+def _walk(obj: Any) -> Any:
     t = type(obj)
     if t is dict:
         for key, value in obj.items():
             if type(value) in _CONTAINERS:
-                obj[key] = walk_classes(value)
+                obj[key] = _walk(value)
         if "__class__" in obj:
             return dict_to_object(obj)
         return obj
     if t is list:
         for i, value in enumerate(obj):
             if type(value) in _CONTAINERS:
-                obj[i] = walk_classes(value)
+                obj[i] = _walk(value)
         return obj
     if t is tuple:
         if any(type(v) in _CONTAINERS for v in obj):
-            return tuple(walk_classes(v) for v in obj)
+            return tuple(_walk(v) for v in obj)
         return obj
     if t is set or t is frozenset:
         return obj  # set members are hashable scalars: nothing to rebuild
