@@ -502,3 +502,28 @@ def test_marshal_back_reference_to_an_open_tuple_cannot_crash_the_daemon(servert
 def test_malformed_class_dicts_are_serialize_errors(payload, serializer):
     with pytest.raises(errors.SerializeError, match="invalid data for class Pyro5.core.URI"):
         serializers.get(serializer).loads(payload)
+
+
+def test_marshal_values_sharing_their_parts_cost_linear_time(make_daemon, servertype):
+    """40 levels of lists, each holding the level below twice by back-reference: 400 bytes of
+    marshal standing for 2**40 leaves. Decoding, raising it in an exception and answering
+    must touch each distinct part once (it took the daemon past every timeout before)."""
+    import marshal
+
+    daemon = make_daemon(servertype=servertype)
+
+    class Thrower:
+        @ember.expose
+        def fail(self, value):
+            raise ValueError(value)
+
+    uri = daemon.register(Thrower(), "thrower")
+    value: list = [1]
+    for _ in range(40):
+        value = [value, value]
+    with ember.config.override(SERIALIZER="marshal"), ember.Proxy(uri) as p:
+        p._timeout = 10
+        with pytest.raises(ValueError) as info:
+            p.fail(value)
+        assert len(marshal.dumps(info.value.args[0])) < 2000  # the parts are still shared
+        assert "[[[[" in "".join(ember.errors.remote_traceback(info.value) or "")

@@ -8,6 +8,7 @@ and the other way round.
 
 from __future__ import annotations
 
+import reprlib
 import sys
 import traceback
 from typing import Any
@@ -161,21 +162,50 @@ def format_traceback(
     if ex_type is None:
         ex_type, ex_value, ex_tb = sys.exc_info()
     if not detailed:
-        return traceback.format_exception(ex_type, ex_value, ex_tb)
+        if not _container_args(ex_value):
+            return traceback.format_exception(ex_type, ex_value, ex_tb)
+        return ["Traceback (most recent call last):\n", *traceback.format_tb(ex_tb),
+                *format_exception_only(ex_type, ex_value)]
     lines = ["Traceback (most recent call last, with local variables):\n"]
     for frame, lineno in traceback.walk_tb(ex_tb):
         code = frame.f_code
         lines.append(f'  File "{code.co_filename}", line {lineno}, in {code.co_name}\n')
         for name, value in sorted(frame.f_locals.items()):
             try:
-                text = repr(value)
+                text = _SHORT.repr(value)  # bounded: a value may be a huge (or exponential) structure
             except Exception:  # a broken __repr__ must not hide the real error
                 text = "<unrepresentable>"
             if len(text) > 200:
                 text = text[:200] + "..."
             lines.append(f"      {name} = {text}\n")
-    lines.extend(traceback.format_exception_only(ex_type, ex_value))
+    lines.extend(format_exception_only(ex_type, ex_value))
     return lines
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict, _SHORT.maxset = 4, 20, 20, 20, 20
+_SHORT.maxstring = _SHORT.maxother = 200
+_CONTAINER_TYPES = (list, tuple, dict, set, frozenset)
+
+
+def _container_args(exc: BaseException | None) -> bool:
+    return any(isinstance(a, _CONTAINER_TYPES) for a in getattr(exc, "args", ()))
+
+
+def format_exception_only(ex_type: type[BaseException] | None, ex_value: BaseException | None) -> list[str]:
+    """The last line of a traceback (type and message). An exception whose arguments are
+    containers gets them abbreviated: the full text of a value that shares its parts (a few
+    hundred bytes of marshal back-references) can be exponentially long."""
+    if not _container_args(ex_value):
+        return traceback.format_exception_only(ex_type, ex_value)
+    assert ex_type is not None and ex_value is not None
+    name = ex_type.__qualname__
+    module = ex_type.__module__
+    if module not in ("builtins", "__main__"):
+        name = f"{module}.{name}"
+    message = ", ".join(_SHORT.repr(a) for a in ex_value.args) if len(ex_value.args) != 1 else \
+        _SHORT.repr(ex_value.args[0])
+    return [f"{name}: {message}\n"]
 
 
 def excepthook(ex_type: type[BaseException], ex_value: BaseException, ex_tb: Any) -> None:

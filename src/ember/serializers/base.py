@@ -44,13 +44,43 @@ class Serializer:
         return f"<{type(self).__name__} id={self.serializer_id}{' extended' if self.extended else ''}>"
 
 
-def walk_classes(obj: Any) -> Any:
+def walk_classes(obj: Any, shared: bool = False) -> Any:
     """Rebuild every ``__class__`` dict inside a decoded value, innermost first (a value nested
-    deeper than Python's recursion limit is a :class:`SerializeError`)."""
+    deeper than Python's recursion limit is a :class:`SerializeError`).
+
+    ``shared``: the value may hold one container in several places (marshal's back-references):
+    each is walked once, so a few hundred bytes of nested references, which stand for an
+    exponentially large tree, cost time in proportion to the bytes, and cycles end.
+    """
     try:
-        return _walk(obj)
+        return _walk_shared(obj, {}) if shared else _walk(obj)
     except RecursionError:
         raise SerializeError("invalid data: nested too deeply to decode") from None
+
+
+def _walk_shared(obj: Any, done: dict[int, tuple[Any, Any]]) -> Any:
+    t = type(obj)
+    if t is not dict and t is not list and t is not tuple:
+        return obj
+    key = id(obj)
+    seen = done.get(key)
+    if seen is not None:
+        return seen[1]
+    done[key] = (obj, obj)  # a cycle back to a list or dict finds it (a tuple cannot hold itself)
+    if t is dict:
+        for k, value in obj.items():
+            if type(value) in _CONTAINERS:
+                obj[k] = _walk_shared(value, done)
+        result = dict_to_object(obj) if "__class__" in obj else obj
+    elif t is list:
+        for i, value in enumerate(obj):
+            if type(value) in _CONTAINERS:
+                obj[i] = _walk_shared(value, done)
+        result = obj
+    else:
+        result = tuple(_walk_shared(v, done) for v in obj) if any(type(v) in _CONTAINERS for v in obj) else obj
+    done[key] = (obj, result)  # obj kept alive: an object replaced in the tree must not lend its id to a new one
+    return result
 
 
 def _walk(obj: Any) -> Any:

@@ -20,6 +20,7 @@ from .marshal_check import check_marshal
 from .oob import array_to_plain
 
 _NATIVE = frozenset({int, float, str, bytes, bool, type(None), complex})
+_SHARED = frozenset({dict, list, tuple, set, frozenset})
 
 
 class MarshalSerializer(Serializer):
@@ -28,31 +29,43 @@ class MarshalSerializer(Serializer):
     name = "marshal"
     serializer_id = 2
 
-    def _convert(self, obj: Any) -> Any:
+    def _convert(self, obj: Any, done: dict[int, tuple[Any, Any]] | None = None) -> Any:
+        """``obj`` with every value marshal refuses turned into plain data. A container met
+        again (values received from marshal share parts by reference) is converted once: the
+        result shares the same parts, so the work stays in proportion to the distinct values."""
         t = type(obj)
         if t in _NATIVE:
             return obj
-        if t is dict:
-            return {self._convert(k): self._convert(v) for k, v in obj.items()}
-        if t is list:
-            return [self._convert(v) for v in obj]
-        if t is tuple:
-            return tuple(self._convert(v) for v in obj)
-        if t is set:
-            return {self._convert(v) for v in obj}
-        if t is frozenset:
-            return frozenset(self._convert(v) for v in obj)
+        if t in _SHARED:
+            if done is None:
+                done = {}
+            key = id(obj)
+            seen = done.get(key)
+            if seen is not None:
+                return seen[1]
+            if t is dict:
+                result: Any = {self._convert(k, done): self._convert(v, done) for k, v in obj.items()}
+            elif t is list:
+                result = [self._convert(v, done) for v in obj]
+            elif t is tuple:
+                result = tuple(self._convert(v, done) for v in obj)
+            elif t is set:
+                result = {self._convert(v, done) for v in obj}
+            else:
+                result = frozenset(self._convert(v, done) for v in obj)
+            done[key] = (obj, result)  # obj kept alive: a temporary's id must not be reused meanwhile
+            return result
         if t is bytearray or t is memoryview:
             return bytes(obj)
         if self.extended and t in _EXTENDED:
-            return self._convert(_EXTENDED[t](obj))
+            return self._convert(_EXTENDED[t](obj), done)
         if t is uuid.UUID:
             return str(obj)
         if t is array.array:
             return obj.tolist()
         if t.__module__ == "numpy" and hasattr(obj, "tolist"):
-            return self._convert(array_to_plain(obj))  # numpy arrays and scalars: lists and Python numbers
-        return self._convert(object_to_dict(obj, self.extended))
+            return self._convert(array_to_plain(obj), done)  # numpy arrays and scalars: lists and Python numbers
+        return self._convert(object_to_dict(obj, self.extended), done)
 
     def dumps(self, obj: Any) -> bytes:
         # marshal writes any buffer (a numpy array or scalar too) as raw bytes: once numpy is
@@ -77,7 +90,7 @@ class MarshalSerializer(Serializer):
             raise SerializeError(f"invalid marshal data: {exc}") from None
         if type(value).__name__ == "code":
             raise SerializeError("refused to load a code object from marshal data")
-        return walk_classes(value)
+        return walk_classes(value, shared=True)  # marshal data may repeat a container by reference
 
     def dumps_call(self, obj: str, method: str, args: Any, kwargs: dict | None) -> bytes:
         return self.dumps((obj, method, list(args) if type(args) is tuple else args, kwargs))

@@ -15,14 +15,21 @@ import collections.abc
 import inspect
 import logging
 import time
-import traceback
 import types
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
 from .. import context, serializers
-from ..errors import DaemonError, MessageTooLargeError, ProtocolError, PyroError, SerializeError, format_traceback
+from ..errors import (
+    DaemonError,
+    MessageTooLargeError,
+    ProtocolError,
+    PyroError,
+    SerializeError,
+    format_exception_only,
+    format_traceback,
+)
 from ..protocol import (
     BLOB_ANNOTATION,
     F_BATCH,
@@ -286,7 +293,7 @@ class Dispatcher:
         source line or local variable of the server reaches the client."""
         cfg = self.config
         if not cfg.SEND_TRACEBACK:
-            return traceback.format_exception_only(type(exc), exc)
+            return format_exception_only(type(exc), exc)
         return format_traceback(type(exc), exc, exc.__traceback__, cfg.DETAILED_TRACEBACK)
 
     def stream_reply(self, conn: Connection, msg: Message, ser: Any, iterator: Any) -> Message:
