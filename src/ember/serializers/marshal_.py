@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import PyroError, SerializeError
 from ._classes import _EXTENDED, object_to_dict
 from .base import Serializer, check_call, walk_classes
-from .marshal_check import check_marshal
+from .marshal_check import check_marshal, may_share
 from .oob import array_to_plain
 
 _NATIVE = frozenset({int, float, str, bytes, bool, type(None), complex})
@@ -90,7 +90,7 @@ class MarshalSerializer(Serializer):
             raise SerializeError(f"invalid marshal data: {exc}") from None
         if type(value).__name__ == "code":
             raise SerializeError("refused to load a code object from marshal data")
-        return walk_classes(value, shared=True)  # marshal data may repeat a container by reference
+        return walk_classes(value, shared=may_share(data))  # back-references repeat containers: walk each once
 
     def dumps_call(self, obj: str, method: str, args: Any, kwargs: dict | None) -> bytes:
         return self.dumps((obj, method, list(args) if type(args) is tuple else args, kwargs))

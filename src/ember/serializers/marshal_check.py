@@ -20,7 +20,7 @@ import struct
 
 from ..errors import SerializeError
 
-__all__ = ["check_marshal"]
+__all__ = ["check_marshal", "may_share"]
 
 _FLAG_REF = 0x80
 # type codes of objects whose size field makes marshal allocate (and walk) room for every item
@@ -33,6 +33,13 @@ _I32 = struct.Struct("<i")
 # to itself while it is still being read, which crashes CPython (a NULL item)
 _SMALL_REF = re.compile(rb"r..\x00\x00", re.S)
 _REF_TUPLE = re.compile(rb"[\xa8\xa9]")
+# any plausible back-reference (an index below 2**24): the decoded value may share its parts
+_ANY_REF = re.compile(rb"r...\x00", re.S)
+
+
+def may_share(data: bytes | bytearray | memoryview) -> bool:
+    """Whether marshal data can hold one container in several places (back-references)."""
+    return _ANY_REF.search(data) is not None
 
 # fixed sizes of the payload that follows a type code
 _FIXED = {ord("N"): 0, ord("F"): 0, ord("T"): 0, ord("S"): 0, ord("."): 0, ord("0"): 0,
