@@ -173,3 +173,24 @@ def wait_for(condition, timeout=5.0):
             return True
         time.sleep(0.02)
     return condition()
+
+
+def read_reply(s, tolerate_reset=False):
+    """The next whole message on a raw socket, or None when the peer closed it (or, with
+    ``tolerate_reset``, reset it)."""
+    from ember.protocol import Decoder
+
+    dec = Decoder()
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except OSError:
+            if tolerate_reset:
+                return None
+            raise
+        if not chunk:
+            return None
+        dec.feed(chunk)
+        msg = dec.next_message()
+        if msg is not None:
+            return msg

@@ -14,9 +14,9 @@ import pytest
 
 import ember
 from ember import errors, serializers
-from ember.protocol import Decoder, Message, MsgType, encode
+from ember.protocol import Message, MsgType, encode
 
-from .services import Calc
+from .services import Calc, read_reply
 
 
 @pytest.fixture
@@ -34,23 +34,13 @@ def _raw(daemon):
     return s
 
 
-def _read_reply(s):
-    dec = Decoder()
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return None
-        dec.feed(chunk)
-        msg = dec.next_message()
-        if msg is not None:
-            return msg
 
 
 def _connect_raw(daemon):
     s = _raw(daemon)
     ser = serializers.get("msgpack")
     s.sendall(encode(Message(MsgType.CONNECT, 4, 0, 0, ser.dumps({"handshake": "hello", "object": "calc"}))))
-    reply = _read_reply(s)
+    reply = read_reply(s)
     assert reply.type == MsgType.CONNECTOK
     return s
 
@@ -60,7 +50,7 @@ def test_garbage_gets_connectfail_and_others_continue(served, caplog):
     with caplog.at_level(logging.WARNING, logger="ember"):
         s = _raw(daemon)
         s.sendall(b"GET / HTTP/1.0\r\n\r\n" + b"x" * 40)
-        reply = _read_reply(s)
+        reply = read_reply(s)
         assert reply.type == MsgType.CONNECTFAIL
         assert "bad tag" in serializers.get("marshal").loads(reply.data)
         assert s.recv(10) == b""  # closed
@@ -73,7 +63,7 @@ def test_wrong_protocol_version_told_early(served):
     daemon, _, good = served
     s = _raw(daemon)
     s.sendall(b"PYRO\x00\x30")  # a Pyro4 peer, recognised after 6 bytes
-    reply = _read_reply(s)
+    reply = read_reply(s)
     assert "invalid protocol version: 48" in serializers.get("marshal").loads(reply.data)
     s.close()
     assert good.add(2, 2) == 4
@@ -84,7 +74,7 @@ def test_invoke_before_connect_refused(served):
     s = _raw(daemon)
     ser = serializers.get("msgpack")
     s.sendall(encode(Message(MsgType.INVOKE, 4, 0, 1, ser.dumps_call("calc", "add", (1, 2), {}))))
-    reply = _read_reply(s)
+    reply = read_reply(s)
     assert reply.type == MsgType.CONNECTFAIL
     assert "invalid msg type 4 received (expected: 1)" in serializers.get("marshal").loads(reply.data)
     s.close()
@@ -117,7 +107,7 @@ def test_oversized_message_closes_without_reading_body(served):
     s.sendall(bytes(header))
     # issue 14: the call is answered with an exception naming the limit, then the connection
     # closes; nothing was allocated for the body
-    reply = _read_reply(s)
+    reply = read_reply(s)
     assert reply.type == MsgType.RESULT and reply.flags & 0x01 and reply.seq == 1
     exc = serializers.get("msgpack").loads(reply.data)
     assert isinstance(exc, errors.MessageTooLargeError) and "MAX_MESSAGE_SIZE" in str(exc)
@@ -137,13 +127,13 @@ def test_malformed_payload_gets_exception_and_connection_survives(served):
     daemon, _, good = served
     s = _connect_raw(daemon)
     s.sendall(encode(Message(MsgType.INVOKE, 4, 0, 1, b"\xc1\xc1\xc1")))
-    reply = _read_reply(s)
+    reply = read_reply(s)
     assert reply.type == MsgType.RESULT and reply.flags & 0x01
     exc = serializers.get("msgpack").loads(reply.data)
     assert isinstance(exc, errors.SerializeError)
     ser = serializers.get("msgpack")
     s.sendall(encode(Message(MsgType.INVOKE, 4, 0, 2, ser.dumps_call("calc", "add", (1, 2), {}))))
-    assert ser.loads(_read_reply(s).data) == 3
+    assert ser.loads(read_reply(s).data) == 3
     s.close()
 
 
@@ -153,7 +143,7 @@ def test_forbidden_class_in_arguments_refused(served):
     ser = serializers.get("msgpack")
     s.sendall(encode(Message(MsgType.INVOKE, 4, 0, 1,
                              ser.dumps_call("calc", "echo", ({"__class__": "__main__.Evil"},), {}))))
-    reply = _read_reply(s)
+    reply = read_reply(s)
     exc = ser.loads(reply.data)
     assert isinstance(exc, errors.SecurityError)
     s.close()

@@ -15,12 +15,13 @@ from ember.protocol import (
     F_EXCEPTION,
     F_KEEPSERIALIZED,
     F_ONEWAY,
-    Decoder,
     Message,
     MsgType,
     blob_annotation,
     encode,
 )
+
+from .services import read_reply
 
 MARKS = []
 
@@ -90,16 +91,6 @@ def guarded(make_daemon, servertype):
     MARKS.clear()
 
 
-def _read_reply(s):
-    dec = Decoder()
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return None
-        dec.feed(chunk)
-        msg = dec.next_message()
-        if msg is not None:
-            return msg
 
 
 class Raw:
@@ -110,7 +101,7 @@ class Raw:
         self.s = socket.create_connection((daemon.host, daemon.port), timeout=10)
         self.s.sendall(encode(Message(MsgType.CONNECT, 4, 0, 0, self.ser.dumps({"handshake": None,
                                                                                  "object": object_id}))))
-        assert _read_reply(self.s).type == MsgType.CONNECTOK
+        assert read_reply(self.s).type == MsgType.CONNECTOK
 
     def call(self, method, args=(), flags=0, data=None, annotations=None):
         self.seq += 1
@@ -118,7 +109,7 @@ class Raw:
         self.s.sendall(encode(Message(MsgType.INVOKE, 4, flags, self.seq, payload, annotations)))
         if flags & F_ONEWAY:
             return None
-        reply = _read_reply(self.s)
+        reply = read_reply(self.s)
         assert reply is not None and reply.seq == self.seq
         return reply.flags, self.ser.loads(reply.data)
 

@@ -10,9 +10,9 @@ import pytest
 
 import ember
 from ember import errors, serializers
-from ember.protocol import F_BATCH, F_EXCEPTION, F_ONEWAY, Decoder, Message, MsgType, encode
+from ember.protocol import F_BATCH, F_EXCEPTION, F_ONEWAY, Message, MsgType, encode
 
-from .services import Calc
+from .services import Calc, read_reply
 
 
 class Secretive:
@@ -98,23 +98,13 @@ def target(make_daemon, servertype):
 
 # ---- raw socket helpers ----------------------------------------------------------------------
 
-def _read_reply(s):
-    dec = Decoder()
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return None
-        dec.feed(chunk)
-        msg = dec.next_message()
-        if msg is not None:
-            return msg
 
 
 def _connect_raw(daemon, ser):
     s = socket.create_connection((daemon.host, daemon.port), timeout=10)
     s.sendall(encode(Message(MsgType.CONNECT, ser.serializer_id, 0, 0,
                              ser.dumps({"handshake": None, "object": "target"}))))
-    reply = _read_reply(s)
+    reply = read_reply(s)
     assert reply.type == MsgType.CONNECTOK
     return s
 
@@ -145,13 +135,13 @@ def test_malformed_batch_gets_exception_reply_and_connection_stays(target, calls
     s = _connect_raw(daemon, ser)
     try:
         _invoke(s, ser, 1, "<batch>", calls, F_BATCH)
-        reply = _read_reply(s)
+        reply = read_reply(s)
         assert reply is not None, "connection dropped without a reply"
         assert reply.seq == 1 and reply.flags & F_EXCEPTION
         exc = ser.loads(reply.data)
         assert isinstance(exc, errors.SerializeError) and "invalid" in str(exc)
         _invoke(s, ser, 2, "add", (1, 2))  # the same connection serves the next call
-        reply = _read_reply(s)
+        reply = read_reply(s)
         assert reply.seq == 2 and ser.loads(reply.data) == 3
     finally:
         s.close()
@@ -165,7 +155,7 @@ def test_malformed_oneway_batch_keeps_connection(target, calls, caplog):
     try:
         _invoke(s, ser, 1, "<batch>", calls, F_BATCH | F_ONEWAY)  # no reply: oneway
         _invoke(s, ser, 2, "add", (2, 3))
-        reply = _read_reply(s)
+        reply = read_reply(s)
         assert reply is not None and reply.seq == 2 and ser.loads(reply.data) == 5
     finally:
         s.close()
@@ -181,11 +171,11 @@ def test_call_with_args_not_a_sequence(target, method, flags):
     try:
         _invoke(s, ser, 1, method, 5, flags)
         if not flags:
-            reply = _read_reply(s)
+            reply = read_reply(s)
             assert reply.seq == 1 and reply.flags & F_EXCEPTION
             assert "args must be a list or tuple" in str(ser.loads(reply.data))
         _invoke(s, ser, 2, method, (1, 2))
-        reply = _read_reply(s)
+        reply = read_reply(s)
         assert reply.seq == 2 and ser.loads(reply.data) == 3
     finally:
         s.close()
@@ -277,7 +267,7 @@ def test_base_exceptions_from_the_wire_are_not_rebuilt_on_the_server(target, nam
     try:
         wire = {"__class__": f"builtins.{name}", "__exception__": True, "args": [0], "attributes": {}}
         _invoke(s, ser, 1, "kind", (wire,))
-        reply = _read_reply(s)
+        reply = read_reply(s)
         assert not reply.flags & F_EXCEPTION
         assert list(ser.loads(reply.data)) == ["ember.errors", "RemoteError", f"builtins.{name}"]
     finally:
@@ -306,7 +296,7 @@ def test_dunder_attributes_from_the_wire_are_not_set(target):
         wire = {"__class__": "builtins.ValueError", "__exception__": True, "args": ["x"],
                 "attributes": {"__dict__": {"evil": 1}, "__cause__": None, "ok": 1}}
         _invoke(s, ser, 1, "kind", (wire,))
-        assert list(ser.loads(_read_reply(s).data)) == ["builtins", "ValueError", None]
+        assert list(ser.loads(read_reply(s).data)) == ["builtins", "ValueError", None]
     finally:
         s.close()
 

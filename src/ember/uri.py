@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .config import config
 from .errors import InvalidURIError
 
-__all__ = ["URI", "PROTOCOLS"]
+__all__ = ["URI", "PROTOCOLS", "split_store_url"]
 
 PROTOCOLS = ("PYRO", "PYRONAME", "PYROMETA", "PYROLOC")
 _URI_RE = re.compile(r"(?P<protocol>[Pp][Yy][Rr][Oo][a-zA-Z]*):(?P<object>\S+?)(@(?P<location>.*))?$", re.S)
@@ -218,3 +219,20 @@ def _parse_hostport(location: str, text: str, required_port: bool) -> tuple[str,
     if port > 65535:
         raise InvalidURIError(f"invalid URI {text!r}: port {port} is out of range: ports are 0-65535")
     return host, port
+
+
+def split_store_url(url: str, default_prefix: str) -> tuple[str, str, str]:
+    """A store URL (``redis://[:PASSWORD@]HOST:PORT/DB?prefix=P``) as ``(plain URL, key prefix,
+    URL fit to show)``: the plain URL without Ember's own ``prefix`` parameter, the prefix
+    (``default_prefix`` when none is given), and the URL with its password masked, for
+    messages and logs."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    given = [value for key, value in query if key == "prefix"]
+    prefix = (given[-1] if given else "") or default_prefix
+    plain = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"])))
+    shown = url
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+        shown = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return plain, prefix, shown

@@ -159,13 +159,18 @@ def write_stream(chunks: Iterable[Any], dest: str | os.PathLike | BinaryIO) -> i
     total = 0
     try:
         for chunk in chunks:
-            chunk = as_buffer(chunk)
-            f.write(chunk)
-            total += len(chunk)
+            total += _write(f, chunk)
     finally:
         if owned:
             f.close()
     return total
+
+
+def _write(f: BinaryIO, chunk: Any) -> int:
+    """Write one received chunk (bytes, a view, or serpent's/json's base64 form); its length."""
+    data = as_buffer(chunk)
+    f.write(data)
+    return len(data)
 
 
 async def awrite_stream(chunks: AsyncIterable[Any], dest: str | os.PathLike | BinaryIO) -> int:
@@ -174,9 +179,7 @@ async def awrite_stream(chunks: AsyncIterable[Any], dest: str | os.PathLike | Bi
     total = 0
     try:
         async for chunk in chunks:
-            chunk = as_buffer(chunk)
-            f.write(chunk)
-            total += len(chunk)
+            total += _write(f, chunk)
     finally:
         if owned:
             f.close()

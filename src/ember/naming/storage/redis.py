@@ -23,9 +23,9 @@ import json
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...errors import NamingError
+from ...uri import split_store_url
 from . import Entry, Replicas, Storage
 
 try:
@@ -176,16 +176,6 @@ return n
 """
 
 
-def _shown(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 class RedisStorage(Storage):
     """Registrations in Redis, shared by every name server that uses the same URL.
 
@@ -201,13 +191,9 @@ class RedisStorage(Storage):
         return cls(spec)
 
     def __init__(self, url: str, *, prefix: str | None = None, timeout: float = _TIMEOUT) -> None:
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        given = [value for key, value in query if key == "prefix"]
-        self.prefix = prefix or (given[-1] if given else "") or "ember:ns"
-        plain_url = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"])))
+        plain_url, url_prefix, self.description = split_store_url(url, "ember:ns")
+        self.prefix = prefix or url_prefix
         self.url = url
-        self.description = _shown(url)
         try:
             self._redis = redis.Redis.from_url(plain_url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                                retry=Retry(NoBackoff(), 1), health_check_interval=0)

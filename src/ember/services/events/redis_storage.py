@@ -19,10 +19,10 @@ import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...errors import PyroError, SerializeError
 from ...serializers import get as get_serializer
+from ...uri import split_store_url
 from .base import Event, EventStorage
 
 __all__ = ["RedisEventStorage"]
@@ -49,14 +49,6 @@ return first
 """
 
 
-def _shown(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 class RedisEventStorage(EventStorage):
     """Events in Redis Streams, shared by every event service using the same URL and prefix."""
 
@@ -68,12 +60,7 @@ class RedisEventStorage(EventStorage):
         except ImportError as exc:
             raise PyroError(f"event storage {url}: needs redis-py: pip install 'ember-rpc[redis]' ({exc})") from None
         self._errors: Any = redis.RedisError
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        given = [value for key, value in query if key == "prefix"]
-        self.prefix = (given[-1] if given else "") or "ember:events"
-        plain = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "prefix"])))
-        self.url = _shown(url)
+        plain, self.prefix, self.url = split_store_url(url, "ember:events")
         self.keep = max(1, int(keep))
         self.keep_seconds = float(keep_seconds)
         self.description = f"redis {self.url} (prefix {self.prefix}), last {self.keep} events per subject"
