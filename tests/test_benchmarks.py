@@ -1,5 +1,6 @@
 """The benchmark programs run (tiny counts, no timing assertions: figures live in docs/performance.md)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,10 +13,18 @@ def bench(script, *args):
                           timeout=120)
 
 
-def test_small_call_benchmark_runs():
-    r = bench("small_call.py", "--calls", "50", "--rounds", "1")
+def test_small_call_benchmark_runs(tmp_path):
+    out = tmp_path / "small.json"
+    r = bench("small_call.py", "--calls", "50", "--rounds", "1", "--seconds", "1", "--json", str(out))
     assert r.returncode == 0, r.stderr
-    assert "ratio" in r.stdout.lower()
+    for placement in ("one", "split"):
+        assert f"placement {placement}" in r.stdout
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"one", "split"}
+    for res in results.values():
+        assert set(res["median"]) == {"socket", "ember", "pyro5"}
+        assert all(rate > 0 for rate in res["median"].values())
+        assert set(res["ratios"]) == {"ember/socket", "ember/pyro5"}
 
 
 def test_async_concurrency_benchmark_runs():

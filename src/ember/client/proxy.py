@@ -19,10 +19,11 @@ from typing import Any, Generic, TypeVar
 from .. import serializers
 from ..config import config
 from ..errors import CommunicationError, ConnectionClosedError, DeadlockError, ProtocolError, PyroError, TimeoutError
-from ..protocol import F_ONEWAY, ClientSession
+from ..protocol import F_ONEWAY, HEADER_SIZE, T_RESULT, ClientSession
+from ..protocol.plain import plain_header
 from ..transport import shm
 from ..transport import sync as net
-from ..transport.errors import closed_hint
+from ..transport.errors import closed_hint, io_error
 from ..transport.tls import peer_alert, wrap_client
 from ..uri import URI
 from . import hooks
@@ -428,6 +429,7 @@ class Proxy(ProxyCore, Generic[T]):
         session = self._session
         seq, frame = session.invoke_frame(object_id, method, args, kwargs, flags, extra_annotations=extra_annotations)
         sock = self._sock
+        plain = None
         try:
             timeout = self._timeout if self._timeout is not None else config.COMMTIMEOUT
             timeout = timeout or None
@@ -440,7 +442,24 @@ class Proxy(ProxyCore, Generic[T]):
                 raise
             if flags & F_ONEWAY:
                 return None
-            reply = net.recv_message(sock, session.decoder)
+            decoder = session.decoder
+            if decoder.idle:
+                try:
+                    chunk = sock.recv(65536)
+                except OSError as exc:
+                    raise io_error(exc) from None
+                if chunk:
+                    header = plain_header(decoder, chunk, T_RESULT)
+                    if header is not None and header[1] == seq and header[0] == session.serializer_id:
+                        plain = chunk  # the plain result of a small call: decoded below, without a Message
+                        reply = None
+                    else:
+                        decoder.feed(chunk)
+                        reply = decoder.next_message() or net.recv_message(sock, decoder)
+                else:
+                    reply = None
+            else:
+                reply = net.recv_message(sock, decoder)
         except TimeoutError as exc:
             self._release()
             raise self._timed_out(method, exc) from None
@@ -448,6 +467,8 @@ class Proxy(ProxyCore, Generic[T]):
             self._release()
             raise
         if reply is None:
+            if plain is not None:
+                return session.serializer.loads(plain[HEADER_SIZE:])
             self._release()
             raise ConnectionClosedError(f"connection to {self._pyroUri} closed by the server")
         try:

@@ -31,7 +31,21 @@ from .annotations import (
     STREAM_ANNOTATION,
     blob_annotation,
 )
-from .framing import F_BATCH, F_EXCEPTION, F_ITEMSTREAM, F_KEEPSERIALIZED, T_INVOKE, Decoder, Message, MsgType, encode
+from .framing import (
+    COMPRESS_THRESHOLD,
+    F_BATCH,
+    F_COMPRESSED,
+    F_CORR_ID,
+    F_EXCEPTION,
+    F_ITEMSTREAM,
+    F_KEEPSERIALIZED,
+    T_INVOKE,
+    Decoder,
+    Message,
+    MsgType,
+    encode,
+)
+from .plain import PLAIN_MAX, plain_frame
 from .states import CLIENT_ALLOWED, State
 from .wirelog import WireLog
 
@@ -194,6 +208,13 @@ class ClientSession:
                                                                                   blob.deserialized(), None)
         else:
             data = self.serializer.dumps_call(object_id, method, args, kwargs)
+            if (not ann and corr is None and type(data) is bytes and len(data) <= PLAIN_MAX
+                    and self.wirelog is None
+                    and (len(data) <= COMPRESS_THRESHOLD or not self.config.COMPRESSION)
+                    and len(data) <= self.config.MAX_MESSAGE_SIZE):
+                # the common small call: its frame without a Message and encode()
+                frame = plain_frame(T_INVOKE, ser_id, seq, data, flags & ~(F_COMPRESSED | F_CORR_ID))
+                return seq, frame if self.shm is None else self.shm.outgoing(frame)
         cfg = self.config
         msg = Message(T_INVOKE, ser_id, flags, seq, data, ann, corr)
         if self.wirelog is not None:

@@ -314,6 +314,12 @@ class Decoder:
             return len(self._buf) + HEADER_SIZE + self._header[7] + self._filled  # type: ignore[index]
         return len(self._buf)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered or half received, no error, no wire log: the next chunk starts a message."""
+        return not self._buf and self._body is None and self._ready is None and self._broken is None \
+            and self.on_message is None
+
     def bytes_needed(self) -> int:
         """How many more bytes complete the message being read (at least 1 if unknown)."""
         if self._body is not None:

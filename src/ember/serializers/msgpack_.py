@@ -61,6 +61,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 # values of these types are looked into for big bytes to send out of band
 _WALKED = frozenset({bytes, bytearray, memoryview, tuple, list, dict})
+# packed by msgpack itself, never through the default hook (so never out of band)
+_SCALARS = frozenset({int, float, str, bool, type(None)})
 
 
 class MsgpackSerializer(Serializer):
@@ -161,11 +163,18 @@ class MsgpackSerializer(Serializer):
     def dumps_call(self, obj: str, method: str, args: Any, kwargs: dict | None) -> Any:
         if self.oob:
             col = None
+            scalars = not kwargs
             for arg in args:
-                if type(arg) in _WALKED:
+                kind = type(arg)
+                if kind in _WALKED:
                     col = Collector(config.OUT_OF_BAND_THRESHOLD)
                     args = col.lift_items(args)
+                    scalars = False
                     break
+                if kind not in _SCALARS:
+                    scalars = False
+            if scalars:  # nothing msgpack hands to the default hook: no out-of-band buffer can come up
+                return self._pack((obj, method, args, kwargs))
             if kwargs:
                 for value in kwargs.values():
                     if type(value) in _WALKED:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ...transport import sync as net
 from ...transport.errors import io_error
+from ..plain_call import answer_plain
 from ..session_state import Connection
 from .base import SelectorDriver, stall_timeout
 
@@ -111,6 +112,11 @@ class MultiplexServer(SelectorDriver):
                 if not chunk:
                     self._drop(conn)
                     return
+                if not conn.outbuf and session.decoder.idle:  # a new message: maybe a plain call
+                    frame = answer_plain(self.dispatcher, self.daemon.encode, conn, chunk)
+                    if frame is not None:
+                        self._send(conn, frame)
+                        return
                 session.feed(chunk)
             self._process(conn)
         except Exception as exc:

@@ -17,6 +17,8 @@ from typing import Any
 
 from ...errors import DENY_BUSY, PyroError
 from ...transport import sync as net
+from ...transport.errors import io_error
+from ..plain_call import answer_plain
 from ..session_state import Connection
 from .base import SelectorDriver, stall_timeout
 
@@ -141,13 +143,35 @@ class ThreadPoolServer(SelectorDriver):
                     return
             sock.settimeout(stream.timeout)
             conn.last_active = time.monotonic()
+            dispatcher, encode = self.dispatcher, self.daemon.encode
             while not stream.closed:
-                msg = recv(sock, decoder, 65536, stall)
-                if msg is None:
-                    break
-                conn.in_call = True
-                self.answer(conn, msg)
-                msg = None  # let the decoder reuse a large payload's buffer for the next message
+                if decoder.idle:  # a new message starts: the common small call takes the plain lane
+                    try:
+                        chunk = sock.recv(65536)
+                    except OSError as exc:
+                        raise io_error(exc) from None
+                    if not chunk:
+                        break
+                    conn.in_call = True
+                    frame = answer_plain(dispatcher, encode, conn, chunk)
+                    if frame is not None:
+                        stream.send(frame)
+                    else:
+                        decoder.feed(chunk)
+                        conn.in_call = False
+                        msg = decoder.next_message() or recv(sock, decoder, 65536, stall)
+                        if msg is None:
+                            break
+                        conn.in_call = True
+                        self.answer(conn, msg)
+                        msg = None  # let the decoder reuse a large payload's buffer for the next message
+                else:
+                    msg = recv(sock, decoder, 65536, stall)
+                    if msg is None:
+                        break
+                    conn.in_call = True
+                    self.answer(conn, msg)
+                    msg = None
                 conn.in_call = False
                 conn.last_active = time.monotonic()
                 if session.must_close:
