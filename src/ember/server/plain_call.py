@@ -57,8 +57,7 @@ def answer_plain(d: Dispatcher, encode: Any, conn: Connection, chunk: bytes) -> 
     ctx.msg_flags = 0
     ctx.serializer_id = ser_id
     ctx.annotations = {}
-    response: dict[str, bytes] = {}
-    ctx.response_annotations = response
+    ctx.response_annotations = {}
     ctx.correlation_id = None
     try:
         object_id, method, args, kwargs = ser.loads_call(chunk[HEADER_SIZE:])
@@ -87,7 +86,7 @@ def answer_plain(d: Dispatcher, encode: Any, conn: Connection, chunk: bytes) -> 
             data = ser.dumps(result)
         except Exception:
             data = None  # the general path answers the error
-        if (type(data) is bytes and len(data) <= PLAIN_MAX and not response
+        if (type(data) is bytes and len(data) <= PLAIN_MAX and not ctx.response_annotations
                 and (len(data) <= COMPRESS_THRESHOLD or not d.config.COMPRESSION)):
             frame = plain_frame(T_RESULT, ser_id, seq, data)
             shm = session.shm
