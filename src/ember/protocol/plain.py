@@ -10,11 +10,17 @@ the general way, unchanged.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from .framing import _HEADER, _TAG, _ZERO_ID, HEADER_SIZE, MAGIC, PROTOCOL_VERSION
 
 __all__ = ["plain_header", "plain_frame", "PLAIN_MAX"]
+
+# the header's fields up to the annotation size (tag and version as one string), and its magic
+_START = struct.Struct("!6sBBHHII")
+_TAG_VERSION = _HEADER.pack(_TAG, PROTOCOL_VERSION, 0, 0, 0, 0, 0, 0, _ZERO_ID, 0, 0)[:6]
+_MAGIC_BYTES = MAGIC.to_bytes(2, "big")
 
 # payloads up to this size may take the plain lane (bigger ones have their own path: parts,
 # shared memory, out-of-band buffers)
@@ -26,14 +32,14 @@ def plain_header(decoder: Any, chunk: bytes, mtype: int) -> tuple[int, int] | No
     with no flags and no annotations, that ``decoder`` would accept now; else None (the
     chunk then goes to the decoder, which judges it in full). The caller has checked that
     ``decoder.idle`` holds: the chunk is the start of a message."""
-    if len(chunk) < HEADER_SIZE:
+    if len(chunk) < HEADER_SIZE or chunk[38:40] != _MAGIC_BYTES:
         return None
     allowed = decoder.allowed_types
     if allowed is not None and mtype not in allowed:
         return None
-    tag, version, t, ser, flags, seq, dlen, alen, _corr, _res, magic = _HEADER.unpack_from(chunk)
-    if (t != mtype or flags or alen or HEADER_SIZE + dlen != len(chunk) or tag != _TAG
-            or version != PROTOCOL_VERSION or magic != MAGIC or dlen > decoder.max_message_size):
+    head, t, ser, flags, seq, dlen, alen = _START.unpack_from(chunk)
+    if (t != mtype or flags or alen or HEADER_SIZE + dlen != len(chunk) or head != _TAG_VERSION
+            or dlen > decoder.max_message_size):
         return None
     return ser, seq
 

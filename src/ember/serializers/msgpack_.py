@@ -120,8 +120,11 @@ class MsgpackSerializer(Serializer):
 
     def dumps(self, obj: Any) -> Any:
         if self.oob:
+            kind = type(obj)
+            if kind in _SCALARS:  # never out of band
+                return self._pack(obj)
             col = None
-            if type(obj) in _WALKED:
+            if kind in _WALKED:
                 col = Collector(config.OUT_OF_BAND_THRESHOLD)
                 obj = col.lift(obj)
             return self._pack_oob(obj, col)

@@ -337,6 +337,16 @@ class SocketStream:
         """Send one whole frame (bytes, or a list of parts: header, payload or buffers)."""
         with self._send_lock:
             sock = self.sock
+            if type(frame) is bytes and not self.tls:  # the common case: the socket buffer takes it at once
+                try:
+                    sent = sock.send(frame, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    raise io_error(exc, sending=True) from None
+                if sent == len(frame):
+                    return
+                frame = memoryview(frame)[sent:]  # the rest, as below: waiting as this socket may
             if self.tls and sock.gettimeout() == 0.0:
                 _send_nonblocking_tls(sock, b"".join(frame) if type(frame) is list else frame, self.timeout)
             elif self.send_timeout is None or sock.gettimeout() is not None:
