@@ -6,6 +6,10 @@ conditions for all) and the median of the rounds is reported, with ratios to the
 socket echo and to Pyro5 with marshal (each ratio is the median of the ratios measured
 within one round, so load that changes between rounds cancels out).
 
+Every Ember contestant but ``ember-shm`` runs over TCP only: its client offers no same-host
+shared memory (``SHM_THRESHOLD`` 0 when it connects); ``ember-shm`` is the thread-pool daemon
+and ``Proxy`` with shared memory on, for comparison.
+
 Cases: ``echo(bytes)`` of 1 MiB and 16 MiB (``ember-memoryview`` sends ``memoryview(bytes)``,
 which arrives on both sides as a view of the receive buffer, without the copy that makes
 ``bytes``), and an 8 MiB float64 numpy array sent and
@@ -105,6 +109,7 @@ CONTESTANTS = {
     "ember-multiplex": "ember-multiplex",
     "ember-asyncio": "ember-asyncio",
     "ember-aproxy": "ember",  # AsyncProxy client, thread server
+    "ember-shm": "ember",  # same-host shared memory on (every other Ember contestant is over TCP only)
     "pyro5-marshal": "pyro5",
     "pyro5-msgpack": "pyro5",
     "grpc": "grpc",
@@ -113,10 +118,12 @@ CASES = ("bytes-1MiB", "bytes-16MiB", "numpy-8MiB")
 
 
 def start(kind: str, cpu: int | None) -> tuple[subprocess.Popen, str]:
+    """Start one server, pinned with ``taskset`` before it runs: every thread it starts (grpc
+    starts its own at ``server.start()``) inherits the CPU."""
     cmd = [sys.executable, "-c", SERVER, kind]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     if cpu is not None:
-        os.sched_setaffinity(proc.pid, {cpu})  # what `taskset -c CPU` does
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     return proc, proc.stdout.readline().strip()
 
 
@@ -180,6 +187,8 @@ def client(name: str, address: str) -> tuple[Callable[[Any], Any], Callable[[], 
 
         loop = asyncio.new_event_loop()
         proxy = ember.AsyncProxy(address)
+        with ember.config.override(SHM_THRESHOLD=0):  # over TCP: no shared memory offered when connecting
+            loop.run_until_complete(proxy._bind())
 
         def acall(value: Any) -> Any:
             return loop.run_until_complete(proxy.echo(value))
@@ -193,6 +202,9 @@ def client(name: str, address: str) -> tuple[Callable[[Any], Any], Callable[[], 
         import ember
 
         proxy = ember.Proxy(address)
+        # connect now; all but ember-shm over TCP only (the client offers no shared memory)
+        with ember.config.override(SHM_THRESHOLD=0 if name != "ember-shm" else max(ember.config.SHM_THRESHOLD, 1)):
+            proxy._bind()
         if name == "ember-memoryview":
             return (lambda value: proxy.echo(value if _numpy_case(value) else memoryview(value))), proxy._release
         return proxy.echo, proxy._release
