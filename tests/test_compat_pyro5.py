@@ -49,6 +49,9 @@ def restore_configs():
         setattr(Pyro5.config, name, value)
     ember.config.update(ember_saved)
     ember.compat.Pyro5.config._own.update(compat_saved)
+    # what a call left in this thread's context (a blob call's BLBI annotation) is not the next test's
+    for ctx in (Pyro5.api.current_context, ember.current_context):
+        ctx.annotations, ctx.correlation_id = {}, None
 
 
 def normalise(line: str) -> str:

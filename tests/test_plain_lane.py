@@ -147,6 +147,8 @@ def test_statistics_still_see_every_call(make_daemon, servertype, lane):
 def test_pyro5_client_takes_the_lane(make_daemon, lane):
     daemon = make_daemon(servertype="thread")
     uri = daemon.register(Service(), "svc")
+    ctx = Pyro5.api.current_context  # plain calls: nothing in the caller's context to send along
+    ctx.annotations, ctx.correlation_id = {}, None
     with Pyro5.api.Proxy(str(uri)) as proxy:
         assert [proxy.add(i, i) for i in range(20)] == [2 * i for i in range(20)]
         with pytest.raises(ValueError, match="from pyro5"):

@@ -40,6 +40,13 @@ OOB_ANNOTATION = "EBUF"  # per message: the structure's length; its presence say
 ALIGN = 64
 _LEN = struct.Struct("!Q")
 _PAD = bytes(ALIGN)
+# Big bytes, bytearray and memoryview values are looked for inside lists, tuples and dicts of
+# up to WALK_CONTAINER elements, WALK_BUDGET elements per message at most: the search is Python
+# code run for every message, and the long containers it skips are the many-small-values kind
+# (a batch of calls, rows of a table). numpy arrays need no search: msgpack hands them over
+# wherever they are.
+WALK_CONTAINER = 64
+WALK_BUDGET = 512
 # dtype kinds that travel as raw memory: bool, signed, unsigned, float, complex, timedelta, datetime
 _ARRAY_KINDS = frozenset("biufcmM")
 
@@ -144,7 +151,7 @@ class Collector:
         self.buffers: list[memoryview] = []
         self.pos = 0  # offset of the next buffer, relative to the end of the structure
         self.threshold = threshold
-        self.budget = 2000  # container elements walked looking for big bytes (bounds the cost of a walk)
+        self.budget = WALK_BUDGET  # container elements looked at for big bytes (bounds the cost of a walk)
 
     def _add(self, view: memoryview, kind: str, meta: Any) -> Any:
         offset = self.pos + (-self.pos % ALIGN)  # relative to the aligned end of the structure
@@ -192,6 +199,8 @@ class Collector:
         return value
 
     def lift_items(self, seq: Any) -> Any:
+        if len(seq) > WALK_CONTAINER:  # a long list (a batch's calls, a table of rows): not searched
+            return seq
         self.budget -= len(seq)
         if self.budget < 0:
             return seq
@@ -208,6 +217,8 @@ class Collector:
         return tuple(out) if type(seq) is tuple else out
 
     def lift_values(self, d: dict) -> dict:
+        if len(d) > WALK_CONTAINER:
+            return d
         self.budget -= len(d)
         if self.budget < 0:
             return d

@@ -11,7 +11,6 @@ coroutine from a thread, scheduling oneway work) goes through the driver's publi
 
 from __future__ import annotations
 
-import collections.abc
 import inspect
 import logging
 import time
@@ -46,29 +45,24 @@ from ..protocol import (
     MsgType,
     parse_blob_annotation,
 )
-from ..serializers import ExceptionWrapper, SerializedBlob, payload_of
+from ..serializers import SerializedBlob, payload_of
 from . import meta as metamod
 from .admission import Admission, not_accepted
 from .async_values import SyncIterator, async_flavour
+from .batches import run_batch
 from .exposure import resolve_method
-from .guards import check_batch, contained
+from .guards import contained
 from .hooks import CallInfo, HookList
 from .session_state import Connection, set_call_context
 from .statistics import Statistics
 from .streams import close_iterator
+from .values import PLAIN, is_iterator
 
 __all__ = ["Dispatcher", "Call"]
 
 log = logging.getLogger("ember.server.dispatch")
-_ITER_EXCLUDED = (str, bytes, bytearray, dict, list, tuple, set, frozenset)
-_PLAIN = frozenset({int, float, str, bytes, bool, type(None), list, tuple, dict, set, frozenset, complex})
 _T_PING = int(MsgType.PING)
 _T_CONNECT = int(MsgType.CONNECT)
-
-
-def _is_iterator(value: Any) -> bool:
-    """True for iterators and generators (callers skip the plain types first: the cheap test)."""
-    return isinstance(value, collections.abc.Iterator) and not isinstance(value, _ITER_EXCLUDED)
 
 
 class Dispatcher:
@@ -211,9 +205,7 @@ class Dispatcher:
                 if type(args) is not tuple and type(args) is not list:
                     raise SerializeError(f"invalid call payload: args must be a list or tuple, not "
                                          f"{type(args).__name__}")
-                if flags & F_BATCH:
-                    check_batch(args)
-                else:
+                if not flags & F_BATCH:
                     # registered instances: the exposure checks were done once for this (object, method)
                     cached = registry.resolved.get((object_id, method))
                     if cached is not None and registry.resolved_gen == metamod.generation:
@@ -400,7 +392,7 @@ class Call:
             return self.failed(refused)
         func = self.func
         if func is None:
-            return self.run_batch()
+            return run_batch(self)
         if self.msg.flags & F_ONEWAY:
             self._schedule_oneway()
             return None
@@ -454,8 +446,8 @@ class Call:
             d.hooks.fire("call_finished", self.info, result)
         if d.stats is not None:
             d.stats.record(self.object_id, self.method, self.t0, False)
-        if type(result) not in _PLAIN:
-            if _is_iterator(result):
+        if type(result) not in PLAIN:
+            if is_iterator(result):
                 return d.stream_reply(self.conn, msg, ser, result)
             if type(result) is types.AsyncGeneratorType:
                 return d.stream_reply(self.conn, msg, ser, SyncIterator(result, d.await_coroutine))
@@ -537,56 +529,3 @@ class Call:
             self._oneway_failed(contained(exc))
         else:
             self._oneway_done()
-
-    # ---- batches --------------------------------------------------------------------------
-
-    def run_batch(self) -> Message | None:
-        """Run every call of a batch in order; stop at the first failure."""
-        d = self.dispatcher
-        msg, ser, obj = self.msg, self.ser, self.obj
-        oneway = msg.flags & F_ONEWAY
-        results: list[Any] = []
-        append = results.append
-        funcs: dict[str, Callable] = {}
-        for call in self.args:
-            try:
-                if len(call) == 2:  # Ember clients leave out empty kwargs
-                    name, args = call
-                    kwargs = None
-                else:
-                    name, args, kwargs = call
-                func = funcs.get(name)
-                if func is None:
-                    func = funcs[name] = resolve_method(obj, name)
-                result = func(*args, **kwargs) if kwargs else func(*args)
-                if type(result) not in _PLAIN:
-                    if type(result) is types.CoroutineType:
-                        result = d.driver.await_coroutine(result)
-                    if _is_iterator(result):
-                        result = list(result)  # generators inside a batch are not streamed
-                append(result)
-            except BaseException as caught:
-                exc = contained(caught)
-                if self.info is not None:
-                    d.hooks.fire("call_failed", self.info, exc)
-                if d.stats is not None:
-                    d.stats.record(self.object_id, self.method, self.t0, True)
-                if oneway:
-                    d.report_error(self.conn, call[0], exc)
-                    return None
-                exc._pyroTraceback = d.traceback_lines(exc)  # type: ignore[attr-defined]
-                append(ExceptionWrapper(exc))
-                break
-        else:
-            if self.info is not None:
-                d.hooks.fire("call_finished", self.info, results)
-            if d.stats is not None:
-                d.stats.record(self.object_id, self.method, self.t0, False)
-        if oneway:
-            return None
-        try:
-            data = ser.dumps(results)
-        except Exception as exc:
-            return d.exception_reply(msg, ser, exc)
-        return Message(MsgType.RESULT, msg.serializer_id, F_BATCH, msg.seq, data, d.reply_annotations(),
-                       msg.correlation_id)

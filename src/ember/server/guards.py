@@ -1,5 +1,4 @@
-"""Guards around a call: the shape of a batch checked before any of its calls runs, and
-what becomes of a BaseException (SystemExit & co.) a method raised."""
+"""Guards around a call: what becomes of a BaseException (SystemExit & co.) a method raised."""
 
 from __future__ import annotations
 
@@ -7,11 +6,10 @@ import asyncio
 import logging
 import reprlib
 import threading
-from typing import Any
 
-from ..errors import DaemonError, SerializeError
+from ..errors import DaemonError
 
-__all__ = ["check_batch", "contained"]
+__all__ = ["contained"]
 
 log = logging.getLogger("ember.server.dispatch")
 
@@ -31,14 +29,3 @@ def contained(exc: BaseException) -> Exception:
     error = DaemonError(f"the remote method raised {raised}; a call cannot stop the daemon, it was answered as "
                         "this error")
     return error.with_traceback(exc.__traceback__)
-
-
-def check_batch(calls: Any) -> None:
-    """Check the shape of a batch's calls before any runs: each ``(name, args)`` or
-    ``(name, args, kwargs)`` with a str name, a list/tuple of args and a dict (or None) of kwargs."""
-    for i, call in enumerate(calls):
-        if (type(call) is tuple or type(call) is list) and 2 <= len(call) <= 3 and type(call[0]) is str \
-                and type(call[1]) in (list, tuple) and (len(call) == 2 or call[2] is None or type(call[2]) is dict):
-            continue
-        raise SerializeError(f"invalid batch call #{i}: expected (method name, args) or (method name, args, "
-                             f"kwargs), got {reprlib.repr(call)}")

@@ -22,9 +22,10 @@ from ..errors import SerializeError
 from ..protocol import COMPRESS_THRESHOLD, HEADER_SIZE, T_INVOKE, T_RESULT, Message
 from ..protocol.plain import PLAIN_MAX, plain_frame, plain_header
 from . import meta as metamod
-from .dispatch import _PLAIN, Call, Dispatcher
+from .dispatch import Call, Dispatcher
 from .guards import contained
 from .session_state import Connection
+from .values import PLAIN
 
 __all__ = ["answer_plain"]
 
@@ -81,7 +82,7 @@ def answer_plain(d: Dispatcher, encode: Any, conn: Connection, chunk: bytes) -> 
         call = Call(d, conn, Message(T_INVOKE, ser_id, 0, seq, b"", ctx.annotations, None), ser, ctx, object_id,
                     obj, method, func, args, kwargs)
         return encode(call.failed(contained(exc)), session)
-    if type(result) in _PLAIN:
+    if type(result) in PLAIN:
         try:
             data = ser.dumps(result)
         except Exception:
