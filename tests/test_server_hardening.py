@@ -147,6 +147,26 @@ def test_malformed_batch_gets_exception_reply_and_connection_stays(target, calls
         s.close()
 
 
+def test_malformed_batch_entry_ends_the_batch_there(make_daemon, servertype):
+    """The calls before a malformed entry ran (as before a call that raises); none after it."""
+    daemon = make_daemon(servertype=servertype)
+    obj = Target()
+    daemon.register(obj, "target")
+    ser = serializers.get("msgpack")
+    s = _connect_raw(daemon, ser)
+    try:
+        _invoke(s, ser, 1, "<batch>", [["keep", ["first"]], ["add", 5], ["keep", ["never"]]], F_BATCH)
+        reply = read_reply(s)
+        assert reply.seq == 1 and reply.flags & F_EXCEPTION
+        assert "invalid batch call #1" in str(ser.loads(reply.data))
+        _invoke(s, ser, 2, "add", (1, 2))  # the connection stays
+        reply = read_reply(s)
+        assert reply.seq == 2 and ser.loads(reply.data) == 3
+    finally:
+        s.close()
+    assert obj.kept == "first"
+
+
 @pytest.mark.parametrize("calls", MALFORMED)
 def test_malformed_oneway_batch_keeps_connection(target, calls, caplog):
     daemon, _ = target
