@@ -32,7 +32,8 @@ def plain_header(decoder: Any, chunk: bytes, mtype: int) -> tuple[int, int] | No
     with no flags and no annotations, that ``decoder`` would accept now; else None (the
     chunk then goes to the decoder, which judges it in full). The caller has checked that
     ``decoder.idle`` holds: the chunk is the start of a message."""
-    if len(chunk) < HEADER_SIZE or chunk[38:40] != _MAGIC_BYTES:
+    # type, then flags (bytes 6 and 8-9) first: a oneway call or a batch is turned away at once
+    if len(chunk) < HEADER_SIZE or chunk[6] != mtype or chunk[8] or chunk[9] or chunk[38:40] != _MAGIC_BYTES:
         return None
     allowed = decoder.allowed_types
     if allowed is not None and mtype not in allowed:

@@ -39,10 +39,8 @@ def answer_plain(d: Dispatcher, encode: Any, conn: Connection, chunk: bytes) -> 
     ``encode`` makes of a reply the general way); None when it is not one: then nothing was
     done, and the chunk goes to the connection's decoder as usual."""
     session = conn.session
-    if d.hooked or d.stats is not None or d._has_annotations_hook or session.wirelog is not None:
-        return None
     header = plain_header(session.decoder, chunk, T_INVOKE)
-    if header is None:
+    if header is None or d.hooked or d.stats is not None or d._has_annotations_hook or session.wirelog is not None:
         return None
     ser_id, seq = header
     if ser_id not in d.accepted_ids:
