@@ -221,7 +221,8 @@ class BaseDriver:
         if conn is None:
             pool.submit(work)
             return
-        self.pending_started(conn)
+        with self._pending_cond:  # what pending_started() does, without the call (once per oneway call)
+            conn.pending += 1
 
         def counted() -> None:
             try:
