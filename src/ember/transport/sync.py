@@ -352,7 +352,7 @@ class SocketStream:
             elif self.send_timeout is None or sock.gettimeout() is not None:
                 send(sock, frame)
             else:
-                _send_bounded(sock, frame, self.send_timeout, self.tls)
+                _send_bounded(sock, frame, self.send_timeout)
 
     def close(self) -> None:
         """Close the socket (unless it was handed in by the user). Idempotent."""
@@ -366,19 +366,9 @@ class SocketStream:
         return self.sock.fileno()
 
 
-def _send_bounded(sock: Any, frame: Any, limit: float, tls: bool) -> None:
+def _send_bounded(sock: Any, frame: Any, limit: float) -> None:
     """Send on a socket without a timeout, waiting at most ``limit`` seconds for the peer to
-    take more. The common case, a frame the socket buffer takes at once, costs one send."""
-    if not tls and type(frame) is bytes:
-        try:
-            sent = sock.send(frame, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            raise io_error(exc, sending=True) from None
-        if sent == len(frame):
-            return
-        frame = memoryview(frame)[sent:]
+    take more (what the socket buffer took at once was sent before, by :meth:`SocketStream.send`)."""
     sock.settimeout(limit)
     try:
         send(sock, frame)
