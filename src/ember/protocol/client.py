@@ -262,7 +262,7 @@ class ClientSession:
             if ctx is not None:
                 ctx.response_annotations = reply.annotations
             if OOB_ANNOTATION in reply.annotations:
-                data = OobData(data, reply.annotations[OOB_ANNOTATION])
+                data = OobData(data, reply.annotations[OOB_ANNOTATION], reply.direct)
         ser = self.serializer
         if reply.serializer_id != self.serializer_id:
             # the answer to a forwarded SerializedBlob comes in the blob's serializer

@@ -22,7 +22,9 @@ from enum import IntEnum, IntFlag
 from typing import Any
 
 from ..errors import MessageTooLargeError, ProtocolError
-from ..serializers.oob import OOB_ANNOTATION, OobPayload
+from ..serializers.direct import DIRECT_ANNOTATION, DirectRanges
+from ..serializers.oob import ALIGN, OOB_ANNOTATION, OobPayload
+from .annblock import encode_annotations, parse_annotations
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -55,7 +57,6 @@ _MAP_PRIVATE = getattr(mmap, "MAP_PRIVATE", 0)  # not on Windows, where the map 
 _TAG = b"PYRO"
 _HEADER = struct.Struct("!4sHBBHHII16sHH")
 _PREFIX = b"PYRO\x01\xf6"  # tag + version: lets a wrong peer be recognised after 6 bytes
-_ANN = struct.Struct("!4sI")
 _ZERO_ID = bytes(16)
 _DEFAULT_MAX = 1073741824
 
@@ -109,7 +110,7 @@ class Message:
     :class:`uuid.UUID` or None; when set, the CORR_ID flag is set on encoding.
     """
 
-    __slots__ = ("type", "serializer_id", "flags", "seq", "data", "annotations", "correlation_id")
+    __slots__ = ("type", "serializer_id", "flags", "seq", "data", "annotations", "correlation_id", "direct")
 
     def __init__(
         self,
@@ -128,6 +129,8 @@ class Message:
         self.data = data
         self.annotations = annotations if annotations is not None else {}
         self.correlation_id = correlation_id
+        # received: the big bytes values that went straight into their own objects (see serializers.direct)
+        self.direct: DirectRanges | None = None
 
     def __repr__(self) -> str:
         try:
@@ -142,25 +145,9 @@ class Message:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):
             return NotImplemented
-        return all(getattr(self, s) == getattr(other, s) for s in self.__slots__)
+        return all(getattr(self, s) == getattr(other, s) for s in self.__slots__ if s != "direct")
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _encode_annotations(annotations: dict[str, bytes]) -> bytes:
-    parts = []
-    for key, value in annotations.items():
-        if len(key) != 4:
-            raise ProtocolError(f"annotation id must be exactly 4 characters, got {key!r}")
-        try:
-            bkey = key.encode("ascii")
-        except UnicodeEncodeError:
-            raise ProtocolError(f"annotation id must be ASCII, got {key!r}") from None
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise ProtocolError(f"annotation {key!r} value must be bytes, got {type(value).__name__}")
-        parts.append(_ANN.pack(bkey, len(value)))
-        parts.append(bytes(value))
-    return b"".join(parts)
 
 
 def encode(
@@ -188,6 +175,8 @@ def encode(
     if type(data) is OobPayload:
         annotations = dict(annotations)
         annotations[OOB_ANNOTATION] = data.annotation()
+        if data.direct:
+            annotations[DIRECT_ANNOTATION] = data.direct
         if compress or not parts:
             data = bytes(data)
         else:
@@ -201,7 +190,7 @@ def encode(
         if len(packed) < len(data):
             data = packed
             flags |= F_COMPRESSED
-    ann = _encode_annotations(annotations) if annotations else b""
+    ann = encode_annotations(annotations) if annotations else b""
     if len(data) + len(ann) > max_message_size:
         raise MessageTooLargeError(
             f"message of {len(data) + len(ann)} bytes exceeds MAX_MESSAGE_SIZE ({max_message_size})"
@@ -224,29 +213,6 @@ def encode(
     if ann:
         return b"".join((header, ann, data))
     return header + data
-
-
-def parse_annotations(block: bytes | memoryview) -> dict[str, bytes]:
-    """Parse an annotation block; it must be consumed exactly."""
-    result: dict[str, bytes] = {}
-    pos = 0
-    end = len(block)
-    while pos < end:
-        if end - pos < 8:
-            raise ProtocolError(f"annotation block has {end - pos} trailing bytes, too few for a chunk header")
-        bkey, length = _ANN.unpack_from(block, pos)
-        pos += 8
-        if length > end - pos:
-            raise ProtocolError(
-                f"annotation chunk {bkey!r} claims {length} bytes but only {end - pos} remain in the block"
-            )
-        try:
-            key = bkey.decode("ascii")
-        except UnicodeDecodeError:
-            raise ProtocolError(f"annotation id {bkey!r} is not ASCII") from None
-        result[key] = bytes(block[pos : pos + length])
-        pos += length
-    return result
 
 
 def check_prefix(data: bytes | bytearray | memoryview) -> None:
@@ -276,7 +242,7 @@ class Decoder:
 
     __slots__ = ("_buf", "max_message_size", "max_annotations_size", "allowed_types", "_header", "_broken",
                  "rejected", "_ready", "_body", "_filled", "_annotations", "on_message", "budget", "_reserved",
-                 "_spare")
+                 "_spare", "_direct")
 
     def __init__(
         self,
@@ -298,6 +264,7 @@ class Decoder:
         # a large payload is received straight into its own buffer (see recv_target)
         self._body: Any = None  # bytearray, or mmap for payloads over LAZY_PAYLOAD
         self._filled = 0
+        self._direct: DirectRanges | None = None  # big bytes values received into their own objects
         # shared by the connections of one server: reserve(n) -> bool and release(n), for the
         # bytes of large payloads being received (None: no limit but max_message_size)
         self.budget = budget
@@ -336,6 +303,8 @@ class Decoder:
         """
         if self._body is None:
             return None
+        if self._direct is not None:
+            return self._direct.target(self._body, self._filled)
         return memoryview(self._body)[self._filled :]
 
     def received(self, nbytes: int) -> None:
@@ -372,10 +341,30 @@ class Decoder:
         except (OSError, MemoryError, ValueError) as exc:
             self._release()
             raise self._fail(MessageTooLargeError(f"cannot allocate {dlen} bytes for a message: {exc}")) from None
+        ann = self._annotations
+        if DIRECT_ANNOTATION in ann and OOB_ANNOTATION in ann:
+            self._direct = self._direct_ranges(ann, dlen)
         have = min(len(buf) - start, dlen)
-        body[:have] = memoryview(buf)[start : start + have]
+        self._put(body, 0, memoryview(buf)[start : start + have])
         self._filled = have
         del buf[: start + have]
+
+    def _direct_ranges(self, ann: dict[str, bytes], size: int) -> DirectRanges | None:
+        """The bytes values of this payload to receive into their own objects (EBYT)."""
+        structure = ann[OOB_ANNOTATION]
+        structure_end = int.from_bytes(structure, "big") if len(structure) == 8 else size
+        try:
+            return DirectRanges.parse(ann[DIRECT_ANNOTATION], size, structure_end + (-structure_end % ALIGN))
+        except ProtocolError as exc:
+            self._release()
+            raise self._fail(exc) from None
+
+    def _put(self, body: Any, pos: int, data: Any) -> None:
+        """Bytes of the payload from ``pos`` on, arrived with others: into the body (or their objects)."""
+        if self._direct is not None:
+            self._direct.write(body, pos, data)
+        else:
+            body[pos : pos + len(data)] = data
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes. Validates the header as soon as enough bytes are in."""
@@ -401,7 +390,7 @@ class Decoder:
         body = self._body
         if body is not None:
             take = min(len(data), len(body) - self._filled)
-            body[self._filled : self._filled + take] = memoryview(data)[:take]
+            self._put(body, self._filled, memoryview(data)[:take])
             self._filled += take
             if take < len(data):
                 buf += memoryview(data)[take:]
@@ -443,7 +432,7 @@ class Decoder:
         of the budget are freed at once."""
         self._release()
         body, self._body = self._body, None
-        self._spare = None
+        self._spare = self._direct = None
         if type(body) is mmap.mmap:
             try:
                 body.close()
@@ -515,7 +504,9 @@ class Decoder:
             self._release()
             if type(body) is mmap.mmap and len(body) <= _SPARE_MAX:
                 self._spare = body
-            return self._message(header, body, self._annotations)
+            msg = self._message(header, body, self._annotations)
+            msg.direct, self._direct = self._direct, None
+            return msg
         if header[6] >= LARGE_PAYLOAD:
             self._start_body()  # header and annotations completed by this feed
             return self.next_message() if self._body is not None and self._filled == len(self._body) else None

@@ -140,7 +140,7 @@ class MsgpackSerializer(Serializer):
             col = local.collector
             local.collector = None
         if col is not None and col.buffers:
-            return OobPayload(data, col.buffers)
+            return OobPayload(data, col.buffers, col.kinds)
         return data
 
     def _pack(self, obj: Any) -> bytes:

@@ -29,6 +29,7 @@ from typing import Any
 from msgpack import ExtType
 
 from ..errors import SerializeError
+from .direct import DIRECT_MIN, DirectRanges, direct_annotation
 from .marshal_check import check_marshal
 
 __all__ = ["OOB_EXT", "INLINE_ARRAY_EXT", "OOB_ANNOTATION", "OobPayload", "OobData", "Collector", "is_ndarray",
@@ -90,22 +91,26 @@ class OobPayload:
     parts as they are and adds the ``EBUF`` annotation.
     """
 
-    __slots__ = ("parts", "nbytes", "structure_size")
+    __slots__ = ("parts", "nbytes", "structure_size", "direct")
 
-    def __init__(self, structure: bytes, buffers: list[memoryview]) -> None:
+    def __init__(self, structure: bytes, buffers: list[memoryview], kinds: list[str] | None = None) -> None:
         # the structure is padded to ALIGN, then each buffer sits at its offset (see Collector)
         parts: list[Any] = [structure]
         pos = len(structure)
-        for buf in buffers:
+        ranges = []  # big bytes values: the receiver may receive them straight into bytes objects
+        for i, buf in enumerate(buffers):
             pad = -pos % ALIGN
             if pad:
                 parts.append(_PAD[:pad])
                 pos += pad
             parts.append(buf)
+            if kinds is not None and kinds[i] == "b" and buf.nbytes >= DIRECT_MIN:
+                ranges.append((pos, buf.nbytes))
             pos += buf.nbytes
         self.parts = parts
         self.nbytes = pos
         self.structure_size = len(structure)
+        self.direct = direct_annotation(ranges) if ranges else b""  # the EBYT annotation
 
     def __len__(self) -> int:
         return self.nbytes
@@ -120,9 +125,9 @@ class OobPayload:
 class OobData:
     """A received payload with out-of-band buffers: the buffer and where its structure ends."""
 
-    __slots__ = ("view", "structure_size")
+    __slots__ = ("view", "structure_size", "direct")
 
-    def __init__(self, data: Any, annotation: bytes) -> None:
+    def __init__(self, data: Any, annotation: bytes, direct: DirectRanges | None = None) -> None:
         if len(annotation) != 8:
             raise SerializeError(f"malformed {OOB_ANNOTATION} annotation: {len(annotation)} bytes, expected 8")
         (size,) = _LEN.unpack(annotation)
@@ -131,6 +136,7 @@ class OobData:
                                  f"of {len(data)}")
         self.view = memoryview(data)
         self.structure_size = size
+        self.direct = direct  # bytes values received into their own objects (see .direct)
 
 
 def payload_of(msg: Any) -> Any:
@@ -138,17 +144,18 @@ def payload_of(msg: Any) -> Any:
     message carries out-of-band buffers (an ``EBUF`` annotation), else ``msg.data``."""
     ann = msg.annotations
     if ann and OOB_ANNOTATION in ann:
-        return OobData(msg.data, ann[OOB_ANNOTATION])
+        return OobData(msg.data, ann[OOB_ANNOTATION], msg.direct)
     return msg.data
 
 
 class Collector:
     """Gathers the buffers of one value being serialized and makes their placeholders."""
 
-    __slots__ = ("buffers", "pos", "threshold", "budget")
+    __slots__ = ("buffers", "kinds", "pos", "threshold", "budget")
 
     def __init__(self, threshold: int) -> None:
         self.buffers: list[memoryview] = []
+        self.kinds: list[str] = []
         self.pos = 0  # offset of the next buffer, relative to the end of the structure
         self.threshold = threshold
         self.budget = WALK_BUDGET  # container elements looked at for big bytes (bounds the cost of a walk)
@@ -157,6 +164,7 @@ class Collector:
         offset = self.pos + (-self.pos % ALIGN)  # relative to the aligned end of the structure
         self.pos = offset + view.nbytes
         self.buffers.append(view)
+        self.kinds.append(kind)
         return ExtType(OOB_EXT, marshal.dumps((kind, offset, view.nbytes, meta)))
 
     def buffer(self, obj: Any) -> Any:
@@ -303,6 +311,10 @@ def resolve(payload: OobData, data: bytes) -> Any:
     if end > len(view):
         raise SerializeError(f"out-of-band buffer of {nbytes} bytes at {start} lies outside the payload "
                              f"of {len(view)} bytes")
+    if payload.direct is not None:
+        received = payload.direct.take(start, nbytes, kind)
+        if received is not None:
+            return received  # received straight into its own bytes object: no copy
     buf = view[start:end]
     if kind == "b":
         return bytes(buf)
