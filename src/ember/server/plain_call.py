@@ -68,7 +68,7 @@ def answer_plain(d: Dispatcher, encode: Any, conn: Connection, chunk: bytes) -> 
     registry = d.registry
     cached = registry.resolved.get((object_id, method))
     if cached is None or registry.resolved_gen != metamod.generation:
-        return None
+        return None  # the first call of a method, or an object of a session: the general path (decodes it again)
     if registry.reaping:
         registry.touch(object_id)
     obj, func = cached
