@@ -5,6 +5,7 @@ Each test attacks a real daemon over a socket on loopback, on every server type.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 import threading
@@ -244,6 +245,42 @@ def test_oneway_flood_is_bounded_and_nothing_is_dropped(make_daemon, servertype)
     flooder.join(50)
     assert flood_done.is_set()
     assert wait_for(lambda: gate.done == 200_000, 30), f"{gate.done} of 200000 oneway calls ran"
+
+
+class _SlowGate(_Gate):
+    @ember.expose
+    def slow(self, seconds: float) -> str:
+        time.sleep(seconds)
+        return "slow"
+
+
+def test_asyncio_reader_resumes_as_soon_as_a_slot_is_free(make_daemon):
+    """At the limit, a call that ends without leaving pending work frees a slot: the reader must
+    read on at once, even while every other slot is held by oneway work that will not end
+    before it does (here: until a later message is answered)."""
+    cfg = ember.config.copy()
+    cfg.MAX_PENDING_CALLS = 8
+    daemon = make_daemon(servertype="asyncio", config=cfg)
+    gate = _SlowGate()
+    uri = daemon.register(gate, "gate")
+
+    async def main() -> str:
+        async with ember.AsyncProxy(uri) as p:
+            for i in range(7):
+                await p.work(i)  # oneway: 7 slots held until the gate opens
+            slow = asyncio.ensure_future(p.slow(0.3))  # the 8th slot, freed after 0.3 s
+            await asyncio.sleep(0.05)
+            try:
+                return await asyncio.wait_for(p.ping(), 10)
+            finally:
+                await slow
+
+    try:
+        assert asyncio.run(main()) == "pong"
+        assert gate.started == 7 and gate.done == 0
+    finally:
+        gate.gate.set()
+    assert wait_for(lambda: gate.done == 7, 10)
 
 
 # ---- item 5: handshakes and half-sent messages time out; idle connections cannot starve new ones

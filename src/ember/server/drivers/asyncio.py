@@ -337,10 +337,10 @@ class AsyncioServer(BaseDriver):
     def _call_done(self, conn: Connection, task: asyncio.Task) -> None:
         conn.tasks.discard(task)
         conn.oneway_tasks.discard(task)
-        # a paused reader is woken once a quarter of the limit is free, not at every call that ends
-        # (with 1,000 calls in flight it would read one message per wake-up)
-        if conn.paused and conn.slot_freed is not None and \
-                len(conn.tasks) + conn.pending <= self.max_pending - self.max_pending // 4:
+        # a paused reader is woken when a slot is free, not at every call that ends: a oneway call's
+        # task ends as its work starts (it still counts, as pending work). Not later either: the
+        # calls still running may all be waiting for something this connection has not read yet
+        if conn.paused and conn.slot_freed is not None and len(conn.tasks) + conn.pending < self.max_pending:
             conn.slot_freed.set()
 
     async def _invoke(self, conn: Connection, msg: Message) -> None:
