@@ -93,8 +93,8 @@ def marshal_danger(data: bytes) -> str | None:
         elif t == "y":
             need(16)
             pos += 16
-        elif t in "fx":
-            for _ in range(1 if t == "f" else 2):
+        elif t in "fxzZ":  # one (two for a complex) byte-length-prefixed string
+            for _ in range(2 if t == "x" else 1):
                 need(1)
                 k = data[pos]
                 need(1 + k)
@@ -105,11 +105,6 @@ def marshal_danger(data: bytes) -> str | None:
                 raise _Stop
             need(k)
             pos += k
-        elif t in "zZ":
-            need(1)
-            k = data[pos]
-            need(1 + k)
-            pos += 1 + k
         elif t in "[<>":
             count = i32()
             if t == "[" and count > max(n - pos, 4096):

@@ -1,5 +1,6 @@
 """Objects the behavioural tests serve."""
 
+import contextlib
 import threading
 import time
 import uuid
@@ -194,3 +195,23 @@ def read_reply(s, tolerate_reset=False):
         msg = dec.next_message()
         if msg is not None:
             return msg
+
+
+@contextlib.contextmanager
+def pyro5_daemon(**options):
+    """A real Pyro5 daemon serving in a thread (loopback, port 0, unless ``options`` say
+    otherwise), shut down and closed when the block ends."""
+    import Pyro5.api
+
+    if "unixsocket" not in options:
+        options.setdefault("host", "127.0.0.1")
+        options.setdefault("port", 0)
+    daemon = Pyro5.api.Daemon(**options)
+    thread = threading.Thread(target=daemon.requestLoop, daemon=True)
+    thread.start()
+    try:
+        yield daemon
+    finally:
+        daemon.shutdown()
+        thread.join(5)
+        daemon.close()

@@ -7,7 +7,6 @@ import mmap
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import Pyro5.api
@@ -18,6 +17,8 @@ from ember import serializers
 from ember.errors import SerializeError
 from ember.protocol import OOB_ANNOTATION, Decoder, Message, MsgType, decode, encode
 from ember.serializers.oob import ALIGN, OOB_EXT, OobData, OobPayload, payload_of
+
+from .services import pyro5_daemon
 
 OOB = serializers.get("msgpack", extended=serializers.OOB)
 BIG = 1 << 20
@@ -345,14 +346,8 @@ def pyro5_echo():
         def kind(self, x):
             return type(x).__name__
 
-    daemon = Pyro5.api.Daemon(host="127.0.0.1", port=0)
-    uri = daemon.register(PyroEcho(), "echo")
-    t = threading.Thread(target=daemon.requestLoop, daemon=True)
-    t.start()
-    yield str(uri)
-    daemon.shutdown()
-    t.join(5)
-    daemon.close()
+    with pyro5_daemon() as daemon:
+        yield str(daemon.register(PyroEcho(), "echo"))
 
 
 @pytest.mark.parametrize("serializer", ["msgpack", "marshal", "serpent", "json"])

@@ -22,7 +22,7 @@ import ember
 from ember import errors, naming
 from ember.events import AsyncSubscriber, EventServer, EventService, Publisher, Subscriber
 
-from .services import wait_for
+from .services import pyro5_daemon, wait_for
 
 ENV = dict(os.environ, PYRO_BROADCAST_ADDRS="127.255.255.255")
 
@@ -210,12 +210,9 @@ class Pyro5Listener:
 def test_pyro5_publisher_and_pyro5_subscriber(server, serializer, monkeypatch):
     monkeypatch.setattr(Pyro5.config, "SERVERTYPE", "multiplex")
     monkeypatch.setattr(Pyro5.config, "SERIALIZER", serializer)
-    daemon = Pyro5.api.Daemon(host="127.0.0.1", port=0)
     listener = Pyro5Listener()
-    daemon.register(listener)
-    t = threading.Thread(target=daemon.requestLoop, daemon=True)
-    t.start()
-    try:
+    with pyro5_daemon() as daemon:
+        daemon.register(listener)
         with Pyro5.api.Proxy(str(server.uri)) as es:
             # Pyro5 sends a registered object as a proxy to it (but not with marshal: pass the proxy)
             callback = daemon.proxyFor(listener) if serializer == "marshal" else listener
@@ -240,10 +237,6 @@ def test_pyro5_publisher_and_pyro5_subscriber(server, serializer, monkeypatch):
             assert stats["published"] == 23
             es.unsubscribe(["pyro5.news", r"pyro5\.w"], callback)
             assert wait_for(lambda: not es.stats()["subscribers"])
-    finally:
-        daemon.shutdown()
-        t.join(5)
-        daemon.close()
 
 
 # ---- delivery semantics ----------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from ember.config import Config
 from ember.naming.matching import RegexMatcher, estimated_work
 from ember.naming.nameserver import NAMESERVER_NAME
 
-from .services import Calc
+from .services import Calc, wait_for
 
 KEY = "s3cret-key"
 URI = "PYRO:obj@127.0.0.1:5001"
@@ -129,7 +129,7 @@ def test_pathological_regex_does_not_stall_other_clients(servertype, tmp_path):
         try:
             assert sent.wait(10)
             # the attack is under way once the name server started its regex helper process
-            assert wait_until(lambda: children(proc.pid), timeout=20), "no regex helper process was started"
+            assert wait_for(lambda: children(proc.pid), timeout=20), "no regex helper process was started"
             with ember.Proxy(uri) as good:
                 good._timeout = 20  # a stalled name server fails the test here instead of hanging it
                 for _ in range(5):
@@ -449,19 +449,12 @@ def test_oneway_and_batched_writes_need_the_key_too(servertype, caplog):
             writer.register("oneway.good", URI)
             assert writer.ping() is None
         # the three refused oneway calls (register, remove, the batch) were handled: their refusals are logged
-        assert wait_until(lambda: sum("needs the name server's write key" in r.getMessage()
-                                      for r in caplog.records) >= 3), [r.getMessage() for r in caplog.records]
-        assert wait_until(lambda: "oneway.good" in service.nameserver.list())
+        assert wait_for(lambda: sum("needs the name server's write key" in r.getMessage()
+                                    for r in caplog.records) >= 3, 10), [r.getMessage() for r in caplog.records]
+        assert wait_for(lambda: "oneway.good" in service.nameserver.list(), 10)
         names = set(service.nameserver.list())
         assert "victim" in names and not names & {"oneway.evil", "batch.evil"}
     finally:
         service.shutdown()
 
 
-def wait_until(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False

@@ -25,6 +25,8 @@ from ember.errors import CommunicationError, MessageTooLargeError, ProtocolError
 from ember.protocol import Message, MsgType, decode, encode
 from ember.transport import shm
 
+from .services import pyro5_daemon, wait_for
+
 pytestmark = pytest.mark.skipif(not shm.available(), reason="shared memory needs Linux (memfd_create, SCM_RIGHTS)")
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
@@ -64,15 +66,6 @@ def memfds() -> int:
     with open("/proc/self/maps") as maps:
         count += sum("memfd:ember-shm" in line for line in maps)
     return count
-
-
-def wait_for(condition, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def dev_shm() -> set[str]:
@@ -188,18 +181,12 @@ def test_ember_proxy_with_a_pyro5_daemon_uses_the_socket(unix_path):
         def echo(self, data):
             return data
 
-    daemon = Pyro5.api.Daemon(unixsocket=unix_path)
-    uri = daemon.register(PyroBulk(), "bulk")
-    thread = threading.Thread(target=daemon.requestLoop, daemon=True)
-    thread.start()
-    try:
+    with pyro5_daemon(unixsocket=unix_path) as daemon:
+        uri = daemon.register(PyroBulk(), "bulk")
         with ember.Proxy(str(uri)) as p:
             p._serializer = "marshal"
             assert p.echo(b"p" * BIG) == b"p" * BIG
             assert p._session.shm is None
-    finally:
-        daemon.shutdown()
-        thread.join(5)
         daemon.close()
 
 
@@ -257,27 +244,33 @@ def test_corrupted_descriptors_are_refused(raw, message):
         channel.close()
 
 
+def _corrupt_descriptors(monkeypatch, proxy, from_client, change):
+    """From now on the descriptors the proxy's side (or the daemon's) writes say
+    ``change(generation, offset, length)``."""
+    write = shm._Outbound.write
+    client_side = proxy._session.shm._out
+
+    def corrupting(self, payload, size):
+        desc = write(self, payload, size)
+        if (self is client_side) == from_client:
+            desc = struct.pack("!QQQ", *change(*struct.unpack("!QQQ", desc)))
+        return desc
+
+    monkeypatch.setattr(shm._Outbound, "write", corrupting)
+
+
 def test_corrupted_descriptor_from_a_client_is_answered_and_the_connection_closed(make_daemon, servertype,
                                                                                   unix_path, monkeypatch):
     daemon = make_daemon(servertype=servertype, unixsocket=unix_path)
     uri = daemon.register(Bulk(), "bulk")
     data = os.urandom(BIG)
-    write = shm._Outbound.write
     with ember.Proxy(uri) as p:
         assert p.echo(data) == data
-        client_side = p._session.shm._out
-
-        def corrupting(self, payload, size):
-            desc = write(self, payload, size)
-            if self is client_side:  # the next descriptor names a generation the daemon does not expect
-                gen, offset, length = struct.unpack("!QQQ", desc)
-                desc = struct.pack("!QQQ", gen + 40, offset, length)
-            return desc
-
-        monkeypatch.setattr(shm._Outbound, "write", corrupting)
+        # the next descriptor names a generation the daemon does not expect
+        _corrupt_descriptors(monkeypatch, p, True, lambda gen, offset, length: (gen + 40, offset, length))
         with pytest.raises(ProtocolError, match="corrupted shared-memory descriptor: generation 42, expected 2"):
             p.echo(data)
-        assert wait_for(lambda: p._sock.recv(1) == b"")  # then the daemon closed the connection
+        assert wait_for(lambda: p._sock.recv(1) == b"", 10)  # then the daemon closed the connection
         p._release()
         assert p.echo(data) == data  # a new connection, new regions
 
@@ -329,7 +322,7 @@ def test_regions_are_closed_with_the_connection(make_daemon, servertype, unix_pa
     assert p.echo(b"r" * BIG) == b"r" * BIG
     assert memfds() > before  # client and daemon (same process here) hold the regions
     p._release()
-    assert wait_for(lambda: memfds() == before), "regions still open after the connection closed"
+    assert wait_for(lambda: memfds() == before, 10), "regions still open after the connection closed"
 
 
 # ---- SIGKILL: nothing leaks on the surviving side, nothing ever appears in /dev/shm ------------
@@ -496,19 +489,10 @@ def test_corrupted_descriptor_from_the_daemon_is_refused_by_the_proxy(make_daemo
     daemon = make_daemon(unixsocket=unix_path)
     uri = daemon.register(Bulk(), "bulk")
     data = os.urandom(BIG)
-    write = shm._Outbound.write
     with ember.Proxy(uri) as p:
         assert p.echo(data) == data
-        client_side = p._session.shm._out
-
-        def corrupting(self, payload, size):
-            desc = write(self, payload, size)
-            if self is not client_side:  # the daemon's reply names a block outside its region
-                gen, offset, length = struct.unpack("!QQQ", desc)
-                desc = struct.pack("!QQQ", gen, offset, length + (64 << 20))
-            return desc
-
-        monkeypatch.setattr(shm._Outbound, "write", corrupting)
+        # the daemon's reply names a block outside its region
+        _corrupt_descriptors(monkeypatch, p, False, lambda gen, offset, length: (gen, offset, length + (64 << 20)))
         with pytest.raises(ProtocolError, match="corrupted shared-memory descriptor: .* bytes at offset 4096 lie outside"):
             p.echo(data)
         assert p._sock is None  # the proxy dropped the connection

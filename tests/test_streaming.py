@@ -21,6 +21,8 @@ import ember
 from ember import errors
 from ember.server.uploads import UploadSource, close_upload_daemons
 
+from .services import pyro5_daemon
+
 CHUNK = 64 * 1024
 
 
@@ -507,14 +509,8 @@ class PyroFiles:
 
 @pytest.fixture
 def pyro5_files():
-    daemon = Pyro5.api.Daemon(host="127.0.0.1", port=0)
-    uri = daemon.register(PyroFiles(), "files")
-    t = threading.Thread(target=daemon.requestLoop, daemon=True)
-    t.start()
-    yield str(uri)
-    daemon.shutdown()
-    t.join(5)
-    daemon.close()
+    with pyro5_daemon() as daemon:
+        yield str(daemon.register(PyroFiles(), "files"))
 
 
 def test_ember_uploads_to_a_pyro5_server(pyro5_files, data_file):
@@ -572,17 +568,10 @@ class PyroSource:
 def test_pyro5_client_uploads_to_ember(files, data_file, tmp_path):
     _obj, uri = files
     _path, data = data_file
-    daemon = Pyro5.api.Daemon(host="127.0.0.1", port=0)
     source = PyroSource(data)
-    daemon.register(source)
-    t = threading.Thread(target=daemon.requestLoop, daemon=True)
-    t.start()
-    try:
+    with pyro5_daemon() as daemon:
+        daemon.register(source)
         with Pyro5.api.Proxy(str(uri)) as p:
             assert p.store("from-pyro5.bin", source) == len(data)  # Pyro5 passes its registered object as a proxy
-    finally:
-        daemon.shutdown()
-        t.join(5)
-        daemon.close()
     assert (tmp_path / "from-pyro5.bin").read_bytes() == data
     assert source.pulled == 6

@@ -24,7 +24,7 @@ import ember
 import ember.web
 from ember.events import EventServer, Publisher
 
-from .services import wait_for
+from .services import pyro5_daemon, wait_for
 
 
 @ember.expose
@@ -112,15 +112,10 @@ def backend(ember_nameserver, ember_daemon):
 @pytest.fixture
 def pyro5_backend(backend):
     ns = backend[0]
-    daemon = Pyro5.api.Daemon(host="127.0.0.1", port=0)
-    uri = daemon.register(PyroCalc(), "pyrocalc")
-    thread = threading.Thread(target=daemon.requestLoop, daemon=True)
-    thread.start()
-    ns.register("http.pyro5", str(uri))
-    yield str(uri)
-    daemon.shutdown()
-    thread.join(5)
-    daemon.close()
+    with pyro5_daemon() as daemon:
+        uri = daemon.register(PyroCalc(), "pyrocalc")
+        ns.register("http.pyro5", str(uri))
+        yield str(uri)
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from . import hooks
 from ._base import ProxyCore, receiving_flavour
 from .hooks import installed as _hooks
 from .proxy import _FAILOVERS, _RemoteMethod
-from .resolve import acandidates, aresolve, forget, mark_failed
+from .resolve import ReplicaRounds, acandidates, aresolve, forget, mark_failed
 
 __all__ = ["AsyncProxy", "AsyncBatchProxy", "AsyncRemoteIterator"]
 
@@ -242,21 +242,16 @@ class AsyncProxy(ProxyCore):
             await self._open_session(await self._resolve(), session)
             return
         # a name: its replicas in turn, as the blocking Proxy does
-        use_cache = True
+        rounds = ReplicaRounds(name)
         while True:
-            uris, cached = await acandidates(name, AsyncProxy, use_cache)
-            error: CommunicationError | None = None
+            uris, cached = await acandidates(name, AsyncProxy, rounds.use_cache)
             for uri in uris:
                 try:
                     await self._open_session(uri, ClientSession(serializers.get(self._serializer), config))
                     return
                 except CommunicationError as exc:
-                    error = exc
-                    mark_failed(name, uri)
-            forget(name)
-            if not cached or error is None:
-                raise error or CommunicationError(f"no replica of {name} to connect to")
-            use_cache = False
+                    rounds.failed(uri, exc)
+            rounds.end_of_round(cached)
 
     async def _open_session(self, uri: URI, session: ClientSession) -> None:
         """Connect to a direct URI and do the handshake."""

@@ -30,7 +30,7 @@ from . import hooks
 from ._base import ProxyCore
 from .hooks import installed as _hooks
 from .idle import watch
-from .resolve import candidates, forget, mark_failed
+from .resolve import ReplicaRounds, candidates, forget, mark_failed
 from .resolve import resolve as resolve_uri
 
 __all__ = ["Proxy", "RemoteIterator", "loop_serves", "loop_stopped"]
@@ -317,21 +317,16 @@ class Proxy(ProxyCore, Generic[T]):
         if name.protocol != "PYRONAME":
             self._open(self._resolve())
             return
-        use_cache = True
+        rounds = ReplicaRounds(name)
         while True:
-            uris, cached = candidates(name, Proxy, use_cache)
-            error: CommunicationError | None = None
+            uris, cached = candidates(name, Proxy, rounds.use_cache)
             for uri in uris:
                 try:
                     self._open(uri)
                     return
                 except CommunicationError as exc:
-                    error = exc
-                    mark_failed(name, uri)
-            forget(name)
-            if not cached or error is None:
-                raise error or CommunicationError(f"no replica of {name} to connect to")
-            use_cache = False
+                    rounds.failed(uri, exc)
+            rounds.end_of_round(cached)
 
     def _open(self, uri: URI) -> None:
         """Connect to a direct URI and do the handshake."""
@@ -429,7 +424,7 @@ class Proxy(ProxyCore, Generic[T]):
         session = self._session
         seq, frame = session.invoke_frame(object_id, method, args, kwargs, flags, extra_annotations=extra_annotations)
         sock = self._sock
-        plain = None
+        plain = None  # the chunk holding a plain RESULT, decoded straight from it
         try:
             timeout = self._timeout if self._timeout is not None else config.COMMTIMEOUT
             timeout = timeout or None
@@ -443,32 +438,26 @@ class Proxy(ProxyCore, Generic[T]):
             if flags & F_ONEWAY:
                 return None
             decoder = session.decoder
-            if decoder.idle:
+            if decoder.idle:  # the reply starts in the next chunk
                 try:
                     chunk = sock.recv(65536)
                 except OSError as exc:
                     raise io_error(exc) from None
-                if chunk:
-                    header = plain_header(decoder, chunk, T_RESULT)
-                    if header is not None and header[1] == seq and header[0] == session.serializer_id:
-                        plain = chunk  # the plain result of a small call: decoded below, without a Message
-                        reply = None
-                    else:
-                        decoder.feed(chunk)
-                        reply = decoder.next_message() or net.recv_message(sock, decoder)
+                header = plain_header(decoder, chunk, T_RESULT)
+                if header is not None and header[1] == seq and header[0] == session.serializer_id:
+                    plain = chunk
                 else:
-                    reply = None
-            else:
-                reply = net.recv_message(sock, decoder)
+                    decoder.feed(chunk)  # the general way (recv_message takes what is buffered first)
+            reply = net.recv_message(sock, decoder) if plain is None else None
         except TimeoutError as exc:
             self._release()
             raise self._timed_out(method, exc) from None
         except ProtocolError:
             self._release()
             raise
+        if plain is not None:
+            return session.serializer.loads(plain[HEADER_SIZE:])
         if reply is None:
-            if plain is not None:
-                return session.serializer.loads(plain[HEADER_SIZE:])
             self._release()
             raise ConnectionClosedError(f"connection to {self._pyroUri} closed by the server")
         try:

@@ -42,6 +42,7 @@ __all__ = [
     "clear_cache",
     "forget",
     "mark_failed",
+    "ReplicaRounds",
     "broadcast_for_ns",
     "find_ns",
     "find_ns_uri",
@@ -261,6 +262,38 @@ def mark_failed(uri: str | URI, direct: URI) -> None:
             _cache[key] = (entry[0], rest)
         else:
             del _cache[key]
+
+
+class ReplicaRounds:
+    """How both proxies connect to a name's replicas: each in turn, a failed one left out of
+    the lookup cache, and one more round with a fresh lookup when the list came from the cache.
+
+    >>> rounds = ReplicaRounds(name)
+    >>> while True:
+    ...     uris, cached = candidates(name, Proxy, rounds.use_cache)
+    ...     for uri in uris:
+    ...         try: return connect(uri)
+    ...         except CommunicationError as exc: rounds.failed(uri, exc)
+    ...     rounds.end_of_round(cached)          # raises when there is no round left
+    """
+
+    def __init__(self, name: URI) -> None:
+        self.name = name
+        self.use_cache = True
+        self.error: CommunicationError | None = None
+
+    def failed(self, uri: URI, exc: CommunicationError) -> None:
+        self.error = exc
+        mark_failed(self.name, uri)
+
+    def end_of_round(self, cached: bool) -> None:
+        """Every replica of this round failed: raise the last error, unless the list came from the
+        cache (then the next round asks the name server)."""
+        forget(self.name)
+        if not cached or self.error is None:
+            raise self.error or CommunicationError(f"no replica of {self.name} to connect to")
+        self.use_cache = False
+        self.error = None
 
 
 def _rotated(key: str, uris: tuple[URI, ...]) -> list[URI]:

@@ -24,7 +24,7 @@ from ..protocol.plain import PLAIN_MAX, plain_frame, plain_header
 from . import meta as metamod
 from .dispatch import Call, Dispatcher
 from .guards import contained
-from .session_state import Connection
+from .session_state import Connection, fill_call_context
 from .values import PLAIN
 
 __all__ = ["answer_plain"]
@@ -50,19 +50,11 @@ def answer_plain(d: Dispatcher, encode: Any, conn: Connection, chunk: bytes) -> 
     except SerializeError:
         return None  # the general path closes the connection
     ctx = _get_context()
-    ctx.client = conn
-    ctx.client_sock_addr = conn.addr
-    ctx.seq = seq
-    ctx.msg_flags = 0
-    ctx.serializer_id = ser_id
-    ctx.annotations = {}
-    ctx.response_annotations = {}
-    ctx.correlation_id = None
+    fill_call_context(ctx, conn, seq, 0, ser_id, {}, None)
     try:
         object_id, method, args, kwargs = ser.loads_call(chunk[HEADER_SIZE:])
     except Exception as exc:  # as the general path answers it: refused data, a class that may not be rebuilt
-        return encode(d.exception_reply(Message(T_INVOKE, ser_id, 0, seq, b"", ctx.annotations, None), ser, exc),
-                      session)
+        return encode(d.exception_reply(_invoke_message(ser_id, seq, ctx), ser, exc), session)
     if type(args) is not tuple and type(args) is not list:
         return None
     registry = d.registry
@@ -77,8 +69,7 @@ def answer_plain(d: Dispatcher, encode: Any, conn: Connection, chunk: bytes) -> 
         if type(result) is _COROUTINE:
             result = d.driver.await_coroutine(result)
     except BaseException as exc:
-        call = Call(d, conn, Message(T_INVOKE, ser_id, 0, seq, b"", ctx.annotations, None), ser, ctx, object_id,
-                    obj, method, func, args, kwargs)
+        call = Call(d, conn, _invoke_message(ser_id, seq, ctx), ser, ctx, object_id, obj, method, func, args, kwargs)
         return encode(call.failed(contained(exc)), session)
     if type(result) in PLAIN:
         try:
@@ -90,6 +81,10 @@ def answer_plain(d: Dispatcher, encode: Any, conn: Connection, chunk: bytes) -> 
             frame = plain_frame(T_RESULT, ser_id, seq, data)
             shm = session.shm
             return frame if shm is None else shm.outgoing(frame)
-    call = Call(d, conn, Message(T_INVOKE, ser_id, 0, seq, b"", ctx.annotations, None), ser, ctx, object_id, obj,
-                method, func, args, kwargs)
+    call = Call(d, conn, _invoke_message(ser_id, seq, ctx), ser, ctx, object_id, obj, method, func, args, kwargs)
     return encode(call.complete(result), session)
+
+
+def _invoke_message(ser_id: int, seq: int, ctx: Any) -> Message:
+    """The INVOKE a plain call stands for, for the general path's replies (it reads the header fields)."""
+    return Message(T_INVOKE, ser_id, 0, seq, b"", ctx.annotations, None)

@@ -15,7 +15,7 @@ from typing import Any
 from ..context import CallContext
 from ..protocol import Message, ServerSession
 
-__all__ = ["Connection", "set_call_context"]
+__all__ = ["Connection", "set_call_context", "fill_call_context"]
 
 
 class Connection:
@@ -79,11 +79,17 @@ class Connection:
 
 def set_call_context(ctx: CallContext, conn: Connection, msg: Message) -> None:
     """Fill the call context of the thread/task serving ``msg``."""
+    fill_call_context(ctx, conn, msg.seq, msg.flags, msg.serializer_id, msg.annotations, msg.correlation_id)
+
+
+def fill_call_context(ctx: CallContext, conn: Connection, seq: int, flags: int, serializer_id: int,
+                      annotations: dict[str, bytes], correlation_id: Any) -> None:
+    """Fill the call context of the thread/task serving a call (the plain lane has no Message)."""
     ctx.client = conn
     ctx.client_sock_addr = conn.addr
-    ctx.seq = msg.seq
-    ctx.msg_flags = msg.flags
-    ctx.serializer_id = msg.serializer_id
-    ctx.annotations = msg.annotations
+    ctx.seq = seq
+    ctx.msg_flags = flags
+    ctx.serializer_id = serializer_id
+    ctx.annotations = annotations
     ctx.response_annotations = {}
-    ctx.correlation_id = msg.correlation_id
+    ctx.correlation_id = correlation_id

@@ -94,30 +94,24 @@ class MultiplexServer(SelectorDriver):
         try:
             if stream.tls_pending and not stream.handshake_tls(None):
                 return
+            # the rest of a large payload goes straight into its buffer; anything else comes as a chunk
             target = None if stream.tls else session.decoder.recv_target()
-            if target is not None:  # the rest of a large payload: straight into its buffer
-                n = stream.recv_into_available(target)
-                if n is None:
-                    return
-                conn.last_active = time.monotonic()
-                if not n:
-                    self._drop(conn)
-                    return
-                session.decoder.received(n)
+            got = stream.recv_available() if target is None else stream.recv_into_available(target)
+            if got is None:  # nothing there yet
+                return
+            conn.last_active = time.monotonic()
+            if not got:
+                self._drop(conn)
+                return
+            if target is not None:
+                session.decoder.received(got)
             else:
-                chunk = stream.recv_available()
-                if chunk is None:
-                    return
-                conn.last_active = time.monotonic()
-                if not chunk:
-                    self._drop(conn)
-                    return
                 if not conn.outbuf and session.decoder.idle:  # a new message: maybe a plain call
-                    frame = answer_plain(self.dispatcher, self.daemon.encode, conn, chunk)
+                    frame = answer_plain(self.dispatcher, self.daemon.encode, conn, got)
                     if frame is not None:
                         self._send(conn, frame)
                         return
-                session.feed(chunk)
+                session.feed(got)
             self._process(conn)
         except Exception as exc:
             self.failed(conn, exc)

@@ -145,6 +145,7 @@ class ThreadPoolServer(SelectorDriver):
             conn.last_active = time.monotonic()
             dispatcher, encode = self.dispatcher, self.daemon.encode
             while not stream.closed:
+                answered = False
                 if decoder.idle:  # a new message starts: the common small call takes the plain lane
                     try:
                         chunk = sock.recv(65536)
@@ -154,24 +155,19 @@ class ThreadPoolServer(SelectorDriver):
                         break
                     conn.in_call = True
                     frame = answer_plain(dispatcher, encode, conn, chunk)
-                    if frame is not None:
+                    answered = frame is not None
+                    if answered:
                         stream.send(frame)
                     else:
-                        decoder.feed(chunk)
-                        conn.in_call = False
-                        msg = decoder.next_message() or recv(sock, decoder, 65536, stall)
-                        if msg is None:
-                            break
-                        conn.in_call = True
-                        self.answer(conn, msg)
-                        msg = None  # let the decoder reuse a large payload's buffer for the next message
-                else:
+                        decoder.feed(chunk)  # the general way: the decoder judges it (recv gets the rest)
+                if not answered:
+                    conn.in_call = False
                     msg = recv(sock, decoder, 65536, stall)
                     if msg is None:
                         break
                     conn.in_call = True
                     self.answer(conn, msg)
-                    msg = None
+                    msg = None  # let the decoder reuse a large payload's buffer for the next message
                 conn.in_call = False
                 conn.last_active = time.monotonic()
                 if session.must_close:
